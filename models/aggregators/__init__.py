@@ -1,0 +1,3 @@
+"""Aggregators; importing this package registers them in ``models.registry.AGGREGATORS``."""
+
+from models.aggregators import salad  # noqa: F401

@@ -1,0 +1,3 @@
+"""Backbones; importing this package registers them in ``models.registry.BACKBONES``."""
+
+from models.backbones import dinov2  # noqa: F401

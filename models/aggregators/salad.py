@@ -1,0 +1,137 @@
+"""SALAD: Sinkhorn Algorithm for Locally Aggregated Descriptors (Izquierdo & Civera, CVPR 2024).
+
+Every patch feature is scored against ``m`` learned clusters plus a dustbin; a few log-domain
+Sinkhorn iterations turn the scores into a transport plan; the plan (dustbin row dropped)
+weights the reduced patch features into ``m`` cluster descriptors of ``l`` dims, which are
+L2-normalised per cluster, prefixed with a global scene token of ``g`` dims, flattened and
+L2-normalised as a whole: a ``g + m*l`` descriptor (8448 = 256 + 64 * 128 by default).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.registry import AGGREGATORS
+
+
+def log_sinkhorn(scores: torch.Tensor, log_row_mass: torch.Tensor, log_col_mass: torch.Tensor, num_iters: int) -> torch.Tensor:
+    """Log-domain Sinkhorn: the log transport plan between two marginals.
+
+    Args:
+        scores: ``[B, R, N]`` log-kernel (regularisation 1).
+        log_row_mass: ``[R]`` log marginal of the rows.
+        log_col_mass: ``[N]`` log marginal of the columns.
+        num_iters: number of (row, column) scaling rounds.
+
+    Returns:
+        ``[B, R, N]`` ``scores + u + v`` after ``num_iters`` rounds, starting from ``u = v = 0``.
+    """
+    u = scores.new_zeros(scores.shape[0], scores.shape[1])
+    v = scores.new_zeros(scores.shape[0], scores.shape[2])
+    for _ in range(num_iters):
+        u = log_row_mass - torch.logsumexp(scores + v.unsqueeze(1), dim=2)
+        v = log_col_mass - torch.logsumexp(scores + u.unsqueeze(2), dim=1)
+    return scores + u.unsqueeze(2) + v.unsqueeze(1)
+
+
+def sinkhorn_assignment(scores: torch.Tensor, dustbin: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
+    """Soft assignment of ``n`` features to ``m`` clusters plus a dustbin, as SALAD defines it.
+
+    Marginals (before the final rescaling by ``n + m``): each cluster row and each feature
+    column carries mass ``1 / (n + m)``; the dustbin row carries ``(n - m) / (n + m)``.
+
+    Args:
+        scores: ``[B, m, n]`` cluster-to-feature scores.
+        dustbin: scalar score of the dustbin row.
+        num_iters: Sinkhorn iterations (3 in the paper).
+
+    Returns:
+        ``[B, m + 1, n]`` assignment probabilities, computed in float32; the last row is the dustbin.
+    """
+    batch, num_clusters, num_features = scores.shape
+    if num_features <= num_clusters:
+        raise ValueError(
+            f"SALAD needs more features than clusters: got {num_features} features (patches) for "
+            f"{num_clusters} clusters; use a larger image or fewer clusters"
+        )
+    scores = scores.float()
+    dustbin_row = dustbin.float().reshape(1, 1, 1).expand(batch, 1, num_features)
+    augmented = torch.cat((scores, dustbin_row), dim=1)  # [B, m + 1, n]
+
+    log_norm = -math.log(num_features + num_clusters)
+    log_row_mass = torch.full((num_clusters + 1,), log_norm, device=scores.device)
+    log_row_mass[-1] += math.log(num_features - num_clusters)
+    log_col_mass = torch.full((num_features,), log_norm, device=scores.device)
+
+    log_plan = log_sinkhorn(augmented, log_row_mass, log_col_mass, num_iters)
+    return torch.exp(log_plan - log_norm)
+
+
+@AGGREGATORS.register("SALAD")
+class SALAD(nn.Module):
+    """The SALAD aggregator.
+
+    Args:
+        num_channels: channels ``C`` of the backbone's features and token.
+        num_clusters: clusters ``m``.
+        cluster_dim: reduced feature dims ``l`` per cluster.
+        token_dim: dims ``g`` of the global scene token.
+        dropout: dropout in the score and cluster-feature MLPs (0 disables it).
+        sinkhorn_iters: Sinkhorn iterations.
+
+    Shapes:
+        input ``(features [B, C, h, w], token [B, C])``; output ``[B, g + m*l]``, unit L2 norm,
+        laid out as ``[token (g), clusters (l-major: index = dim * m + cluster)]``.
+    """
+
+    def __init__(
+        self,
+        num_channels: int = 1536,
+        num_clusters: int = 64,
+        cluster_dim: int = 128,
+        token_dim: int = 256,
+        dropout: float = 0.3,
+        sinkhorn_iters: int = 3,
+    ) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+        self.num_clusters = num_clusters
+        self.cluster_dim = cluster_dim
+        self.token_dim = token_dim
+        self.sinkhorn_iters = sinkhorn_iters
+        self.out_dim = token_dim + num_clusters * cluster_dim
+        hidden = 512
+
+        def maybe_dropout() -> nn.Module:
+            return nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+        self.token_features = nn.Sequential(
+            nn.Linear(num_channels, hidden), nn.ReLU(), nn.Linear(hidden, token_dim)
+        )
+        self.cluster_features = nn.Sequential(
+            nn.Conv2d(num_channels, hidden, 1), maybe_dropout(), nn.ReLU(), nn.Conv2d(hidden, cluster_dim, 1)
+        )
+        self.score = nn.Sequential(
+            nn.Conv2d(num_channels, hidden, 1), maybe_dropout(), nn.ReLU(), nn.Conv2d(hidden, num_clusters, 1)
+        )
+        self.dust_bin = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``(features [B, C, h, w], token [B, C])`` -> descriptors ``[B, g + m*l]``."""
+        features, token = inputs
+        local = self.cluster_features(features).flatten(2)  # [B, l, n]
+        scores = self.score(features).flatten(2)  # [B, m, n]
+        global_token = self.token_features(token)  # [B, g]
+
+        # Transport and aggregation run in float32 even under autocast.
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            assignment = sinkhorn_assignment(scores, self.dust_bin, self.sinkhorn_iters)[:, :-1]  # [B, m, n]
+            # sum_n local[b, l, n] * assignment[b, m, n]: one batched matmul, never [B, l, m, n].
+            clusters = torch.bmm(local.float(), assignment.transpose(1, 2))  # [B, l, m]
+        clusters = F.normalize(clusters, p=2, dim=1).flatten(1)
+        descriptor = torch.cat((F.normalize(global_token.float(), p=2, dim=-1), clusters), dim=-1)
+        return F.normalize(descriptor, p=2, dim=-1)

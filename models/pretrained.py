@@ -1,0 +1,65 @@
+"""Pretrained weights: a local file when given, else a download through torch.hub's cache.
+
+Nothing here runs at import; a download happens only when a builder is asked for
+``pretrained=True`` without a local ``pretrained_path``.
+"""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
+    """Load a checkpoint file safely and return its state dict.
+
+    Accepts a bare state dict and a Lightning checkpoint (``{"state_dict": ...}``).
+    ``weights_only=True``: a file that would run code when unpickled is refused, never executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        payload: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"checkpoint {path} is not a plain tensor file loadable with weights_only=True "
+            f"(refused, not executed): {first_line}"
+        ) from error
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise ValueError(f"checkpoint {path} holds no state dict of tensors")
+    return payload
+
+
+def fetch_state_dict(
+    url: str, pretrained_path: str | PathLike[str] | None, what: str, argument: str = "pretrained_path"
+) -> dict[str, torch.Tensor]:
+    """The state dict at ``pretrained_path`` if given, else downloaded from ``url``.
+
+    Args:
+        url: where the official file is published.
+        pretrained_path: a local copy of that file, or ``None`` to download.
+        what: a human name for the weights, used in messages.
+        argument: the name of the argument that takes a local file, for the offline error.
+    """
+    if pretrained_path is not None:
+        log.info("loading %s from %s", what, pretrained_path)
+        return read_state_dict(pretrained_path)
+    file_name = url.rsplit("/", 1)[-1]
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True, file_name=file_name)
+    except (URLError, OSError) as error:
+        raise RuntimeError(
+            f"could not download {what} from {url} ({error}); fetch {file_name} by hand and pass "
+            f"its path as {argument}=..."
+        ) from error
