@@ -1,0 +1,66 @@
+"""torch.hub entries, offline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from urllib.error import URLError
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_hub_load_local_without_pretrained_builds_the_8448d_model():
+    model = torch.hub.load(str(REPO), "dinov2_salad", source="local", pretrained=False)
+    assert not model.training
+    assert model.aggregator.out_dim == 8448 and model.backbone.model_name == "dinov2_vitb14"
+    assert model.backbone.num_trainable_blocks == 4
+
+
+def test_importing_hubconf_needs_nothing_that_inference_does_not_use():
+    code = (
+        "import sys, hubconf; "
+        "heavy = [m for m in ('faiss', 'pytorch_metric_learning', 'pytorch_lightning', 'lightning', 'pandas') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_ckpt_path_loads_a_local_file_in_the_small_entries(tmp_path: Path):
+    import hubconf
+
+    reference = hubconf.dinov2_salad_512_32(pretrained=False)
+    path = tmp_path / "dino_salad_512_32.ckpt"
+    torch.save(reference.state_dict(), path)
+    loaded = hubconf.dinov2_salad_512_32(ckpt_path=str(path))
+    images = torch.randn(1, 3, 70, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), reference(images))
+    assert loaded(images).shape == (1, 544)
+    assert hubconf.dinov2_salad_2048_64(pretrained=False).aggregator.out_dim == 2112
+
+
+def test_hand_downloaded_entries_ask_for_the_file():
+    import hubconf
+
+    with pytest.raises(ValueError, match="dino_salad_2048_64.ckpt only for download by hand; pass its path as ckpt_path"):
+        hubconf.dinov2_salad_2048_64()
+
+
+def test_default_entry_downloads_the_release_and_says_what_to_fetch_offline(monkeypatch):
+    import hubconf
+
+    asked = []
+
+    def offline(url, *args, **kwargs):
+        asked.append(url)
+        raise URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="fetch dino_salad.ckpt by hand and pass its path as ckpt_path="):
+        hubconf.dinov2_salad()
+    assert asked == ["https://github.com/serizba/salad/releases/download/v1.0.0/dino_salad.ckpt"]
