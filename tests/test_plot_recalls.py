@@ -1,0 +1,88 @@
+"""tools/plot_recalls: one figure per evaluation set from several runs' results files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tools.plot_recalls import main
+from utils.results import make_set_result, write_results_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_run(folder: Path, sets: dict[str, list[float]]) -> Path:
+    folder.mkdir(parents=True)
+    payload = {
+        name: make_set_result({1: curve[0]}, curve, num_queries=10, num_db=100) for name, curve in sets.items()
+    }
+    return write_results_json(folder / "results.json", payload)
+
+
+def test_one_figure_per_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_a = write_run(tmp_path / "run_a", {"msls_val": [80.0, 85.0, 90.0], "sped": [70.0, 75.0]})
+    run_b = write_run(tmp_path / "run_b", {"msls_val": [82.0, 88.0, 91.0]})
+
+    assert main(["--runs", str(run_a), str(run_b), "--labels", "A", "B", "--out", str(tmp_path / "fig.png")]) == 0
+
+    expected = [tmp_path / "fig_msls_val.png", tmp_path / "fig_sped.png"]
+    for path in expected:
+        with Image.open(path) as figure:
+            assert figure.format == "PNG"
+    assert capsys.readouterr().out.split() == [str(path) for path in expected]
+    assert not (tmp_path / "fig.png").exists()
+
+
+def test_single_set_goes_to_out_and_labels_default_to_run_folders(tmp_path: Path) -> None:
+    run_a = write_run(tmp_path / "run_a", {"msls_val": [80.0, 85.0], "sped": [70.0, 75.0]})
+    run_b = write_run(tmp_path / "run_b", {"msls_val": [82.0, 88.0]})
+    out = tmp_path / "msls.png"
+    assert main(["--runs", str(run_a), str(run_b), "--sets", "msls_val", "--out", str(out)]) == 0
+    assert out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["msls.png", "run_a", "run_b"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--labels", "only-one"], "gives 1 labels for 2 --runs"),
+        (["--labels", "same", "same"], "labels must differ"),
+        (["--sets", "pitts30k_test"], "no run has results for the set 'pitts30k_test'"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    run_a = write_run(tmp_path / "run_a", {"sped": [70.0]})
+    run_b = write_run(tmp_path / "run_b", {"sped": [71.0]})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--runs", str(run_a), str(run_b), "--out", str(tmp_path / "f.png"), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_curve_and_existing_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path / "run", {"sped": [70.0]})
+    no_curve = tmp_path / "old" / "results.json"
+    no_curve.parent.mkdir()
+    no_curve.write_text('{"sped": {"recall@k": {"1": 70.0}}}')
+    with pytest.raises(SystemExit):
+        main(["--runs", str(no_curve), "--out", str(tmp_path / "f.png")])
+    assert "has no 'recall_curve' field" in capsys.readouterr().err
+
+    existing = tmp_path / "taken.png"
+    existing.write_bytes(b"user file")
+    with pytest.raises(SystemExit):
+        main(["--runs", str(run), "--out", str(existing)])
+    assert "not overwriting" in capsys.readouterr().err
+    assert existing.read_bytes() == b"user file"
+
+
+def test_help_runs_as_a_script() -> None:
+    completed = subprocess.run(
+        [sys.executable, "tools/plot_recalls.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "--runs" in completed.stdout and "--labels" in completed.stdout

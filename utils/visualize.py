@@ -1,0 +1,233 @@
+"""Pictures of retrieval results: one strip per query with its top predictions, and Recall@N
+curves.
+
+Prediction strip layout (all sizes in pixels)::
+
+    +--------+ gap +--------+ gap +--------+
+    | query  |     | pred 1 |     | pred 2 |   <- every image resized to ``height``, aspect kept
+    +--------+     +--------+     +--------+
+      query      #1  d=0.412    #2  d=0.530    <- caption strip, ``caption_height`` tall
+
+so the image is ``sum(resized widths) + gap * (tiles - 1)`` wide and
+``height + caption_height`` tall. With ground truth each prediction gets a frame
+``frame_width`` wide drawn over its edges, green (:data:`CORRECT_COLOUR`) when it is a
+positive and red (:data:`WRONG_COLOUR`) when not; without ground truth there is no frame.
+The background is white.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from dataloaders.image_io import load_image
+
+CORRECT_COLOUR: tuple[int, int, int] = (0, 190, 0)
+WRONG_COLOUR: tuple[int, int, int] = (220, 0, 0)
+BACKGROUND_COLOUR: tuple[int, int, int] = (255, 255, 255)
+TEXT_COLOUR: tuple[int, int, int] = (0, 0, 0)
+
+
+def save_prediction_image(
+    out_path: str | PathLike[str],
+    query_path: str | PathLike[str],
+    pred_paths: Sequence[str | PathLike[str]],
+    distances: Sequence[float] | np.ndarray,
+    correct: Sequence[bool] | None,
+    height: int = 256,
+    gap: int = 8,
+    caption_height: int = 32,
+    frame_width: int = 6,
+) -> Path:
+    """Draw one query and its ranked predictions side by side (layout in the module docstring).
+
+    Args:
+        out_path: image file to create (format from its extension, e.g. ``.png``, ``.jpg``);
+            must not exist yet.
+        query_path: the query image.
+        pred_paths: ``K`` database images, best first.
+        distances: ``K`` distances, written under the predictions.
+        correct: ``K`` flags (frame green when true, red when false), or None for no frames.
+        height: common height of the images.
+        gap: white space between two images.
+        caption_height: height of the text strip under the images.
+        frame_width: thickness of the coloured frames.
+
+    Raises:
+        FileExistsError: ``out_path`` exists.
+        FileNotFoundError: an image is missing.
+        ValueError: list lengths that differ, non-positive sizes or an unknown extension.
+    """
+    out_path = Path(out_path)
+    image_format = _format_of(out_path)
+    if len(distances) != len(pred_paths) or (correct is not None and len(correct) != len(pred_paths)):
+        raise ValueError(
+            f"pred_paths ({len(pred_paths)}), distances ({len(distances)}) and correct "
+            f"({'None' if correct is None else len(correct)}) must have the same length"
+        )
+    if height < 1 or caption_height < 0 or gap < 0 or frame_width < 0:
+        raise ValueError(
+            f"height must be positive and gap, caption_height, frame_width non-negative, got "
+            f"{height}, {gap}, {caption_height}, {frame_width}"
+        )
+
+    tiles = [_load_at_height(path, height) for path in [query_path, *pred_paths]]
+    captions = ["query"] + [f"#{rank}  d={float(d):.3f}" for rank, d in enumerate(distances, start=1)]
+    frames: list[tuple[int, int, int] | None] = [None] * len(tiles)
+    if correct is not None:
+        frames[1:] = [CORRECT_COLOUR if flag else WRONG_COLOUR for flag in correct]
+
+    width = sum(tile.width for tile in tiles) + gap * (len(tiles) - 1)
+    canvas = Image.new("RGB", (width, height + caption_height), BACKGROUND_COLOUR)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(1, int(caption_height * 0.6)))
+    left = 0
+    for tile, caption, frame in zip(tiles, captions, frames):
+        canvas.paste(tile, (left, 0))
+        if frame is not None and frame_width > 0:
+            box = (left, 0, left + tile.width - 1, height - 1)
+            draw.rectangle(box, outline=frame, width=frame_width)
+        if caption_height > 0:
+            text_origin = (left + 2, height + caption_height // 2)
+            draw.text(text_origin, caption, fill=TEXT_COLOUR, font=font, anchor="lm")
+        left += tile.width + gap
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with out_path.open("xb") as stream:
+            canvas.save(stream, format=image_format)
+    except FileExistsError:
+        raise FileExistsError(f"prediction image already exists, not overwriting it: {out_path}") from None
+    return out_path
+
+
+def save_prediction_images(
+    out_dir: str | PathLike[str],
+    query_paths: Sequence[str | PathLike[str]],
+    db_paths: Sequence[str | PathLike[str]],
+    indices: np.ndarray,
+    distances: np.ndarray,
+    ground_truth: Sequence[np.ndarray] | np.ndarray | None,
+    num_preds: int = 5,
+    only_wrong: bool = False,
+    height: int = 256,
+) -> list[Path]:
+    """Save one prediction strip per query as ``out_dir/<query index:05d>_<query stem>.png``.
+
+    Args:
+        out_dir: folder for the images (created if needed; existing files are never replaced).
+        query_paths: ``M`` query image paths (readable files).
+        db_paths: ``N`` database image paths.
+        indices: ``[M, >= num_preds]`` database indices, best first.
+        distances: ``[M, >= num_preds]`` matching distances.
+        ground_truth: ``M`` arrays of positive database indices, or None (no frames).
+        num_preds: predictions drawn per query.
+        only_wrong: keep only the queries whose first prediction is not a positive
+            (needs ``ground_truth``).
+        height: common image height.
+
+    Returns:
+        The written files, in query order.
+    """
+    indices = np.asarray(indices)
+    distances = np.asarray(distances)
+    if indices.ndim != 2 or indices.shape[0] != len(query_paths) or distances.shape != indices.shape:
+        raise ValueError(
+            f"indices and distances must both be [{len(query_paths)} queries, K], got "
+            f"{indices.shape} and {distances.shape}"
+        )
+    if not 1 <= num_preds <= indices.shape[1]:
+        raise ValueError(f"num_preds must be between 1 and {indices.shape[1]}, got {num_preds}")
+    if ground_truth is not None and len(ground_truth) != len(query_paths):
+        raise ValueError(f"ground truth has {len(ground_truth)} entries for {len(query_paths)} queries")
+    if only_wrong and ground_truth is None:
+        raise ValueError("only_wrong needs ground truth to know which queries are wrong")
+
+    out_dir = Path(out_dir)
+    written = []
+    for query in tqdm(range(len(query_paths)), desc="prediction images", unit="query"):
+        predicted = indices[query, :num_preds]
+        correct = None
+        if ground_truth is not None:
+            correct = np.isin(predicted, np.asarray(ground_truth[query]).ravel()).tolist()
+            if only_wrong and correct[0]:
+                continue
+        out_path = out_dir / f"{query:05d}_{Path(query_paths[query]).stem}.png"
+        written.append(
+            save_prediction_image(
+                out_path,
+                query_paths[query],
+                [db_paths[index] for index in predicted.tolist()],
+                distances[query, :num_preds],
+                correct,
+                height=height,
+            )
+        )
+    return written
+
+
+def plot_recall_curves(
+    curves: Mapping[str, np.ndarray | Sequence[float]],
+    out_path: str | PathLike[str],
+    title: str,
+) -> Path:
+    """Plot Recall@N (percent) against N = 1 .. len(curve) for every labelled curve, as a PNG.
+
+    Uses matplotlib's Agg canvas directly, so no global backend is set.
+
+    Args:
+        curves: label -> ``[max_n]`` Recall@N in percent.
+        out_path: ``.png`` file to create; must not exist yet.
+        title: figure title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".png":
+        raise ValueError(f"recall curves are written as PNG; {out_path} does not end in .png")
+    if not curves:
+        raise ValueError("no recall curves to plot")
+    figure = Figure(figsize=(7, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for label, curve in curves.items():
+        values = np.asarray(curve, dtype=np.float64).ravel()
+        if values.size == 0:
+            raise ValueError(f"recall curve {label!r} is empty")
+        ranks = np.arange(1, values.size + 1)
+        axes.plot(ranks, values, marker="o" if values.size <= 30 else None, markersize=3, label=label)
+    axes.set_xlabel("N (number of retrieved images)")
+    axes.set_ylabel("Recall@N (%)")
+    axes.set_title(title)
+    axes.set_ylim(top=100)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with out_path.open("xb") as stream:
+            figure.savefig(stream, format="png")
+    except FileExistsError:
+        raise FileExistsError(f"figure already exists, not overwriting it: {out_path}") from None
+    return out_path
+
+
+def _load_at_height(path: str | PathLike[str], height: int) -> Image.Image:
+    """Read an RGB image and resize it to ``height`` rows, keeping its aspect ratio."""
+    image = load_image(path, min_size=(height, 1))
+    width = max(1, round(image.width * height / image.height))
+    return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _format_of(path: Path) -> str:
+    """PIL format name for the file extension of ``path``."""
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"cannot tell the image format of {path}: use an extension such as .png or .jpg")
+    return image_format
