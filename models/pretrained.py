@@ -17,10 +17,9 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
-    """Load a checkpoint file safely and return its state dict.
+def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint file safely: a bare state dict or a Lightning checkpoint dict.
 
-    Accepts a bare state dict and a Lightning checkpoint (``{"state_dict": ...}``).
     ``weights_only=True``: a file that would run code when unpickled is refused, never executed.
     """
     path = Path(path)
@@ -34,9 +33,17 @@ def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
             f"checkpoint {path} is not a plain tensor file loadable with weights_only=True "
             f"(refused, not executed): {first_line}"
         ) from error
-    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+    if not isinstance(payload, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
+    return payload
+
+
+def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (bare, or under a Lightning checkpoint's ``state_dict``)."""
+    payload = read_checkpoint(path)
+    if isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]
-    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+    if not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise ValueError(f"checkpoint {path} holds no state dict of tensors")
     return payload
 

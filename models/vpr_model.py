@@ -1,0 +1,166 @@
+"""VPRModel: the LightningModule that trains and validates a backbone + aggregator.
+
+Its state dict holds only ``backbone.*`` and ``aggregator.*``, the layout of the released
+SALAD checkpoints; its hyperparameters (saved in every Lightning checkpoint) carry the
+architecture, so ``eval.py`` rebuilds the model from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from models.metric_learning import MetricLearningObjective
+from models.vpr_net import build_aggregator, build_backbone
+from utils.evaluation import RECALL_KS, retrieve
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or infinity in descriptors or loss: training stops at that step."""
+
+
+class VPRModel(pl.LightningModule):
+    """Backbone + aggregator trained with a metric-learning loss on P places x K images.
+
+    Args:
+        backbone_arch, backbone_config: a name of ``models.BACKBONES`` and its arguments.
+        agg_arch, agg_config: a name of ``models.AGGREGATORS`` and its arguments.
+        lr, optimizer, weight_decay, momentum: the optimizer (``adamw``, ``adam`` or ``sgd``).
+        lr_sched: ``linear`` (factor from ``start_factor`` to ``end_factor`` over ``total_iters``
+            optimizer steps, stepped every batch, as published), ``cosine`` or ``none``.
+        lr_sched_args: the scheduler's arguments.
+        loss_name, miner_name, miner_margin: the objective (pytorch-metric-learning).
+        recall_ks: the K of the Recall@K logged at validation.
+    """
+
+    def __init__(
+        self,
+        backbone_arch: str = "dinov2_vitb14",
+        backbone_config: dict[str, Any] | None = None,
+        agg_arch: str = "SALAD",
+        agg_config: dict[str, Any] | None = None,
+        lr: float = 6e-5,
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        weight_decay: float = 9.5e-9,
+        momentum: float = 0.9,
+        lr_sched: Literal["linear", "cosine", "none"] = "linear",
+        lr_sched_args: dict[str, Any] | None = None,
+        loss_name: str = "MultiSimilarityLoss",
+        miner_name: str | None = "MultiSimilarityMiner",
+        miner_margin: float = 0.1,
+        recall_ks: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if backbone_config is None:
+            backbone_config = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
+        if agg_config is None:
+            agg_config = {"num_channels": 768, "num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3}
+        if lr_sched_args is None:
+            lr_sched_args = {"start_factor": 1.0, "end_factor": 0.2, "total_iters": 4000}
+        self.save_hyperparameters()
+        # The resolved defaults are what a checkpoint must carry to rebuild this model.
+        self.hparams.update(backbone_config=backbone_config, agg_config=agg_config, lr_sched_args=lr_sched_args)
+        self.backbone = build_backbone(backbone_arch, backbone_config)
+        self.aggregator = build_aggregator(agg_arch, agg_config)
+        self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)
+        self.recall_ks = tuple(recall_ks or RECALL_KS)
+        self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    # ----------------------------------------------------------------------------- inference
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, H, W]`` -> descriptors ``[B, D]``."""
+        return self.aggregator(self.backbone(images))
+
+    # ----------------------------------------------------------------------------- training
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum)
+        else:
+            raise ValueError(f"optimizer={hp.optimizer!r}; expected adamw, adam or sgd")
+        if hp.lr_sched == "none":
+            return optimizer
+        if hp.lr_sched == "linear":
+            scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, **hp.lr_sched_args)
+        elif hp.lr_sched == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **hp.lr_sched_args)
+        else:
+            raise ValueError(f"lr_sched={hp.lr_sched!r}; expected linear, cosine or none")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """``batch``: images ``[P, K, 3, H, W]`` and place ids ``[P, K]``."""
+        places, labels = batch
+        images = places.flatten(0, 1)  # [P*K, 3, H, W]
+        labels = labels.flatten()
+        descriptors = self(images)
+        self._stop_if_not_finite(descriptors, "descriptors", batch_idx)
+        output = self.objective(descriptors, labels)
+        self._stop_if_not_finite(output.loss, "loss", batch_idx)
+        self.log("loss", output.loss.detach() / max(self.trainer.world_size, 1), prog_bar=True, sync_dist=False)
+        self.log("mined_fraction", output.mined_fraction, prog_bar=True)
+        return output.loss
+
+    def _stop_if_not_finite(self, values: torch.Tensor, what: str, batch_idx: int) -> None:
+        if not torch.isfinite(values).all():
+            raise NonFiniteError(
+                f"non-finite {what} at optimizer step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}); training stopped, no checkpoint written for this step"
+            )
+
+    # ----------------------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = {}
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """``batch``: images ``[B, 3, H, W]`` and their indices in the set (database then queries)."""
+        images, indices = batch
+        descriptors = self(images).float()
+        self._val_outputs.setdefault(dataloader_idx, []).append((indices, descriptors))
+
+    def on_validation_epoch_end(self) -> None:
+        val_sets = getattr(self.trainer.datamodule, "val_sets", None) if self.trainer.datamodule else None
+        if not val_sets:
+            return
+        for dataloader_idx, eval_set in enumerate(val_sets):
+            outputs = self._val_outputs.get(dataloader_idx, [])
+            descriptors = self.gather_in_dataset_order(outputs, eval_set.num_db + eval_set.num_queries)
+            result = retrieve(eval_set, descriptors, self.recall_ks)
+            for k, value in (result.recalls or {}).items():
+                self.log(f"{eval_set.name}/R{k}", value, prog_bar=k == 1, sync_dist=False, rank_zero_only=False)
+        self._val_outputs = {}
+
+    def gather_in_dataset_order(self, outputs: list[tuple[torch.Tensor, torch.Tensor]], total: int) -> np.ndarray:
+        """Descriptors of the whole set from every rank, in dataset order, without the
+        duplicates a distributed sampler pads in.
+
+        Args:
+            outputs: this rank's ``(indices [b], descriptors [b, D])`` per batch.
+            total: number of images in the set.
+
+        Returns:
+            ``[total, D]`` float32.
+        """
+        indices = torch.cat([i for i, _ in outputs])
+        descriptors = torch.cat([d for _, d in outputs])
+        if self.trainer.world_size > 1:
+            indices = self.all_gather(indices).flatten(0, 1)
+            descriptors = self.all_gather(descriptors).flatten(0, 1)
+        ordered = torch.full((total, descriptors.shape[1]), math.nan, dtype=torch.float32, device=descriptors.device)
+        ordered[indices] = descriptors  # padded duplicates write the same image twice
+        if torch.isnan(ordered).any():
+            missing = int(torch.isnan(ordered[:, 0]).sum())
+            raise RuntimeError(f"validation produced no descriptor for {missing} of {total} images")
+        return ordered.cpu().numpy()

@@ -1,0 +1,74 @@
+"""Retrieval on one evaluation set: search its queries against its database, score recall.
+
+Used by validation during training and by ``eval.py``, so both report the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dataloaders.eval_sets.base import EvalSet
+from utils.metrics import recall_at_k, recall_curve
+from utils.search import search, search_per_group
+
+RECALL_KS: tuple[int, ...] = (1, 5, 10, 15, 20, 25)
+CURVE_LENGTH = 25
+
+
+@dataclass
+class Retrieval:
+    """Ranked predictions of every query of a set.
+
+    Attributes:
+        distances: ``[M, K]`` squared L2 distances, best first.
+        indices: ``[M, K]`` database indices, best first.
+        recalls: ``{K: percent}`` for the set's ``ks``, ``None`` without ground truth.
+        curve: ``[CURVE_LENGTH]`` Recall@N for N = 1.., ``None`` without ground truth.
+    """
+
+    distances: np.ndarray
+    indices: np.ndarray
+    recalls: dict[int, float] | None
+    curve: np.ndarray | None
+
+
+def retrieve(
+    eval_set: EvalSet,
+    descriptors: np.ndarray,
+    ks: Sequence[int] = RECALL_KS,
+    num_results: int | None = None,
+    per_group: bool = False,
+    backend: str = "auto",
+) -> Retrieval:
+    """Search the queries of ``eval_set`` against its database and score recall.
+
+    Args:
+        eval_set: the set; ``descriptors`` hold its database then its queries.
+        descriptors: ``[num_db + num_queries, D]`` float32, L2-normalised.
+        ks: recall cut-offs.
+        num_results: predictions kept per query (default: the largest of ``ks`` and the curve).
+        per_group: search each query only among database images of its group (MSLS city).
+        backend: search backend of :func:`utils.search.search`.
+    """
+    expected = eval_set.num_db + eval_set.num_queries
+    if descriptors.shape[0] != expected:
+        raise ValueError(f"{eval_set.name}: got {descriptors.shape[0]} descriptors for {expected} images")
+    database, queries = descriptors[: eval_set.num_db], descriptors[eval_set.num_db :]
+    k = min(num_results or max(*ks, CURVE_LENGTH), eval_set.num_db)
+    if per_group:
+        if eval_set.db_groups is None or eval_set.query_groups is None:
+            raise ValueError(f"{eval_set.name} has no groups (cities) to restrict the search to")
+        distances, indices = search_per_group(
+            database, queries, eval_set.db_groups, eval_set.query_groups, k, metric="l2", backend=backend
+        )
+    else:
+        distances, indices = search(database, queries, k, metric="l2", backend=backend)
+    if eval_set.ground_truth is None:
+        return Retrieval(distances, indices, None, None)
+    usable_ks = [kk for kk in ks if kk <= k]
+    recalls = recall_at_k(indices, eval_set.ground_truth, usable_ks)
+    curve = recall_curve(indices, eval_set.ground_truth, min(CURVE_LENGTH, k))
+    return Retrieval(distances, indices, recalls, curve)

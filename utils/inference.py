@@ -1,0 +1,65 @@
+"""Descriptors of a dataset of images, batch by batch, with a progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+Precision = Literal["fp32", "fp16", "bf16"]
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_context(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """Autocast for ``precision`` where the device supports it; float32 otherwise."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = _AUTOCAST_DTYPES[precision]
+    if device.type == "cuda" or (device.type == "cpu" and dtype == torch.bfloat16):
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    raise ValueError(f"--precision {precision} is not supported on {device.type}; use fp32 or bf16")
+
+
+@torch.no_grad()
+def compute_descriptors(
+    model: torch.nn.Module,
+    images: Dataset,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: Precision = "fp32",
+    description: str = "descriptors",
+) -> np.ndarray:
+    """Run ``model`` over ``images`` (items ``(tensor [3, H, W], index)``).
+
+    Returns:
+        ``[len(images), D]`` float32 descriptors, row ``i`` for item ``i``.
+    """
+    model = model.eval().to(device)
+    loader = DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    output: np.ndarray | None = None
+    for batch, indices in tqdm(loader, desc=description, unit="batch"):
+        with autocast_context(device, precision):
+            descriptors = model(batch.to(device, non_blocking=True))
+        descriptors = descriptors.float().cpu().numpy()
+        if output is None:
+            output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
+        output[indices.numpy()] = descriptors
+    if output is None:
+        raise ValueError(f"{description}: no images to describe")
+    return output
