@@ -1,0 +1,42 @@
+"""CosPlace aggregator (Berton et al., "Rethinking Visual Geo-localization for Large-Scale
+Applications", CVPR 2022), as used in the GSV-Cities/SALAD code.
+
+Order of operations, as published: L2-normalise every feature vector along the channels, GeM-pool,
+project with a linear layer, L2-normalise the descriptor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.aggregators.gem import GeMPool
+from models.registry import AGGREGATORS
+
+
+@AGGREGATORS.register("CosPlace")
+class CosPlace(nn.Module):
+    """Channel-wise L2 normalisation, GeM pooling, linear projection, L2 normalisation.
+
+    ``forward(features [B, in_dim, H, W]) -> descriptors [B, out_dim]``, unit L2 norm.
+
+    Args:
+        in_dim: channels of the input feature map.
+        out_dim: size of the descriptor.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+            if value <= 0:
+                raise ValueError(f"CosPlace {name} must be positive, got {value}")
+        self.gem = GeMPool()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.out_dim: int = out_dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features [B, in_dim, H, W]`` -> ``descriptors [B, out_dim]``."""
+        unit_features = F.normalize(features, p=2, dim=1)  # every cell's C-vector has norm 1
+        pooled = self.gem(unit_features)  # [B, in_dim]
+        return F.normalize(self.fc(pooled), p=2, dim=1)
