@@ -230,3 +230,10 @@ def test_building_without_pretrained_never_downloads(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
     DINOv2("dinov2_vits14", pretrained=False)
+
+
+def test_salad_on_a_cnn_feature_map_uses_its_mean_as_the_token_input():
+    salad = SALAD(num_channels=16, num_clusters=4, cluster_dim=3, token_dim=2, dropout=0.0).eval()
+    features = torch.randn(2, 16, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(salad(features), salad((features, features.mean(dim=(2, 3)))))

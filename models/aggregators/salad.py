@@ -85,7 +85,9 @@ class SALAD(nn.Module):
 
     Shapes:
         input ``(features [B, C, h, w], token [B, C])``; output ``[B, g + m*l]``, unit L2 norm,
-        laid out as ``[token (g), clusters (l-major: index = dim * m + cluster)]``.
+        laid out as ``[token (g), clusters (l-major: index = dim * m + cluster)]``. A backbone
+        without a class token (a CNN) may pass ``features`` alone: the token input is then
+        their spatial mean.
     """
 
     def __init__(
@@ -120,9 +122,12 @@ class SALAD(nn.Module):
         )
         self.dust_bin = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """``(features [B, C, h, w], token [B, C])`` -> descriptors ``[B, g + m*l]``."""
-        features, token = inputs
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """``(features [B, C, h, w], token [B, C])`` or ``features`` -> descriptors ``[B, g + m*l]``."""
+        if isinstance(inputs, torch.Tensor):
+            features, token = inputs, inputs.mean(dim=(2, 3))
+        else:
+            features, token = inputs
         local = self.cluster_features(features).flatten(2)  # [B, l, n]
         scores = self.score(features).flatten(2)  # [B, m, n]
         global_token = self.token_features(token)  # [B, g]

@@ -201,7 +201,9 @@ class DINOv2(nn.Module):
             )
         patches = self.model.patch_embed(images).flatten(1, 2)  # [B, H/14 * W/14, C]
         tokens = torch.cat((self.model.cls_token.expand(batch, -1, -1), patches), dim=1)
-        tokens = tokens + resize_dinov2_pos_embed(self.model.pos_embed, height // PATCH_SIZE, width // PATCH_SIZE)
+        # int(): under tracing (ONNX export) shapes are tensors; the grid is fixed per export.
+        grid_h, grid_w = int(height) // PATCH_SIZE, int(width) // PATCH_SIZE
+        tokens = tokens + resize_dinov2_pos_embed(self.model.pos_embed, grid_h, grid_w)
         if self.num_register_tokens:
             registers = self.model.register_tokens.expand(batch, -1, -1)
             tokens = torch.cat((tokens[:, :1], registers, tokens[:, 1:]), dim=1)

@@ -1,0 +1,169 @@
+"""tools/export_onnx.py: ONNX export with a dynamic batch, checked against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import models.aggregators.gem  # noqa: F401  (registers GeM)
+import models.backbones.resnet  # noqa: F401  (registers the ResNets)
+from models import build_vpr_net
+from tools import export_onnx
+
+torch.set_num_threads(2)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+GEM_32_FLAGS = ["--backbone", "resnet18", "--aggregator", "GeM", "--image_size", "32"]
+SMALL_SALAD = {"num_channels": 384, "num_clusters": 4, "cluster_dim": 8, "token_dim": 8}
+
+
+def _reported_difference(stdout: str) -> float:
+    match = re.search(r"max \|onnxruntime - pytorch\| = (\S+)", stdout)
+    assert match is not None, stdout
+    return float(match.group(1))
+
+
+def _no_download(url: str, **kwargs: object) -> dict[str, torch.Tensor]:
+    raise AssertionError(f"unexpected download of {url}")
+
+
+def _onnx_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+RESNET18_GEM_FLAGS = ["--backbone", "resnet18", "--backbone_config", '{"layers_to_crop": [4]}', "--aggregator", "GeM"]
+
+
+@pytest.mark.parametrize("checkpoint_kind", ["bare state dict + flags", "lightning checkpoint alone"])
+def test_resnet18_gem_checkpoint_exports_with_dynamic_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, checkpoint_kind: str
+) -> None:
+    torch.manual_seed(0)
+    model = build_vpr_net("resnet18", {"layers_to_crop": [4]}, "GeM", {}).eval()
+    with torch.no_grad():
+        model.aggregator.p.fill_(2.5)  # a trained-looking value, different from the init
+    checkpoint = tmp_path / "resnet18_gem.ckpt"
+    if checkpoint_kind == "bare state dict + flags":
+        torch.save(model.state_dict(), checkpoint)
+        architecture_flags = RESNET18_GEM_FLAGS
+    else:
+        # As VPRModel saves it; the checkpoint's weights replace ImageNet ones, so none is downloaded.
+        hyper_parameters = {
+            "backbone_arch": "resnet18",
+            "backbone_config": {"layers_to_crop": [4], "pretrained": True},
+            "agg_arch": "GeM",
+            "agg_config": {},
+        }
+        torch.save({"state_dict": model.state_dict(), "hyper_parameters": hyper_parameters}, checkpoint)
+        architecture_flags = []
+        monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_download)
+    output = tmp_path / "exported" / "model.onnx"
+
+    status = export_onnx.main(
+        [*architecture_flags, "--checkpoint", str(checkpoint), "--image_size", "64", "80", "--output", str(output)]
+    )
+
+    assert status == 0
+    assert _reported_difference(capsys.readouterr().out) <= 1e-4
+    metadata = {entry.key: entry.value for entry in onnx.load(str(output)).metadata_props}
+    assert json.loads(metadata["image_size"]) == [64, 80]
+    assert metadata["descriptor_dim"] == "256"
+    # Independently of the tool: a batch size it did not check, against the checkpointed model.
+    images = torch.randn(5, 3, 64, 80)
+    session = _onnx_session(output)
+    assert session.get_inputs()[0].shape == ["batch", 3, 64, 80]
+    (descriptors,) = session.run(["descriptors"], {"images": images.numpy()})
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert descriptors.shape == (5, 256)
+    assert np.abs(descriptors - expected).max() <= 1e-4
+
+
+def test_checkpoint_without_architecture_needs_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "bare.ckpt"
+    torch.save(build_vpr_net("resnet18", {}, "GeM", {}).state_dict(), checkpoint)
+    with pytest.raises(SystemExit):
+        export_onnx.main(["--checkpoint", str(checkpoint), "--image_size", "32", "--output", str(tmp_path / "m.onnx")])
+    assert "does not record its architecture" in capsys.readouterr().err
+
+
+def test_dinov2_salad_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import models.aggregators.salad  # noqa: F401  (registers SALAD)
+    import models.backbones.dinov2  # noqa: F401  (registers DINOv2)
+
+    output = tmp_path / "salad.onnx"
+    status = export_onnx.main(
+        [
+            "--backbone", "dinov2_vits14", "--backbone_config", '{"num_trainable_blocks": 2}',
+            "--aggregator", "SALAD", "--agg_config", json.dumps(SMALL_SALAD),
+            "--image_size", "56", "--output", str(output),
+        ]
+    )  # fmt: skip
+
+    assert status == 0
+    assert _reported_difference(capsys.readouterr().out) <= 1e-4
+    session = _onnx_session(output)
+    images = np.random.default_rng(0).standard_normal((4, 3, 56, 56), dtype=np.float32)
+    (descriptors,) = session.run(["descriptors"], {"images": images})
+    assert descriptors.shape == (4, 8 + 4 * 8)
+    assert np.allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_difference_over_tolerance_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(export_onnx, "max_onnx_difference", lambda *args, **kwargs: 3e-4)
+    assert export_onnx.main([*GEM_32_FLAGS, "--output", str(tmp_path / "m.onnx")]) == 1
+    assert "FAILED" in capsys.readouterr().err
+
+
+def test_existing_output_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "mine.onnx"
+    output.write_bytes(b"user data")
+    with pytest.raises(SystemExit) as exit_info:
+        export_onnx.main([*GEM_32_FLAGS, "--output", str(output)])
+    assert exit_info.value.code == 2
+    assert output.read_bytes() == b"user data"
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([*GEM_32_FLAGS, "--agg_config", "{p: 3}"], "--agg_config: expected a JSON object"),
+        (["--backbone", "resnet18", "--aggregator", "GeM"], "--image_size is required"),
+        (["--backbone", "resnet18", "--image_size", "32"], "give both --backbone and --aggregator"),
+        ([], "give --backbone and --aggregator, --released NAME, or a --checkpoint"),
+        (["--backbone", "resnet18", "--aggregator", "gem", "--image_size", "32"], "unknown aggregator 'gem'"),
+        ([*GEM_32_FLAGS, "--image_size", "0"], "--image_size: expected a positive integer"),
+        ([*GEM_32_FLAGS, "--tolerance", "-1"], "--tolerance: expected a number >= 0"),
+    ],
+)
+def test_bad_flags_give_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    output = tmp_path / "m.onnx"
+    with pytest.raises(SystemExit) as exit_info:
+        export_onnx.main([*flags, "--output", str(output)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_runs_as_a_script_with_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "tools/export_onnx.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--image_size" in result.stdout and "--checkpoint" in result.stdout
