@@ -1,0 +1,36 @@
+"""Ground truth from positions: database images within a distance of each query."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+def positives_within(
+    db_utm: np.ndarray, query_utm: np.ndarray, max_distance: float
+) -> list[np.ndarray]:
+    """Database indices within ``max_distance`` of each query (Euclidean, inclusive).
+
+    Args:
+        db_utm: ``[N, 2]`` database positions (UTM easting, northing in metres).
+        query_utm: ``[M, 2]`` query positions.
+        max_distance: radius in metres; a database image at exactly this distance counts.
+
+    Returns:
+        ``M`` int64 arrays of ascending database indices (possibly empty).
+    """
+    db_utm = _as_points(db_utm, "db_utm")
+    query_utm = _as_points(query_utm, "query_utm")
+    if max_distance < 0:
+        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+    if len(db_utm) == 0:
+        return [np.empty(0, dtype=np.int64) for _ in range(len(query_utm))]
+    neighbours = cKDTree(db_utm).query_ball_point(query_utm, r=max_distance, return_sorted=True)
+    return [np.asarray(indices, dtype=np.int64) for indices in neighbours]
+
+
+def _as_points(points: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{what} must have shape [N, 2], got {list(array.shape)}")
+    return array

@@ -1,0 +1,194 @@
+"""Reader of the raw MSLS tree (``mapillary_sls``), applying the published val/test protocols.
+
+Tree: ``<msls_root>/{train_val,test}/<city>/{database,query}/`` with ``images/<key>.jpg`` and
+CSV files that all start with an unnamed index column: ``seq_info.csv``,
+``subtask_index.csv`` and, for ``train_val``, ``raw.csv`` (``pano``) and ``postprocessed.csv``
+(``easting``, ``northing``). Row ``i`` of every CSV of a folder describes the same image.
+
+Val protocol (cities ``cph`` then ``sf``): per city keep the images whose
+``subtask_index.all`` is true and that are not panoramas; a query's positives are the kept
+database images within 25 m (UTM); every kept query is listed (``qImages``, 747) but only
+those with a positive are evaluated (``qIdx``, 740); database indices are offset by the
+earlier cities' kept counts. Test protocol: keep the images whose ``subtask_index.all`` is
+true; no positions, no ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataloaders.eval_sets.base import EvalSet, path_stems
+from dataloaders.eval_sets.geo import positives_within
+from dataloaders.eval_sets.published_index import msls_cities
+
+VAL_CITIES = ("cph", "sf")
+TEST_CITIES = ("miami", "athens", "buenosaires", "stockholm", "bengaluru", "kampala")
+VAL_SPLIT = "train_val"
+TEST_SPLIT = "test"
+POSITIVE_DIST_THRESHOLD = 25.0
+SUBTASK = "all"
+
+# CSVs whose ``key`` column names the images, in the order they are consulted
+_KEY_SOURCES = ("seq_info.csv", "postprocessed.csv", "raw.csv", "subtask_index.csv")
+
+
+@dataclass
+class MslsCityFolder:
+    """The images of one ``<split>/<city>/{database,query}`` folder kept by the protocol.
+
+    Attributes:
+        paths: kept images, relative to the MSLS root
+            (``<split>/<city>/<database|query>/images/<key>.jpg``).
+        utm: ``[K, 2]`` UTM easting, northing of the kept images (``None`` for test).
+    """
+
+    paths: list[str]
+    utm: np.ndarray | None
+
+
+@dataclass
+class MslsValIndex:
+    """MSLS val in the published layout.
+
+    Attributes:
+        db_images: kept database images of all cities.
+        query_images: every kept query (with or without positives).
+        query_idx: ``[Q]`` int64 indices into ``query_images`` of the evaluated queries.
+        positives: per evaluated query, ascending int64 indices into ``db_images``.
+    """
+
+    db_images: list[str]
+    query_images: list[str]
+    query_idx: np.ndarray
+    positives: list[np.ndarray]
+
+    def to_eval_set(self, image_root: Path, name: str = "msls_val") -> EvalSet:
+        """The evaluated queries as an ``EvalSet`` with city groups and stem keys."""
+        query_paths = [self.query_images[i] for i in self.query_idx]
+        return EvalSet(
+            name,
+            image_root,
+            self.db_images,
+            query_paths,
+            ground_truth=self.positives,
+            db_groups=msls_cities(self.db_images, image_root),
+            query_groups=msls_cities(query_paths, image_root),
+            query_keys=path_stems(query_paths),
+            db_keys=path_stems(self.db_images),
+        )
+
+
+def read_msls_val(
+    msls_root: Path,
+    cities: Sequence[str] = VAL_CITIES,
+    positive_dist_threshold: float = POSITIVE_DIST_THRESHOLD,
+) -> MslsValIndex:
+    """Apply the val protocol to ``<msls_root>/train_val/<city>`` for each city, in order."""
+    db_images: list[str] = []
+    query_images: list[str] = []
+    query_idx: list[int] = []
+    positives: list[np.ndarray] = []
+    for city in cities:
+        database = read_city_folder(msls_root, VAL_SPLIT, city, "database", with_positions=True)
+        queries = read_city_folder(msls_root, VAL_SPLIT, city, "query", with_positions=True)
+        city_positives = positives_within(database.utm, queries.utm, positive_dist_threshold)
+        for query, query_positives in enumerate(city_positives):
+            if len(query_positives):
+                query_idx.append(len(query_images) + query)
+                positives.append(query_positives + len(db_images))
+        db_images.extend(database.paths)
+        query_images.extend(queries.paths)
+    return MslsValIndex(db_images, query_images, np.asarray(query_idx, dtype=np.int64), positives)
+
+
+def read_msls_test(
+    msls_root: Path, cities: Sequence[str] = TEST_CITIES
+) -> tuple[list[str], list[str]]:
+    """``(db_images, query_images)`` of the test protocol over ``cities``, in order."""
+    db_images: list[str] = []
+    query_images: list[str] = []
+    for city in cities:
+        db_images.extend(read_city_folder(msls_root, TEST_SPLIT, city, "database").paths)
+        query_images.extend(read_city_folder(msls_root, TEST_SPLIT, city, "query").paths)
+    return db_images, query_images
+
+
+def read_city_folder(
+    msls_root: Path, split: str, city: str, role: str, with_positions: bool = False
+) -> MslsCityFolder:
+    """The kept images of ``<msls_root>/<split>/<city>/<role>``.
+
+    Args:
+        with_positions: val protocol (also drop panoramas, read UTM); else test protocol.
+
+    Raises:
+        FileNotFoundError: the city folder or one of its CSVs is missing.
+        ValueError: a CSV lacks a needed column or disagrees with the others.
+    """
+    city_folder = Path(msls_root) / split / city
+    if not city_folder.is_dir():
+        raise FileNotFoundError(
+            f"MSLS city folder {city_folder} does not exist "
+            "(check --msls_root and --val_cities / --test_cities)"
+        )
+    folder = city_folder / role
+    tables = {name: _read_csv(folder / name) for name in _KEY_SOURCES if (folder / name).is_file()}
+    needed = ["subtask_index.csv"] + (["raw.csv", "postprocessed.csv"] if with_positions else [])
+    for name in needed:
+        if name not in tables:
+            raise FileNotFoundError(f"MSLS file {folder / name} does not exist")
+    keys = _image_keys(folder, tables)
+    keep = _bool_column(tables["subtask_index.csv"], SUBTASK, folder / "subtask_index.csv")
+    utm = None
+    if with_positions:
+        keep = keep & ~_bool_column(tables["raw.csv"], "pano", folder / "raw.csv")
+        utm = _utm(tables["postprocessed.csv"], folder / "postprocessed.csv")[keep]
+    prefix = f"{split}/{city}/{role}/images"
+    return MslsCityFolder([f"{prefix}/{key}.jpg" for key in keys[keep]], utm)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """An MSLS CSV (leading unnamed index column); keys are kept as text."""
+    return pd.read_csv(path, index_col=0, dtype={"key": str})
+
+
+def _image_keys(folder: Path, tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Image keys of ``folder``, checked to agree across every CSV that lists them."""
+    lengths = {name: len(table) for name, table in tables.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"MSLS CSVs in {folder} have different row counts: {lengths}")
+    with_keys = [name for name in _KEY_SOURCES if name in tables and "key" in tables[name].columns]
+    if not with_keys:
+        raise ValueError(f"no CSV in {folder} has a 'key' column ({', '.join(tables)})")
+    keys = tables[with_keys[0]]["key"].to_numpy(dtype=str)
+    for name in with_keys[1:]:
+        if not np.array_equal(tables[name]["key"].to_numpy(dtype=str), keys):
+            raise ValueError(f"MSLS keys of {folder / name} differ from {folder / with_keys[0]}")
+    return keys
+
+
+def _bool_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """``column`` as a bool array (accepts bool dtype or the text True/False, any case)."""
+    if column not in table.columns:
+        raise ValueError(f"{path} has no {column!r} column (columns: {', '.join(table.columns)})")
+    values = table[column]
+    if values.dtype == bool:
+        return values.to_numpy(dtype=bool)
+    text = values.astype(str).str.strip().str.lower()
+    if not text.isin(["true", "false"]).all():
+        bad = values[~text.isin(["true", "false"])].iloc[0]
+        raise ValueError(f"{path}: column {column!r} holds {bad!r}, expected True or False")
+    return (text == "true").to_numpy(dtype=bool)
+
+
+def _utm(table: pd.DataFrame, path: Path) -> np.ndarray:
+    """``[N, 2]`` easting, northing."""
+    missing = [column for column in ("easting", "northing") if column not in table.columns]
+    if missing:
+        raise ValueError(f"{path} has no {', '.join(missing)} column")
+    return table[["easting", "northing"]].to_numpy(dtype=np.float64)
