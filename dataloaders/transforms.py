@@ -1,0 +1,84 @@
+"""Image transforms of training and evaluation (PIL image in, normalised tensor out).
+
+Training follows the published DINOv2 SALAD recipe: resize to the training size, RandAugment
+with three operations, ImageNet normalisation. Evaluation resizes to a fixed size, or with
+``image_size=None`` keeps each image's aspect ratio and rounds both sides to the nearest
+multiple of the ViT patch size (14).
+
+Images are decoded before these transforms by :func:`dataloaders.image_io.load_image`;
+:func:`decode_size` gives the ``min_size`` to pass so that JPEG draft mode decodes large
+files at a reduced scale when the target is at most half their size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+PATCH_SIZE = 14
+
+ImageTransform = Callable[[Image.Image], torch.Tensor]
+
+
+def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    if len(image_size) != 2 or any(int(side) != side or side < 1 for side in image_size):
+        raise ValueError(f"image_size must be (height, width) in positive integers, got {image_size!r}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def train_transform(image_size: tuple[int, int]) -> ImageTransform:
+    """Resize to ``(height, width)`` (bilinear), RandAugment(num_ops=3), ToTensor, ImageNet
+    normalisation: PIL image -> ``[3, H, W]`` float tensor."""
+    size = _check_size(image_size)
+    return T.Compose([
+        T.Resize(size, interpolation=T.InterpolationMode.BILINEAR),
+        T.RandAugment(num_ops=3, interpolation=T.InterpolationMode.BILINEAR),
+        T.ToTensor(),
+        T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    ])
+
+
+class ResizeToPatchMultiple:
+    """Resize a PIL image so that each side is the nearest multiple of ``multiple`` (at least
+    ``multiple``), keeping the aspect ratio as closely as that allows."""
+
+    def __init__(self, multiple: int = PATCH_SIZE) -> None:
+        if multiple < 1:
+            raise ValueError(f"multiple must be a positive integer, got {multiple}")
+        self.multiple = multiple
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` after resizing an image of ``width x height``."""
+        def snap(side: int) -> int:
+            return max(self.multiple, int(round(side / self.multiple)) * self.multiple)
+        return snap(width), snap(height)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        size = self.target_size(*image.size)
+        return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(multiple={self.multiple})"
+
+
+def eval_transform(image_size: tuple[int, int] | None) -> ImageTransform:
+    """Resize to ``(height, width)`` (bilinear), or with ``None`` to the nearest multiples of
+    14 keeping the aspect ratio; then ToTensor and ImageNet normalisation."""
+    resize: Callable[[Image.Image], Image.Image]
+    if image_size is None:
+        resize = ResizeToPatchMultiple(PATCH_SIZE)
+    else:
+        resize = T.Resize(_check_size(image_size), interpolation=T.InterpolationMode.BILINEAR)
+    return T.Compose([resize, T.ToTensor(), T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
+
+
+def decode_size(image_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The ``min_size`` to give :func:`~dataloaders.image_io.load_image` for a transform that
+    resizes to ``image_size``: the size itself (draft mode then never decodes below it), or
+    ``None`` when the output size depends on the image (no draft mode)."""
+    return None if image_size is None else _check_size(image_size)
