@@ -1,0 +1,383 @@
+"""Inference throughput of DINOv2 SALAD: reduced precision, attention kernel and aggregation.
+
+Model-only images/s of a ViT/14 + SALAD net (random weights drawn with the parity fixture's
+synthesis rule, see ``tests/parity.py``: its LayerScale of about 0.5 makes every block count,
+where timm's initial 1e-5 would leave the ViT close to the identity and flatter reduced precision)
+on one fixed batch of random normalised images already on the device. Every variant runs in this
+one process on the same weights and images: the warm-up batches are excluded, the median time per
+batch is reported, and each variant's descriptors are compared with float32 ones (cosine per image).
+
+Two suites:
+
+* ``precision`` (the default on CPU): float32 against bfloat16 autocast, both with PyTorch's
+  ``scaled_dot_product_attention`` and the one-``bmm`` SALAD aggregation. The CPU's bf16 support
+  (AVX-512 BF16, AMX) is read from /proc/cpuinfo and printed.
+* ``published`` (the default on CUDA): the published inference settings (float16 autocast, attention
+  written out as ``softmax(q k^T * scale) v``, the ``repeat`` aggregation of
+  :class:`bench.salad_aggregation.RepeatSALAD`) against ours (bfloat16 autocast, SDPA, ``bmm``,
+  optionally channels_last and ``torch.compile``), with the peak GPU memory of each.
+
+    python -m bench.inference_speed                       # CPU: ViT-B/14 at 322 px, batch 2
+    python -m bench.inference_speed --image_size 224      # quicker
+    python -m bench.inference_speed --device cuda --batch 256 --compile
+
+On a CPU shared with other jobs, ``--threads 1`` gives steadier figures: with more threads than
+free cores, OpenMP threads wait for one another and the wall time measures the contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import logging
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import timm.layers
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bench.salad_aggregation import RepeatSALAD
+from models import VPRNet, build_vpr_net
+from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
+from tests.parity import synthesize_state_dict
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "fp16", "bf16"]
+Aggregation = Literal["bmm", "repeat"]
+GradMode = Literal["inference_mode", "no_grad"]
+
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
+#: /proc/cpuinfo flags that decide how fast bf16 matrix products run on an x86 CPU.
+CPU_BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX-BF16", "amx_tile": "AMX tiles"}
+CPUINFO = Path("/proc/cpuinfo")
+BACKBONE_CONFIG = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the same network.
+
+    Attributes:
+        label: the name printed in the table.
+        precision: ``fp32`` (no autocast) or the autocast dtype.
+        explicit_attention: attention as ``softmax(q k^T * scale) v`` instead of SDPA.
+        aggregation: SALAD's cluster sums by one ``bmm`` or by the published ``repeat`` tensors.
+        channels_last: weights and images in channels_last memory format.
+        compile: run ``torch.compile(model)``.
+    """
+
+    label: str
+    precision: Precision
+    explicit_attention: bool = False
+    aggregation: Aggregation = "bmm"
+    channels_last: bool = False
+    compile: bool = False
+
+    def describe(self) -> str:
+        parts = [
+            self.precision,
+            "explicit softmax attention" if self.explicit_attention else "SDPA",
+            self.aggregation,
+        ]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile:
+            parts.append("compiled")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one variant did: median seconds per batch, peak memory and agreement with float32.
+
+    ``peak_memory_mib`` is the peak of ``torch.cuda.max_memory_allocated`` during the timed batches
+    (weights and images included), ``None`` on CPU. ``cosines`` is ``[B]``, per image, against the
+    float32 descriptors; ``None`` when the variant did not run (``error`` says why).
+    """
+
+    variant: Variant
+    seconds_per_batch: float | None
+    peak_memory_mib: float | None
+    cosines: torch.Tensor | None
+    error: str | None = None
+
+
+def cpu_bf16_support(cpuinfo: Path = CPUINFO) -> dict[str, bool] | None:
+    """Which of :data:`CPU_BF16_FLAGS` the CPU advertises; ``None`` where ``cpuinfo`` is absent."""
+    if not cpuinfo.is_file():
+        return None
+    flags: set[str] = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return {flag: flag in flags for flag in CPU_BF16_FLAGS}
+
+
+def cpu_model_name(cpuinfo: Path = CPUINFO) -> str:
+    """The ``model name`` of the first CPU in ``cpuinfo``, or ``"CPU"``."""
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "CPU"
+
+
+@contextlib.contextmanager
+def explicit_softmax_attention(model: nn.Module) -> Iterator[int]:
+    """Within the block, every timm ``Attention`` of ``model`` computes ``softmax(q k^T * scale) v``
+    with explicit matmuls (as the published DINOv2 code does without xFormers) instead of
+    ``scaled_dot_product_attention``. Yields the number of attention modules switched.
+    """
+    modules = [module for module in model.modules() if isinstance(module, timm.layers.Attention)]
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no timm Attention module to switch to explicit attention")
+    previous = [module.fused_attn for module in modules]
+    for module in modules:
+        module.fused_attn = False
+    try:
+        yield len(modules)
+    finally:
+        for module, fused in zip(modules, previous):
+            module.fused_attn = fused
+
+
+def random_state_dict(backbone: str, seed: int) -> dict[str, torch.Tensor]:
+    """Weights of ``backbone`` + default SALAD, drawn with the parity fixture's synthesis rule."""
+    template = build_vpr_net(backbone, BACKBONE_CONFIG, "SALAD", {"num_channels": DINOV2_ARCHS[backbone].embed_dim})
+    shapes = {key: list(value.shape) for key, value in template.state_dict().items()}
+    return synthesize_state_dict(shapes, seed)
+
+
+def build_model(backbone: str, aggregation: Aggregation, state_dict: dict[str, torch.Tensor]) -> VPRNet:
+    """The net in eval mode with ``state_dict`` loaded, aggregating by ``bmm`` or ``repeat``."""
+    channels = DINOV2_ARCHS[backbone].embed_dim
+    model = build_vpr_net(backbone, BACKBONE_CONFIG, "SALAD", {"num_channels": channels})
+    if aggregation == "repeat":
+        model.aggregator = RepeatSALAD(num_channels=channels)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` on ``device`` (``fp32``: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def grad_context(grad_mode: GradMode) -> contextlib.AbstractContextManager:
+    """``torch.inference_mode()`` or ``torch.no_grad()``."""
+    return torch.inference_mode() if grad_mode == "inference_mode" else torch.no_grad()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the queued CUDA work on ``device`` (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward(
+    model: nn.Module,
+    images: torch.Tensor,
+    variant: Variant,
+    warmup: int,
+    iters: int,
+    grad_mode: GradMode,
+) -> tuple[float, float | None, torch.Tensor]:
+    """Median seconds per forward of ``images [B, 3, H, W]`` over ``iters`` timed batches.
+
+    Returns:
+        seconds per batch, peak CUDA memory in MiB during the timed batches (``None`` on CPU) and
+        the descriptors ``[B, D]`` as float32 on the CPU.
+    """
+    device = images.device
+    attention = explicit_softmax_attention(model) if variant.explicit_attention else contextlib.nullcontext()
+    runner = torch.compile(model) if variant.compile else model
+    times: list[float] = []
+    with attention, grad_context(grad_mode), autocast(device, variant.precision):
+        for _ in tqdm(range(warmup), desc=f"{variant.label}: warm-up", unit="batch", leave=False):
+            runner(images)
+        synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in tqdm(range(iters), desc=f"{variant.label}: timing", unit="batch", leave=False):
+            start = time.perf_counter()
+            descriptors = runner(images)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    peak_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return statistics.median(times), peak_mib, descriptors.float().cpu()
+
+
+def measure_variant(
+    variant: Variant,
+    backbone: str,
+    state_dict: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    warmup: int,
+    iters: int,
+    grad_mode: GradMode,
+) -> tuple[Measurement, torch.Tensor | None]:
+    """Build, time and free one variant. Returns its measurement (cosines not yet filled in) and
+    its descriptors ``[B, D]`` (``None`` if it ran out of GPU memory)."""
+    device = images.device
+    model = build_model(backbone, variant.aggregation, state_dict).to(device)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    try:
+        seconds, peak_mib, descriptors = time_forward(model, images, variant, warmup, iters, grad_mode)
+    except torch.cuda.OutOfMemoryError:
+        log.warning("%s ran out of GPU memory at batch %d; try a smaller --batch", variant.label, images.shape[0])
+        return Measurement(variant, None, None, None, error="out of GPU memory"), None
+    finally:
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return Measurement(variant, seconds, peak_mib, None), descriptors
+
+
+def float32_descriptors(model: nn.Module, images: torch.Tensor, grad_mode: GradMode) -> torch.Tensor:
+    """Descriptors ``[B, D]`` of ``images [B, 3, H, W]`` in float32 (no autocast), on the CPU."""
+    with grad_context(grad_mode):
+        return model(images).float().cpu()
+
+
+def with_cosines(measurement: Measurement, descriptors: torch.Tensor | None, reference: torch.Tensor) -> Measurement:
+    """``measurement`` with the per-image cosines of ``descriptors [B, D]`` against ``reference [B, D]``."""
+    if descriptors is None:
+        return measurement
+    cosines = F.cosine_similarity(descriptors.double(), reference.double(), dim=1)
+    return Measurement(measurement.variant, measurement.seconds_per_batch, measurement.peak_memory_mib, cosines, measurement.error)
+
+
+def suite_variants(suite: str, channels_last: bool, compile_model: bool) -> list[Variant]:
+    """The variants of ``suite``; the first is the baseline the ratios divide by.
+
+    ``channels_last`` and ``compile_model`` apply to our variants, never to the published one.
+    """
+    if suite == "precision":
+        return [
+            Variant("fp32", "fp32", channels_last=channels_last, compile=compile_model),
+            Variant("bf16", "bf16", channels_last=channels_last, compile=compile_model),
+        ]
+    if suite == "published":
+        return [
+            Variant("published", "fp16", explicit_attention=True, aggregation="repeat"),
+            Variant("ours", "bf16", channels_last=channels_last, compile=compile_model),
+        ]
+    raise ValueError(f"unknown --suite {suite!r}; expected 'precision' or 'published'")
+
+
+def format_report(
+    measurements: list[Measurement],
+    device_name: str,
+    backbone: str,
+    batch: int,
+    image_size: int,
+    cpu_flags: dict[str, bool] | None,
+) -> str:
+    """The table of images/s, memory and cosines, then each variant's ratios to the first."""
+    lines = [f"{backbone} + SALAD 64x128+256, batch {batch} at {image_size}x{image_size}, on {device_name}"]
+    if cpu_flags is not None:
+        lines.append("  CPU bf16 support: " + ", ".join(f"{CPU_BF16_FLAGS[f]} {'yes' if on else 'no'}" for f, on in cpu_flags.items()))
+    header = f"  {'variant':<10} {'ms/batch':>10} {'images/s':>10} {'peak MiB':>10} {'cos min':>9} {'cos mean':>9}  settings"
+    lines.append(header)
+    for m in measurements:
+        if m.seconds_per_batch is None:
+            lines.append(f"  {m.variant.label:<10} {m.error:>10}  settings: {m.variant.describe()}")
+            continue
+        peak = f"{m.peak_memory_mib:10.0f}" if m.peak_memory_mib is not None else f"{'n/a':>10}"
+        cosines = m.cosines if m.cosines is not None else torch.full((1,), float("nan"))
+        lines.append(
+            f"  {m.variant.label:<10} {m.seconds_per_batch * 1000:10.1f} {batch / m.seconds_per_batch:10.2f} {peak}"
+            f" {cosines.min().item():9.7f} {cosines.mean().item():9.7f}  {m.variant.describe()}"
+        )
+    baseline = measurements[0]
+    for m in measurements[1:]:
+        if m.seconds_per_batch is None or baseline.seconds_per_batch is None:
+            continue
+        ratio = f"  {m.variant.label} vs {baseline.variant.label}: {baseline.seconds_per_batch / m.seconds_per_batch:.2f}x images/s"
+        if m.peak_memory_mib and baseline.peak_memory_mib:
+            ratio += f", {baseline.peak_memory_mib / m.peak_memory_mib:.2f}x lower peak memory"
+        lines.append(ratio)
+    lines.append("  cos: cosine similarity per image with the float32 (SDPA, bmm) descriptors")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--suite", choices=["precision", "published"], help="default: precision on CPU, published on CUDA")
+    parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), default="dinov2_vitb14")
+    parser.add_argument("--image_size", type=int, default=322, help="square input side, a multiple of 14 (default 322)")
+    parser.add_argument("--batch", type=int, help="images per batch (default 2 on CPU, 256 on CUDA)")
+    parser.add_argument("--warmup", type=int, help="untimed batches per variant (default 1 on CPU, 3 on CUDA)")
+    parser.add_argument("--iters", type=int, help="timed batches per variant (default 2 on CPU, 10 on CUDA)")
+    parser.add_argument("--channels_last", action="store_true", help="our variants in channels_last memory format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our variants (compilation is in the warm-up)")
+    parser.add_argument("--grad_mode", choices=["inference_mode", "no_grad"], default="inference_mode")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the images")
+    args = parser.parse_args(argv)
+
+    on_cuda = args.device == "cuda"
+    if on_cuda and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    args.suite = args.suite or ("published" if on_cuda else "precision")
+    args.batch = args.batch if args.batch is not None else (256 if on_cuda else 2)
+    args.warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
+    args.iters = args.iters if args.iters is not None else (10 if on_cuda else 2)
+    if args.image_size <= 0 or args.image_size % PATCH_SIZE:
+        parser.error(f"--image_size {args.image_size}: expected a positive multiple of {PATCH_SIZE} (e.g. 224, 322)")
+    for flag in ("batch", "iters"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} {getattr(args, flag)}: expected at least 1")
+    if args.warmup < 0:
+        parser.error(f"--warmup {args.warmup}: expected 0 or more")
+    if args.compile and args.warmup < 1:
+        parser.error("--compile needs --warmup >= 1 so that compilation is not timed")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads}: expected at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    log.info("drawing %s + SALAD weights (seed %d)", args.backbone, args.seed)
+    state_dict = random_state_dict(args.backbone, args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    images = torch.randn(args.batch, 3, args.image_size, args.image_size, generator=generator).to(device)
+
+    variants = suite_variants(args.suite, args.channels_last, args.compile)
+    results = [measure_variant(v, args.backbone, state_dict, images, args.warmup, args.iters, args.grad_mode) for v in variants]
+
+    reference = next((d for m, d in results if m.variant == Variant("fp32", "fp32")), None)
+    if reference is None:  # no plain float32 variant in the suite: one float32 forward for the cosines
+        reference = float32_descriptors(build_model(args.backbone, "bmm", state_dict).to(device), images, args.grad_mode)
+    measurements = [with_cosines(m, d, reference) for m, d in results]
+
+    if device.type == "cuda":
+        device_name, cpu_flags = torch.cuda.get_device_name(device), None
+    else:
+        device_name, cpu_flags = f"{cpu_model_name()}, {torch.get_num_threads()} torch threads", cpu_bf16_support()
+    print(format_report(measurements, device_name, args.backbone, args.batch, args.image_size, cpu_flags))
+
+
+if __name__ == "__main__":
+    main()
