@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from dataloaders.vpr_datamodule import VPRDataModule
-from models.vpr_model import VPRModel
+from models.vpr_model import NonFiniteError, VPRModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -84,4 +84,7 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError, NonFiniteError) as error:
+        sys.exit(f"main.py: error: {error}")

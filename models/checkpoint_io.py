@@ -16,7 +16,6 @@ with ``random_weights``, the seeded initialisation) supplies every weight.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -25,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from models.pretrained import read_checkpoint
-from models.registry import AGGREGATORS
-from models.vpr_net import VPRNet, build_aggregator, build_backbone, load_weights
+from models.vpr_net import CHANNEL_ARGUMENTS, VPRNet, aggregator_channel_argument, build_aggregator, build_backbone, complete_agg_config, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +32,6 @@ HYPERPARAMETERS_KEY = "hyper_parameters"
 ARCHITECTURE_FIELDS = ("backbone_arch", "backbone_config", "agg_arch", "agg_config")
 WEIGHT_SOURCE_ARGUMENTS = ("pretrained", "pretrained_path")
 """Backbone arguments that fetch weights of their own; dropped when a model is rebuilt."""
-CHANNEL_ARGUMENTS = ("num_channels", "in_channels", "in_dim")
-"""Names under which aggregators take the backbone's channel count (SALAD, ConvAP/MixVPR/GeM,
-CosPlace), filled from ``backbone.out_channels`` when the configuration leaves them out."""
 
 
 @dataclass(frozen=True)
@@ -120,13 +115,6 @@ def read_architecture(path: str | PathLike[str]) -> Architecture | None:
     return architecture_from_payload(read_checkpoint(path), path)
 
 
-def aggregator_channel_argument(agg_arch: str) -> str | None:
-    """The argument of :data:`CHANNEL_ARGUMENTS` that aggregator ``agg_arch`` takes, if any."""
-    builder = AGGREGATORS.get(agg_arch)
-    parameters = inspect.signature(builder).parameters
-    return next((name for name in CHANNEL_ARGUMENTS if name in parameters), None)
-
-
 def build_network(architecture: Architecture) -> tuple[VPRNet, Architecture]:
     """Build ``architecture`` with freshly initialised weights (no pretrained download).
 
@@ -142,16 +130,7 @@ def build_network(architecture: Architecture) -> tuple[VPRNet, Architecture]:
         name: value for name, value in architecture.backbone_config.items() if name not in WEIGHT_SOURCE_ARGUMENTS
     }
     backbone = build_backbone(architecture.backbone_arch, backbone_config)
-    agg_config = dict(architecture.agg_config)
-    channel_argument = aggregator_channel_argument(architecture.agg_arch)
-    if channel_argument is not None and agg_config.get(channel_argument) is None:
-        out_channels = getattr(backbone, "out_channels", None)
-        if out_channels is None:
-            raise ValueError(
-                f"backbone {architecture.backbone_arch} does not report out_channels; give the "
-                f"aggregator's {channel_argument} in its configuration"
-            )
-        agg_config[channel_argument] = int(out_channels)
+    agg_config = complete_agg_config(architecture.agg_arch, architecture.agg_config, backbone)
     aggregator = build_aggregator(architecture.agg_arch, agg_config)
     resolved = replace(architecture, backbone_config=backbone_config, agg_config=agg_config)
     return VPRNet(backbone, aggregator).eval(), resolved

@@ -16,7 +16,9 @@ import pytorch_lightning as pl
 import torch
 
 from models.metric_learning import MetricLearningObjective
-from models.vpr_net import build_aggregator, build_backbone
+from models.backbones.dinov2 import DINOV2_ARCHS
+from models.released import DINOV2_SALAD_BACKBONE_ARGS
+from models.vpr_net import build_aggregator, build_backbone, complete_agg_config
 from utils.evaluation import RECALL_KS, retrieve
 
 log = logging.getLogger(__name__)
@@ -58,17 +60,18 @@ class VPRModel(pl.LightningModule):
         recall_ks: list[int] | None = None,
     ) -> None:
         super().__init__()
-        if backbone_config is None:
-            backbone_config = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
+        if backbone_config is None:  # the paper's options for DINOv2, the builder's defaults otherwise
+            backbone_config = dict(DINOV2_SALAD_BACKBONE_ARGS) if backbone_arch in DINOV2_ARCHS else {}
         if agg_config is None:
-            agg_config = {"num_channels": 768, "num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3}
+            agg_config = {"num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3} if agg_arch == "SALAD" else {}
         if lr_sched_args is None:
             lr_sched_args = {"start_factor": 1.0, "end_factor": 0.2, "total_iters": 4000}
         self.save_hyperparameters()
-        # The resolved defaults are what a checkpoint must carry to rebuild this model.
-        self.hparams.update(backbone_config=backbone_config, agg_config=agg_config, lr_sched_args=lr_sched_args)
         self.backbone = build_backbone(backbone_arch, backbone_config)
+        agg_config = complete_agg_config(agg_arch, agg_config, self.backbone)
         self.aggregator = build_aggregator(agg_arch, agg_config)
+        # The resolved configuration is what a checkpoint must carry to rebuild this model.
+        self.hparams.update(backbone_config=backbone_config, agg_config=agg_config, lr_sched_args=lr_sched_args)
         self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)
         self.recall_ks = tuple(recall_ks or RECALL_KS)
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -119,6 +122,15 @@ class VPRModel(pl.LightningModule):
                 f"non-finite {what} at optimizer step {self.global_step} (epoch {self.current_epoch}, "
                 f"batch {batch_idx}); training stopped, no checkpoint written for this step"
             )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write a checkpoint whose weights hold a NaN or an infinity."""
+        for name, tensor in checkpoint["state_dict"].items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteError(
+                    f"non-finite weights in {name} at optimizer step {self.global_step}; "
+                    f"training stopped, no checkpoint written"
+                )
 
     # ----------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:

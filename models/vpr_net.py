@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from os import PathLike
 from typing import Any
@@ -43,14 +44,38 @@ def build_aggregator(arch: str, config: Mapping[str, Any] | None = None) -> nn.M
     return AGGREGATORS.build(arch, **dict(config or {}))
 
 
+# The names aggregators give the width of their input, in order of preference.
+CHANNEL_ARGUMENTS = ("num_channels", "in_channels", "in_dim")
+
+
+def aggregator_channel_argument(agg_arch: str) -> str | None:
+    """The argument of :data:`CHANNEL_ARGUMENTS` that aggregator ``agg_arch`` takes, if any."""
+    parameters = inspect.signature(AGGREGATORS.get(agg_arch)).parameters
+    return next((name for name in CHANNEL_ARGUMENTS if name in parameters), None)
+
+
+def complete_agg_config(agg_arch: str, agg_config: Mapping[str, Any] | None, backbone: nn.Module) -> dict[str, Any]:
+    """``agg_config`` with the aggregator's input width taken from ``backbone.out_channels`` when absent."""
+    config = dict(agg_config or {})
+    argument = aggregator_channel_argument(agg_arch)
+    if argument is not None and config.get(argument) is None:
+        out_channels = getattr(backbone, "out_channels", None)
+        if out_channels is None:
+            raise ValueError(f"the backbone does not report out_channels; give the aggregator's {argument} in its configuration")
+        config[argument] = int(out_channels)
+    return config
+
+
 def build_vpr_net(
     backbone_arch: str,
     backbone_config: Mapping[str, Any] | None = None,
     agg_arch: str = "SALAD",
     agg_config: Mapping[str, Any] | None = None,
 ) -> VPRNet:
-    """Build a VPRNet from registered names and their keyword arguments."""
-    return VPRNet(build_backbone(backbone_arch, backbone_config), build_aggregator(agg_arch, agg_config))
+    """Build a VPRNet from registered names and their keyword arguments (the backbone first,
+    then the aggregator, whose input width defaults to the backbone's ``out_channels``)."""
+    backbone = build_backbone(backbone_arch, backbone_config)
+    return VPRNet(backbone, build_aggregator(agg_arch, complete_agg_config(agg_arch, agg_config, backbone)))
 
 
 def load_weights(model: nn.Module, path: str | PathLike[str]) -> nn.Module:

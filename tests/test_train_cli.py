@@ -1,0 +1,129 @@
+"""main.py on a small toy world: a short run whose checkpoint eval.py loads, resume, NaN stop, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+
+import eval as eval_cli
+import main as train_cli
+from dataloaders.toy_world import generate_toy_world
+from models.vpr_model import NonFiniteError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy_world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy") / "world"
+    generate_toy_world(root, seed=0, size="small", image_size=56, progress=False)
+    return root
+
+
+def train_args(world: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny run: ResNet-18 (layers 3-4 cropped) + SALAD with 4 clusters, 56 px, 4 places x 4 images."""
+    return [
+        "--model.backbone_arch", "resnet18",
+        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1}',
+        "--model.agg_config", '{"num_channels": 128, "num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0}',
+        "--model.lr", "0.001",
+        "--data.data_root", str(world / "gsv-cities"),
+        "--data.cities", '["Bangkok", "Boston", "PRS"]',
+        "--data.batch_size", "4", "--data.img_per_place", "4", "--data.image_size", "[56, 56]",
+        "--data.num_workers", "0", "--data.persistent_workers", "false",
+        "--data.val_set_names", '["pitts30k_val"]', "--data.data_dir", str(world),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--trainer.default_root_dir", str(out),
+        "--trainer.enable_progress_bar", "false",
+        "--checkpoint.dirpath", str(out / "checkpoints"),
+        "--resume_checkpoint.dirpath", str(out / "checkpoints"),
+        *extra,
+    ]
+
+
+def run_training(args: list[str]) -> pl.Trainer:
+    return train_cli.main(args).trainer
+
+
+def test_short_run_saves_a_checkpoint_that_eval_loads(toy_world: Path, tmp_path: Path):
+    trainer = run_training(train_args(toy_world, tmp_path / "run", "--trainer.max_epochs", "1"))
+    assert trainer.global_step == 24 // 4  # 24 places, 4 per batch
+    assert "pitts30k_val/R1" in trainer.callback_metrics
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file()
+    assert (tmp_path / "run").rglob("config.yaml")  # the resolved configuration is saved
+
+    eval_cli.main([
+        "--ckpt_path", str(checkpoint), "--data_dir", str(toy_world), "--val_datasets", "pitts30k_val",
+        "--image_size", "56", "56", "--device", "cpu", "--num_workers", "0", "--log_dir", str(tmp_path / "eval"),
+    ])
+    results = json.loads(next((tmp_path / "eval").rglob("results.json")).read_text())
+    # The same descriptors and search as validation: eval.py reproduces the logged recall.
+    assert results["pitts30k_val"]["recall@k"]["1"] == pytest.approx(float(trainer.callback_metrics["pitts30k_val/R1"]), abs=1e-3)
+
+
+class StopAtStep(pl.Callback):
+    """Simulates a killed run: interrupts training after ``step`` optimizer steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_number_of_steps(toy_world: Path, tmp_path: Path, monkeypatch):
+    common = ("--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--resume_checkpoint.every_n_train_steps", "1")
+    full = run_training(train_args(toy_world, tmp_path / "full", *common))
+
+    killed_args = train_args(toy_world, tmp_path / "killed", *common)
+    monkeypatch.setattr(train_cli, "default_trainer_settings",
+                        lambda original=train_cli.default_trainer_settings: {**original(), "callbacks": [StopAtStep(8)]})
+    with pytest.raises(SystemExit):
+        run_training(killed_args)
+    monkeypatch.undo()
+    resume_from = tmp_path / "killed" / "checkpoints" / "resume-latest.ckpt"
+    assert resume_from.is_file()
+    resumed = run_training([*killed_args, "--ckpt_path", str(resume_from)])
+    assert 6 < 8 < full.global_step == 12
+    assert resumed.global_step == full.global_step
+    assert resumed.current_epoch == full.current_epoch
+
+
+class PoisonWeights(pl.Callback):
+    """Puts a NaN into the weights after the first optimizer step, as a diverging run would."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        if trainer.global_step == 1:
+            pl_module.aggregator.dust_bin.data.fill_(float("nan"))
+
+
+@pytest.mark.parametrize(("save_every", "what"), [(1, "weights"), (1000, "descriptors")])
+def test_non_finite_values_stop_the_run_at_their_step_and_nothing_corrupt_is_saved(
+    toy_world: Path, tmp_path: Path, monkeypatch, save_every: int, what: str
+):
+    monkeypatch.setattr(train_cli, "default_trainer_settings",
+                        lambda original=train_cli.default_trainer_settings: {**original(), "callbacks": [PoisonWeights()]})
+    args = train_args(toy_world, tmp_path / "nan", "--trainer.max_epochs", "1",
+                      "--resume_checkpoint.every_n_train_steps", str(save_every))
+    with pytest.raises(NonFiniteError, match=rf"non-finite {what}.* at optimizer step 1\b"):
+        run_training(args)
+    assert not list((tmp_path / "nan").rglob("*.ckpt"))
+
+
+def test_missing_data_root_is_a_one_line_error(tmp_path: Path):
+    completed = subprocess.run(
+        [sys.executable, "main.py", "--data.data_root", str(tmp_path / "nowhere"), "--trainer.accelerator", "cpu",
+         "--trainer.default_root_dir", str(tmp_path), "--model.backbone_arch", "resnet18",
+         "--model.agg_config", '{"num_channels": 256}'],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode != 0
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert "nowhere" in last_line and "Traceback" not in completed.stderr
