@@ -50,13 +50,19 @@ def run_training(args: list[str]) -> pl.Trainer:
     return train_cli.main(args).trainer
 
 
-def test_short_run_saves_a_checkpoint_that_eval_loads(toy_world: Path, tmp_path: Path):
-    trainer = run_training(train_args(toy_world, tmp_path / "run", "--trainer.max_epochs", "1"))
+@pytest.fixture(scope="module")
+def short_run(toy_world: Path, tmp_path_factory) -> tuple[pl.Trainer, Path]:
+    out = tmp_path_factory.mktemp("short") / "run"
+    trainer = run_training(train_args(toy_world, out, "--trainer.max_epochs", "1"))
+    return trainer, out / "checkpoints" / "last.ckpt"
+
+
+def test_short_run_saves_a_checkpoint_that_eval_loads(toy_world: Path, short_run, tmp_path: Path):
+    trainer, checkpoint = short_run
     assert trainer.global_step == 24 // 4  # 24 places, 4 per batch
     assert "pitts30k_val/R1" in trainer.callback_metrics
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file()
-    assert (tmp_path / "run").rglob("config.yaml")  # the resolved configuration is saved
+    assert list(checkpoint.parents[1].rglob("config.yaml"))  # the resolved configuration is saved
 
     eval_cli.main([
         "--ckpt_path", str(checkpoint), "--data_dir", str(toy_world), "--val_datasets", "pitts30k_val",
@@ -65,6 +71,24 @@ def test_short_run_saves_a_checkpoint_that_eval_loads(toy_world: Path, tmp_path:
     results = json.loads(next((tmp_path / "eval").rglob("results.json")).read_text())
     # The same descriptors and search as validation: eval.py reproduces the logged recall.
     assert results["pitts30k_val"]["recall@k"]["1"] == pytest.approx(float(trainer.callback_metrics["pitts30k_val/R1"]), abs=1e-3)
+
+
+def test_eval_reads_every_format_of_the_toy_world(toy_world: Path, short_run, tmp_path: Path, capsys):
+    _, checkpoint = short_run
+    common = ["--ckpt_path", str(checkpoint), "--image_size", "56", "56", "--device", "cpu", "--num_workers", "0"]
+    labelled = ["msls_val", "pitts30k_test", "pitts250k_test", "nordland", "sped"]
+    eval_cli.main([*common, "--data_dir", str(toy_world), "--val_datasets", *labelled, "MSLS_Test",
+                   "--log_dir", str(tmp_path / "published")])
+    results = json.loads(next((tmp_path / "published").rglob("results.json")).read_text())
+    assert sorted(results) == sorted(labelled)
+    challenge = next((tmp_path / "published").rglob("msls_challenge_predictions.txt"))
+    assert len(challenge.read_text().splitlines()) == 12  # every toy MSLS test query once
+
+    gmberton = toy_world / "gmberton" / "toy_city" / "images" / "test"
+    eval_cli.main([*common, "--database_folder", str(gmberton / "database"), "--queries_folder", str(gmberton / "queries"),
+                   "--log_dir", str(tmp_path / "gmberton")])
+    folder_results = json.loads(next((tmp_path / "gmberton").rglob("results.json")).read_text())
+    assert folder_results["folders"]["num_queries"] == 4
 
 
 class StopAtStep(pl.Callback):
