@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,6 +23,8 @@ class VPRDataModule(GSVCitiesDataModule):
     Args:
         val_set_names: evaluation sets validated every epoch (exact names or the published
             aliases); the first one ranks the checkpoints.
+        train_augmentation: ``"randaugment"`` (the published RandAugment(3) recipe) or ``"none"``
+            (resize and normalise only; short from-scratch runs such as the toy demo learn better).
         val_image_size: ``(H, W)`` of validation images; ``None`` uses the training size.
         val_batch_size: images per validation batch; ``None`` uses ``batch_size * img_per_place``.
         data_dir, index_dir, msls_root, pitts_root, nordland_root, sped_root: where the
@@ -33,6 +35,7 @@ class VPRDataModule(GSVCitiesDataModule):
     def __init__(
         self,
         val_set_names: list[str] = ["pitts30k_val", "pitts30k_test", "msls_val"],  # noqa: B006 (CLI default)
+        train_augmentation: Literal["randaugment", "none"] = "randaugment",
         val_image_size: tuple[int, int] | None = None,
         val_batch_size: int | None = None,
         data_dir: str | None = None,
@@ -43,7 +46,12 @@ class VPRDataModule(GSVCitiesDataModule):
         sped_root: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if train_augmentation not in ("randaugment", "none"):
+            raise ValueError(f"train_augmentation={train_augmentation!r}; expected randaugment or none")
         super().__init__(**kwargs)
+        self.train_augmentation = train_augmentation
+        if train_augmentation == "none":
+            self.train_transform = eval_transform(self.image_size)
         self.val_set_names = list(val_set_names)
         self.val_image_size = tuple(val_image_size) if val_image_size is not None else None
         self.val_batch_size = val_batch_size
