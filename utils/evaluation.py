@@ -42,6 +42,7 @@ def retrieve(
     num_results: int | None = None,
     per_group: bool = False,
     backend: str = "auto",
+    storage: str = "fp32",
 ) -> Retrieval:
     """Search the queries of ``eval_set`` against its database and score recall.
 
@@ -52,6 +53,7 @@ def retrieve(
         num_results: predictions kept per query (default: the largest of ``ks`` and the curve).
         per_group: search each query only among database images of its group (MSLS city).
         backend: search backend of :func:`utils.search.search`.
+        storage: ``"fp32"`` or ``"fp16"`` (half the memory for very large databases).
     """
     expected = eval_set.num_db + eval_set.num_queries
     if descriptors.shape[0] != expected:
@@ -62,10 +64,11 @@ def retrieve(
         if eval_set.db_groups is None or eval_set.query_groups is None:
             raise ValueError(f"{eval_set.name} has no groups (cities) to restrict the search to")
         distances, indices = search_per_group(
-            database, queries, eval_set.db_groups, eval_set.query_groups, k, metric="l2", backend=backend
+            database, queries, eval_set.db_groups, eval_set.query_groups, k, metric="l2", backend=backend,
+            storage=storage,
         )
     else:
-        distances, indices = search(database, queries, k, metric="l2", backend=backend)
+        distances, indices = search(database, queries, k, metric="l2", backend=backend, storage=storage)
     if eval_set.ground_truth is None:
         return Retrieval(distances, indices, None, None)
     usable_ks = [kk for kk in ks if kk <= k]
