@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from dataloaders.vpr_datamodule import VPRDataModule
+from models import AGGREGATORS, BACKBONES
 from models.vpr_model import NonFiniteError, VPRModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -43,6 +44,7 @@ class VPRTrainingCLI(LightningCLI):
             }
         )
         parser.link_arguments("data.val_set_names", "checkpoint.monitor", compute_fn=monitored_metric)
+        self._list_registered_names(parser)
         # A second, periodic checkpoint so that a run killed mid-epoch resumes where it stopped.
         parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
         parser.set_defaults(
@@ -53,6 +55,15 @@ class VPRTrainingCLI(LightningCLI):
                 "resume_checkpoint.enable_version_counter": False,
             }
         )
+
+
+    @staticmethod
+    def _list_registered_names(parser: LightningArgumentParser) -> None:
+        """``--help`` names every registered backbone and aggregator."""
+        registries = {"model.backbone_arch": BACKBONES, "model.agg_arch": AGGREGATORS}
+        for action in parser._actions:
+            if action.dest in registries:
+                action.help = f"one of: {', '.join(registries[action.dest].names())}"
 
 
 def default_trainer_settings() -> dict:

@@ -151,3 +151,31 @@ def test_missing_data_root_is_a_one_line_error(tmp_path: Path):
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]
     assert "nowhere" in last_line and "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("backbone", "backbone_config", "aggregator", "agg_config"),
+    [
+        ("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "GeM", {}),
+        ("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "ConvAP", {"out_channels": 16}),
+        ("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "MixVPR", {"in_h": 7, "in_w": 7, "out_channels": 16, "out_rows": 2}),
+        ("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "CosPlace", {"out_dim": 32}),
+        ("dinov2_vits14", {"num_trainable_blocks": 1}, "SALAD", {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8}),
+    ],
+)
+def test_every_registered_pair_trains_through_the_same_flags(toy_world, tmp_path, backbone, backbone_config, aggregator, agg_config):
+    args = train_args(toy_world, tmp_path / "pair", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                      "--data.val_set_names", '["sped"]')
+    overrides = {
+        "--model.backbone_arch": backbone, "--model.backbone_config": json.dumps(backbone_config),
+        "--model.agg_arch": aggregator, "--model.agg_config": json.dumps(agg_config),
+    }
+    for flag, value in overrides.items():
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    trainer = run_training(args)
+    assert trainer.global_step == 2
+    assert "sped/R1" in trainer.callback_metrics
+    assert type(trainer.lightning_module.aggregator).__name__ == aggregator
