@@ -31,7 +31,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -57,6 +57,19 @@ PITTS_PITCHES_DEG = (4.0, 26.5)
 GMBERTON_SET = "toy_city"
 
 _KEY_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
+
+# The 23 GSV-Cities training cities (published order) and the (lat, lon) of their centres,
+# where the toy cities named after them are placed.
+GSV_CITY_CENTRES: dict[str, tuple[float, float]] = {
+    "Bangkok": (13.7563, 100.5018), "BuenosAires": (-34.6037, -58.3816), "LosAngeles": (34.0522, -118.2437),
+    "MexicoCity": (19.4326, -99.1332), "OSL": (59.9139, 10.7522), "Rome": (41.9028, 12.4964),
+    "Barcelona": (41.3874, 2.1686), "Chicago": (41.8781, -87.6298), "Madrid": (40.4168, -3.7038),
+    "Miami": (25.7617, -80.1918), "Phoenix": (33.4484, -112.0740), "TRT": (43.6532, -79.3832),
+    "Boston": (42.3601, -71.0589), "Lisbon": (38.7223, -9.1393), "Medellin": (6.2476, -75.5658),
+    "Minneapolis": (44.9778, -93.2650), "PRG": (50.0755, 14.4378), "WashingtonDC": (38.9072, -77.0369),
+    "Brussels": (50.8503, 4.3517), "London": (51.5074, -0.1278), "Melbourne": (-37.8136, 144.9631),
+    "Osaka": (34.6937, 135.5023), "PRS": (48.8566, 2.3522),
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -85,9 +98,16 @@ class ToyWorldSize:
     def __post_init__(self) -> None:
         low, high = self.gsv_images_per_place
         if not 1 <= low <= high:
-            raise ValueError(f"gsv_images_per_place must be (low, high) with 1 <= low <= high, got {self.gsv_images_per_place}")
+            raise ValueError("gsv_images_per_place must be (low, high) with 1 <= low <= high, "
+                             f"got {self.gsv_images_per_place}")
         if not self.gsv_cities:
             raise ValueError("gsv_cities must name at least one city")
+        unknown = [city for city in self.gsv_cities if city not in GSV_CITY_CENTRES]
+        if unknown:
+            raise ValueError(f"unknown GSV-Cities city {', '.join(unknown)}; expected names from "
+                             f"{', '.join(GSV_CITY_CENTRES)}")
+        if len(set(self.gsv_cities)) != len(self.gsv_cities):
+            raise ValueError(f"gsv_cities lists a city twice: {', '.join(self.gsv_cities)}")
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, int) and value < 1:
@@ -150,6 +170,7 @@ class ToyWorldSummary:
     version: int
     num_images: int
     gsv_cities: tuple[str, ...]
+    parameters: dict[str, object]  # the ToyWorldSize fields used
     counts: dict[str, dict[str, int]]
     regions: dict[str, tuple[float, float, float, float]]  # global (x0, y0, x1, y1) metres
 
@@ -214,14 +235,29 @@ FACADE_COLUMNS: tuple[str, ...] = (
     "window_period",  # horizontal window spacing, m
     "floor_height",  # vertical window spacing, m
     "window_offset",  # m
-    "window_width",  # fraction of the period
+    "window_width",  # fraction of the period (above 1: ribbon windows)
     "window_height",  # fraction of the floor
     "ground_floor",  # height of the ground floor (shop band), m
     "height",  # building height, m
     "has_shop",  # 0 or 1
-    "has_pilasters",  # 0 or 1
+    "has_pilasters",  # 0 or 1: accent-coloured strips between window columns
+    "has_bands",  # 0 or 1: accent-coloured floor slabs
+    "has_board",  # 0 or 1: a patterned sign / billboard on the facade
+    "board_start",  # position along the wall where the board starts, m
+    "board_bottom",  # height of its lower edge, m
+    "board_width",  # m
+    "board_height",  # m
+    "board_pattern",  # 0 vertical stripes, 1 horizontal stripes, 2 checker, 3 disc
+    "board_stripes",  # stripes or checker cells across the board
 )
-COLOUR_ROWS: tuple[str, ...] = ("wall", "glass", "shop_sign", "shop_front")
+COLOUR_ROWS: tuple[str, ...] = ("wall", "glass", "shop_sign", "shop_front", "accent", "board_a", "board_b")
+WINDOW_STYLES: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] = {
+    # style: (probability, window width fraction range, window height fraction range)
+    "grid": (0.4, (0.35, 0.75), (0.35, 0.65)),
+    "ribbon": (0.2, (1.05, 1.05), (0.4, 0.55)),
+    "curtain_wall": (0.15, (0.88, 0.94), (0.75, 0.85)),
+    "narrow": (0.25, (0.2, 0.35), (0.6, 0.75)),
+}
 
 
 @dataclass(frozen=True)
@@ -231,8 +267,8 @@ class City:
     ``occupancy[iy, ix]`` is the building whose footprint holds the centre of the cell
     ``[ix, ix + 1) x [iy, iy + 1)`` (times ``cell_m``), or -1 for open ground.
     Buildings: ``rects [N, 4]`` footprints (x0, y0, x1, y1), ``heights [N]``,
-    ``facade [N, 9]`` float32 parameters (columns :data:`FACADE_COLUMNS`) and
-    ``colours [N, 4, 3]`` float32 RGB in [0, 1] (rows :data:`COLOUR_ROWS`).
+    ``facade [N, 17]`` float32 parameters (columns :data:`FACADE_COLUMNS`) and
+    ``colours [N, 7, 3]`` float32 RGB in [0, 1] (rows :data:`COLOUR_ROWS`).
     """
 
     size_x: float
@@ -261,7 +297,8 @@ def _street_positions(rng: np.random.Generator, length: float, street_width: flo
     return np.array(positions)
 
 
-def _cut(rng: np.random.Generator, start: float, stop: float, piece_range: tuple[float, float]) -> list[tuple[float, float]]:
+def _cut(rng: np.random.Generator, start: float, stop: float,
+         piece_range: tuple[float, float]) -> list[tuple[float, float]]:
     """Split ``[start, stop]`` into consecutive pieces of random length."""
     cuts = [start]
     while stop - cuts[-1] > piece_range[1]:
@@ -328,12 +365,33 @@ def build_city(rng: np.random.Generator, size_x: float, size_y: float, cell_m: f
         iy0, iy1 = int(math.ceil(y0 / cell_m - 0.5)), int(math.ceil(y1 / cell_m - 0.5))
         occupancy[max(iy0, 0):min(iy1, grid_y), max(ix0, 0):min(ix1, grid_x)] = index
 
+    style_probability = np.array([probability for probability, _, _ in WINDOW_STYLES.values()])
+    style = rng.choice(len(WINDOW_STYLES), count, p=style_probability / style_probability.sum())
+    width_range = np.array([widths for _, widths, _ in WINDOW_STYLES.values()])[style]
+    height_range = np.array([heights for _, _, heights in WINDOW_STYLES.values()])[style]
+    ground_floor = rng.uniform(3.5, 5.0, count)
+    # one patterned board per building (on some), placed along the x or the y extent of the lot
+    along_x = rng.uniform(size=count) < 0.5
+    extent_start = np.where(along_x, rect_array[:, 0], rect_array[:, 1])
+    extent = np.where(along_x, rect_array[:, 2] - rect_array[:, 0], rect_array[:, 3] - rect_array[:, 1])
+    board_width = np.minimum(rng.uniform(2.0, 7.0, count), 0.8 * extent)
+    board_height = rng.uniform(1.2, 4.0, count)
+    free_height = np.maximum(heights - ground_floor - board_height - 1.5, 0.5)
+    board_bottom = ground_floor + rng.uniform(0.3, 1.0, count) * free_height
     facade = np.stack([
         rng.uniform(2.2, 4.5, count), rng.uniform(2.8, 4.0, count), rng.uniform(0.0, 4.0, count),
-        rng.uniform(0.35, 0.75, count), rng.uniform(0.35, 0.65, count), rng.uniform(3.5, 5.0, count), heights,
-        rng.uniform(size=count) < 0.6, rng.uniform(size=count) < 0.3,
+        rng.uniform(width_range[:, 0], width_range[:, 1]), rng.uniform(height_range[:, 0], height_range[:, 1]),
+        ground_floor, heights, rng.uniform(size=count) < 0.6, rng.uniform(size=count) < 0.3,
+        rng.uniform(size=count) < 0.4, rng.uniform(size=count) < 0.45,
+        extent_start + rng.uniform(0.0, 1.0, count) * (extent - board_width), board_bottom, board_width, board_height,
+        rng.integers(0, 4, count), rng.integers(2, 7, count),
     ], axis=1).astype(np.float32)
-    colours = np.stack([np.clip(wall, 0.05, 0.95), window, shop, 0.25 * window + 0.15], axis=1).astype(np.float32)
+    accent = np.where(rng.uniform(size=(count, 1)) < 0.5, wall * rng.uniform(0.45, 0.75, (count, 1)),
+                      palette[rng.integers(0, len(palette), count)])
+    board_a = _hsv_to_rgb(rng.uniform(0.0, 1.0, count), rng.uniform(0.5, 1.0, count), rng.uniform(0.5, 1.0, count))
+    board_b = _hsv_to_rgb(rng.uniform(0.0, 1.0, count), rng.uniform(0.0, 1.0, count), rng.uniform(0.1, 1.0, count))
+    colours = np.stack([np.clip(wall, 0.05, 0.95), window, shop, 0.25 * window + 0.15, np.clip(accent, 0.03, 0.95),
+                        board_a, board_b], axis=1).astype(np.float32)
     return City(size_x=size_x, size_y=size_y, cell_m=cell_m, street_x=street_x, street_y=street_y,
                 street_width=street_width, occupancy=occupancy, rects=rect_array, heights=heights,
                 facade=facade, colours=colours)
@@ -443,9 +501,9 @@ def random_route(city: City, rng: np.random.Generator, min_length_m: float, edge
         vertices.append((xs[node[0]], ys[node[1]]))
         length += math.hypot(vertices[-1][0] - vertices[-2][0], vertices[-1][1] - vertices[-2][1])
     route = Route(np.array(vertices, dtype=np.float64))
-    if route.length < min_length_m:  # boxed in: extend straight along the last segment's street
-        last = route.vertices[-1] - route.vertices[-2]
-        extra = route.vertices[-1] + last / np.linalg.norm(last) * (min_length_m - route.length + 1.0)
+    if route.length < min_length_m:  # boxed in: go on straight along the current street
+        step = np.array(moves[heading], dtype=np.float64)
+        extra = route.vertices[-1] + step * (min_length_m - route.length + 1.0)
         route = Route(np.vstack([route.vertices, extra]))
     return route
 
@@ -492,10 +550,6 @@ class Views:
 
     def take(self, index: np.ndarray | slice) -> Views:
         return Views(**{item.name: getattr(self, item.name)[index] for item in fields(self)})
-
-    @staticmethod
-    def concatenate(parts: Sequence[Views]) -> Views:
-        return Views(**{item.name: np.concatenate([getattr(p, item.name) for p in parts]) for item in fields(Views)})
 
 
 @dataclass(frozen=True)
@@ -578,11 +632,12 @@ def sample_views(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, heading
 # ------------------------------------------------------------------------------------------
 
 # ray-marching distances: fine near the camera, coarser far away (buildings are >= 4 m wide)
-_MARCH = np.concatenate([np.arange(0.5, 25.0, 0.5), np.arange(25.0, 60.0, 1.0), np.arange(60.0, 160.0, 2.0)]).astype(np.float32)
+_MARCH = np.concatenate([np.arange(0.5, 25.0, 0.5), np.arange(25.0, 60.0, 1.0),
+                         np.arange(60.0, 160.0, 2.0)]).astype(np.float32)
 _SLOPE_LIMIT = 1000.0  # |slope| bound of the per-column running maximum
 
-# facade materials: rows of the per-building colour table
-_WALL, _GLASS, _SIGN, _SHOPFRONT = 0, 1, 2, 3
+# facade materials: rows of the per-building colour table (COLOUR_ROWS)
+_WALL, _GLASS, _SIGN, _SHOPFRONT, _ACCENT, _BOARD_A, _BOARD_B = range(7)
 # ground materials
 _GROUND_RGB = np.array([[0.33, 0.33, 0.35], [0.62, 0.60, 0.56], [0.92, 0.85, 0.45], [0.9, 0.9, 0.9]], dtype=np.float32)
 _ROAD, _PAVEMENT, _LANE_MARK, _ZEBRA = 0, 1, 2, 3
@@ -594,32 +649,41 @@ def _facade_colour(city: City, views: Views, view: np.ndarray, building: np.ndar
     """Colours ``[P, 3]`` of facade points: building ``[P]``, position along the wall ``s``
     and height ``z`` (m), wall normal azimuth (deg), seen by ``view`` ``[P]``.
 
-    Each point gets a material (wall, glass, shop sign, shop front) whose colour comes from
-    the building's colour table, times a brightness factor (brick texture, pilasters,
-    cornice, glass variation, sun shading)."""
-    table = city.facade[building]  # [P, 9], one gather for every facade parameter
-    period, floor, offset, win_w, win_h, ground_floor, height, shop, pilasters = table.T
+    Each point gets a material (wall, glass, shop sign, shop front, accent, board colours)
+    whose colour comes from the building's colour table, times a brightness factor (brick
+    texture, cornice, glass variation, sun shading)."""
+    table = city.facade[building]  # [P, 17], one gather for every facade parameter
+    (period, floor, offset, win_w, win_h, ground_floor, height, shop, pilasters, bands, board,
+     board_start, board_bottom, board_width, board_height, board_pattern, board_stripes) = table.T
     u = (s - offset) / period
     column = np.floor(u)
     u_frac = u - column
     v = z / floor
     storey = np.floor(v)
     v_frac = v - storey
-    window = ((z > ground_floor) & (z < height - 1.2) & (np.abs(u_frac - 0.5) < win_w * 0.5)
-              & (v_frac > 0.3) & (v_frac < 0.3 + win_h))
+    upper = (z > ground_floor) & (z < height - 1.2)
+    window = upper & (np.abs(u_frac - 0.5) < win_w * 0.5) & (v_frac > 0.3) & (v_frac < 0.3 + win_h)
     in_shop = (shop > 0) & (z < ground_floor)
     shop_front = in_shop & (z > 0.4) & (z < ground_floor - 0.9)
     sign = in_shop & (z >= ground_floor - 0.9) & (z < ground_floor - 0.15)
+    bu = (s - board_start) / board_width  # position on the board, [0, 1) x [0, 1) inside it
+    bv = (z - board_bottom) / board_height
+    on_board = (board > 0) & (bu >= 0) & (bu < 1) & (bv >= 0) & (bv < 1)
+    stripe_u, stripe_v = np.floor(bu * board_stripes), np.floor(bv * np.maximum(board_stripes // 2, 1))
+    board_b = np.select(
+        [board_pattern == 0, board_pattern == 1, board_pattern == 2],
+        [stripe_u % 2 == 1, stripe_v % 2 == 1, (stripe_u + stripe_v) % 2 == 1],
+        (bu - 0.5) ** 2 + (bv - 0.5) ** 2 < 0.12)
     material = np.full(len(building), _WALL, dtype=np.int64)
+    material[upper & (((pilasters > 0) & (u_frac < 0.1)) | ((bands > 0) & (v_frac < 0.12)))] = _ACCENT
     material[window] = _GLASS
-    material[sign] = _SIGN
+    material[sign] = np.where(_hash_unit(building[sign], np.floor(s[sign] / 5.0), 3) < 0.5, _SIGN, _BOARD_A)
     material[shop_front] = _SHOPFRONT
+    material[on_board] = np.where(board_b[on_board], _BOARD_B, _BOARD_A)
 
     factor = np.float32(0.9) + np.float32(0.1) * _hash_unit(building, np.floor(s * 2.0), np.floor(z * 3.0))
-    factor[(pilasters > 0) & (u_frac < 0.08) & (z > ground_floor) & ~window] *= np.float32(0.78)
     factor[(z > height - 1.2) & (z <= height)] *= np.float32(0.65)
     factor[window] *= np.float32(0.75) + np.float32(0.5) * _hash_unit(building[window], column[window], storey[window])
-    factor[sign] *= np.float32(0.7) + np.float32(0.3) * _hash_unit(building[sign], np.floor(s[sign] / 5.0), 7)
     sun_term = np.cos(np.radians(normal_azimuth - views.sun_azimuth[view]).astype(np.float32))
     factor *= (views.ambient[view] + views.diffuse[view] * np.maximum(sun_term, 0.0)).astype(np.float32)
     colour = city.colours[building, material] * factor[:, None]
@@ -683,7 +747,8 @@ def render_views(city: City, views: Views, image_size: int) -> np.ndarray:
     cells_y = ((views.y[:, None, None] + dir_y[..., None] * _MARCH) / city.cell_m).astype(np.float32)
     grid_y, grid_x = city.occupancy.shape
     inside = (cells_x >= 0) & (cells_x < grid_x) & (cells_y >= 0) & (cells_y < grid_y)
-    flat_cell = np.clip(cells_y.astype(np.int32), 0, grid_y - 1) * grid_x + np.clip(cells_x.astype(np.int32), 0, grid_x - 1)
+    flat_cell = (np.clip(cells_y.astype(np.int32), 0, grid_y - 1) * grid_x
+                 + np.clip(cells_x.astype(np.int32), 0, grid_x - 1))
     ids = np.where(inside, city.occupancy.ravel()[flat_cell], -1)
     entering = ids >= 0
     entering[..., 1:] &= ids[..., 1:] != ids[..., :-1]
@@ -768,7 +833,8 @@ def _draw_occluders(image: np.ndarray, rng: np.random.Generator, rate: float, sn
             w, h = rng.uniform(0.2, 0.5) * width, rng.uniform(0.1, 0.2) * height
             bottom = rng.uniform(0.78, 1.05) * height
             body = (np.abs(xx - cx) < w / 2) & (yy > bottom - h) & (yy < bottom - 0.15 * h)
-            image[body] = _hsv_to_rgb(np.array(rng.uniform()), np.array(rng.uniform(0.2, 0.9)), np.array(rng.uniform(0.15, 0.9)))
+            hue, saturation, value = rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.15, 0.9)
+            image[body] = _hsv_to_rgb(np.array(hue), np.array(saturation), np.array(value))
             glass = (np.abs(xx - cx) < w * 0.35) & (yy > bottom - h) & (yy < bottom - 0.65 * h)
             image[glass] = [0.12, 0.14, 0.18]
             for side in (-0.3, 0.3):
@@ -906,17 +972,6 @@ class Region:
         return lat, lon
 
 
-# Reference coordinates of the real places the toy cities are named after (city centre).
-_GSV_LATLON: dict[str, tuple[float, float]] = {
-    "Bangkok": (13.7563, 100.5018), "BuenosAires": (-34.6037, -58.3816), "LosAngeles": (34.0522, -118.2437),
-    "MexicoCity": (19.4326, -99.1332), "OSL": (59.9139, 10.7522), "Rome": (41.9028, 12.4964),
-    "Barcelona": (41.3874, 2.1686), "Chicago": (41.8781, -87.6298), "Madrid": (40.4168, -3.7038),
-    "Miami": (25.7617, -80.1918), "Phoenix": (33.4484, -112.0740), "TRT": (43.6532, -79.3832),
-    "Boston": (42.3601, -71.0589), "Lisbon": (38.7223, -9.1393), "Medellin": (6.2476, -75.5658),
-    "Minneapolis": (44.9778, -93.2650), "PRG": (50.0755, 14.4378), "WashingtonDC": (38.9072, -77.0369),
-    "Brussels": (50.8503, 4.3517), "London": (51.5074, -0.1278), "Melbourne": (-37.8136, 144.9631),
-    "Osaka": (34.6937, 135.5023), "PRS": (48.8566, 2.3522),
-}
 _MSLS_VAL_GEO: dict[str, tuple[tuple[float, float], str, str, tuple[float, float]]] = {
     "cph": ((723000.0, 6175000.0), "33", "U", (55.6761, 12.5683)),
     "sf": ((549000.0, 4180000.0), "10", "S", (37.7749, -122.4194)),
@@ -993,8 +1048,18 @@ class _Part:
     """What one part of the world adds: images to render, files to write, counts to report."""
 
     jobs: list[RenderJob] = field(default_factory=list)
-    writers: list[Callable[[], None]] = field(default_factory=list)
+    tables: list[tuple[Path, pd.DataFrame, bool]] = field(default_factory=list)  # CSV path, rows, index column
+    arrays: list[tuple[Path, np.ndarray]] = field(default_factory=list)  # .npy files
+    mats: list[tuple[Path, dict[str, object]]] = field(default_factory=list)  # .mat files
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def write_files(self) -> None:
+        for path, frame, index in self.tables:
+            _write_csv(frame, path, index=index)
+        for path, array in self.arrays:
+            _save_npy(path, array)
+        for path, content in self.mats:
+            _save_mat(path, content)
 
 
 def _is_winter(month: np.ndarray) -> np.ndarray:
@@ -1043,7 +1108,7 @@ def _gsv_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[Regio
             for pid, yr, mo, deg, la, lo, pano in zip(place_ids, year, month, northdeg, lat_text, lon_text, panoids)
         )
         part.jobs.append(RenderJob(city, views, paths))
-        part.writers.append(lambda frame=frame, name=name: _write_csv(frame, base / "Dataframes" / f"{name}.csv", index=False))
+        part.tables.append((base / "Dataframes" / f"{name}.csv", frame, False))
         part.counts[f"gsv_{name}"] = {"places": len(points), "images": count}
         total_places += len(points)
         total_images += count
@@ -1115,7 +1180,8 @@ def _msls_side(rng: np.random.Generator, city: City, region: Region, routes: Seq
     return RenderJob(city, views, paths), tables, in_all & ~pano
 
 
-def _msls_val_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[Region], cities: Sequence[City]) -> _Part:
+def _msls_val_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[Region],
+                   cities: Sequence[City]) -> _Part:
     """MSLS ``train_val/{cph,sf}`` raw tree and ``msls_val_*`` index files."""
     part = _Part()
     base = root / "mapillary"
@@ -1148,7 +1214,7 @@ def _msls_val_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[
             base / "train_val" / name / "query", 1_560_000_000_000, 0.05)
         for side, tables in (("database", db_tables), ("query", q_tables)):
             for table_name, table in tables.items():
-                part.writers.append(lambda t=table, p=base / "train_val" / name / side / f"{table_name}.csv": _write_csv(t, p, index=True))
+                part.tables.append((base / "train_val" / name / side / f"{table_name}.csv", table, True))
         part.jobs += [db_job, q_job]
 
         db_frame, q_frame = db_tables["postprocessed"], q_tables["postprocessed"]
@@ -1168,12 +1234,14 @@ def _msls_val_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[
         "msls_val_dbImages.npy": np.array(db_images), "msls_val_qImages.npy": np.array(q_images),
         "msls_val_qIdx.npy": np.array(q_idx, dtype=np.int64), "msls_val_pIdx.npy": _object_array(p_idx),
     }
-    part.writers += [lambda p=index_dir / n, a=a: _save_npy(p, a) for n, a in arrays.items()]
-    part.counts["msls_val"] = {"database": len(db_images), "queries": len(q_images), "queries_with_positives": len(q_idx)}
+    part.arrays += [(index_dir / name, array) for name, array in arrays.items()]
+    part.counts["msls_val"] = {"database": len(db_images), "queries": len(q_images),
+                               "queries_with_positives": len(q_idx)}
     return part
 
 
-def _msls_test_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[Region], cities: Sequence[City]) -> _Part:
+def _msls_test_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[Region],
+                    cities: Sequence[City]) -> _Part:
     """MSLS ``test/<city>`` tree (images, ``seq_info.csv``, ``subtask_index.csv``) and ``msls_test_*``."""
     part = _Part()
     base = root / "mapillary"
@@ -1183,21 +1251,23 @@ def _msls_test_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence
         rng = _rng(seed, _STREAM_MSLS_TEST, city_index)
         n_db, n_q = size.msls_test_db_per_city, size.msls_test_queries_per_city
         route = random_route(city, rng, 5.0 * n_db + 10.0)
-        for side, count, spacing, look in (("database", n_db, 5.0, DATABASE_LOOK), ("query", n_q, 5.0 * n_db / n_q, QUERY_LOOK)):
+        sides = (("database", n_db, 5.0, DATABASE_LOOK), ("query", n_q, 5.0 * n_db / n_q, QUERY_LOOK))
+        for side, count, spacing, look in sides:
             xy, heading = _msls_frames(rng, route, 1.0 + spacing * np.arange(count))
             views = sample_views(rng, xy[:, 0], xy[:, 1], heading + rng.normal(0, 4.0, count), look)
             keys = _random_keys(rng, count)
             folder = base / "test" / name / side
             part.jobs.append(RenderJob(city, views, tuple(folder / "images" / f"{k}.jpg" for k in keys)))
-            seq_info = pd.DataFrame({"key": keys, "sequence_key": _random_keys(rng, 1) * count, "frame_number": np.arange(count)})
-            subtasks = pd.DataFrame({"key": keys, **{t: (t == "all") | (rng.uniform(size=count) < 0.3) for t in MSLS_SUBTASKS}})
-            part.writers.append(lambda t=seq_info, p=folder / "seq_info.csv": _write_csv(t, p, index=True))
-            part.writers.append(lambda t=subtasks, p=folder / "subtask_index.csv": _write_csv(t, p, index=True))
+            seq_info = pd.DataFrame({"key": keys, "sequence_key": _random_keys(rng, 1) * count,
+                                     "frame_number": np.arange(count)})
+            subtasks = pd.DataFrame({"key": keys,
+                                     **{t: (t == "all") | (rng.uniform(size=count) < 0.3) for t in MSLS_SUBTASKS}})
+            part.tables += [(folder / "seq_info.csv", seq_info, True), (folder / "subtask_index.csv", subtasks, True)]
             target = db_images if side == "database" else q_images
             target += [f"test/{name}/{side}/images/{k}.jpg" for k in keys]
     index_dir = root / "datasets" / "msls_test"
-    part.writers.append(lambda: _save_npy(index_dir / "msls_test_dbImages.npy", _object_array(db_images)))
-    part.writers.append(lambda: _save_npy(index_dir / "msls_test_qImages.npy", _object_array(q_images)))
+    part.arrays += [(index_dir / "msls_test_dbImages.npy", _object_array(db_images)),
+                    (index_dir / "msls_test_qImages.npy", _object_array(q_images))]
     part.counts["msls_test"] = {"database": len(db_images), "queries": len(q_images)}
     return part
 
@@ -1217,8 +1287,9 @@ def _pitts_views(rng: np.random.Generator, points: Sequence[StreetPoint], look: 
                          camera_height=np.full(count, 2.5))
     # one capture per place: the same light for its 24 views
     first = np.repeat(np.arange(len(points)) * len(PITTS_PITCHES_DEG) * PITTS_YAWS, len(PITTS_PITCHES_DEG) * PITTS_YAWS)
-    shared = {name: getattr(views, name)[first] for name in (
-        "sun_azimuth", "ambient", "diffuse", "sky_zenith", "sky_horizon", "fog_m", "night", "snow", "colour_matrix", "gamma")}
+    light = ("sun_azimuth", "ambient", "diffuse", "sky_zenith", "sky_horizon", "fog_m", "night", "snow",
+             "colour_matrix", "gamma")
+    shared = {name: getattr(views, name)[first] for name in light}
     return replace(views, **shared)
 
 
@@ -1286,14 +1357,14 @@ def _pitts_part(root: Path, seed: int, size: ToyWorldSize, region: Region, city:
             "posDistSqThr": POSITIVE_RADIUS_M**2,
             "nonTrivPosDistSqThr": 100.0,
         }}
-        part.writers.append(lambda p=base / "datasets" / f"{set_name}.mat", m=mat: _save_mat(p, m))
+        part.mats.append((base / "datasets" / f"{set_name}.mat", mat))
         index_dir = root / "datasets" / "Pittsburgh"
         arrays = {
             f"{set_name}_dbImages.npy": np.array(set_db_names),
             f"{set_name}_qImages.npy": np.array([f"queries_real/{n}" for n in q_names]),
             f"{set_name}_gt.npy": _object_array(positives_within(q_utm, set_db_utm)),
         }
-        part.writers += [lambda p=index_dir / n, a=a: _save_npy(p, a) for n, a in arrays.items()]
+        part.arrays += [(index_dir / name, array) for name, array in arrays.items()]
         part.counts[set_name] = {"database": len(set_db_names), "queries": len(q_names)}
     return part
 
@@ -1323,9 +1394,9 @@ def _nordland_part(root: Path, seed: int, size: ToyWorldSize, city: City) -> _Pa
     db_views = sample_views(rng, x, y, heading, summer, pitch=np.zeros(n_db), fov=np.full(n_db, 80.0),
                             camera_height=np.full(n_db, 3.0), snow=np.zeros(n_db))
     frames = 10 * np.arange(n_q)
-    q_views = sample_views(rng, x[frames] + rng.uniform(-0.5, 0.5, n_q), y[frames], heading[frames] + rng.normal(0, 1.0, n_q),
-                           winter, pitch=np.zeros(n_q), fov=np.full(n_q, 80.0), camera_height=np.full(n_q, 3.0),
-                           night=np.zeros(n_q, dtype=bool))
+    q_views = sample_views(rng, x[frames] + rng.uniform(-0.5, 0.5, n_q), y[frames],
+                           heading[frames] + rng.normal(0, 1.0, n_q), winter, pitch=np.zeros(n_q),
+                           fov=np.full(n_q, 80.0), camera_height=np.full(n_q, 3.0), night=np.zeros(n_q, dtype=bool))
     db_names = [f"ref/{i:07d}.jpg" for i in range(n_db)]
     q_names = [f"query/{i:07d}.jpg" for i in range(n_q)]
     base = root / "Nordland"
@@ -1333,11 +1404,11 @@ def _nordland_part(root: Path, seed: int, size: ToyWorldSize, city: City) -> _Pa
     part.jobs.append(RenderJob(city, q_views, tuple(base / n for n in q_names)))
     positives = [[r for r in (10 * i - 1, 10 * i, 10 * i + 1) if 0 <= r < n_db] for i in range(n_q)]
     index_dir = root / "datasets" / "Nordland"
-    part.writers += [
-        lambda: _save_npy(base / "ground_truth_new.npy", _vprbench_ground_truth(positives)),
-        lambda: _save_npy(index_dir / "Nordland_dbImages.npy", np.array(db_names)),
-        lambda: _save_npy(index_dir / "Nordland_qImages.npy", np.array(q_names)),
-        lambda: _save_npy(index_dir / "Nordland_gt.npy", _object_array([np.array(p, dtype=np.int64) for p in positives])),
+    part.arrays += [
+        (base / "ground_truth_new.npy", _vprbench_ground_truth(positives)),
+        (index_dir / "Nordland_dbImages.npy", np.array(db_names)),
+        (index_dir / "Nordland_qImages.npy", np.array(q_names)),
+        (index_dir / "Nordland_gt.npy", _object_array([np.array(refs, dtype=np.int64) for refs in positives])),
     ]
     part.counts["nordland"] = {"database": n_db, "queries": n_q}
     return part
@@ -1351,8 +1422,10 @@ def _sped_part(root: Path, seed: int, size: ToyWorldSize, city: City) -> _Part:
     points = spaced_street_points(city, rng, n, min_spacing_m=30.0)
     x = np.array([p.x for p in points])
     y = np.array([p.y for p in points])
-    heading = rng.uniform(0.0, 360.0, n)
-    pitch = rng.uniform(-15.0, -5.0, n)
+    # looking along the street (not into the wall across it), slightly down
+    street = np.array([p.street_heading for p in points])
+    heading = street + rng.choice([0.0, 180.0], n) + rng.uniform(-35.0, 35.0, n)
+    pitch = rng.uniform(-10.0, -3.0, n)
     fov = rng.uniform(60.0, 80.0, n)
     height = rng.uniform(3.5, 4.5, n)
     db_views = sample_views(rng, x, y, heading, DATABASE_LOOK, pitch=pitch, fov=fov, camera_height=height)
@@ -1363,11 +1436,11 @@ def _sped_part(root: Path, seed: int, size: ToyWorldSize, city: City) -> _Part:
     part.jobs.append(RenderJob(city, db_views, tuple(base / p for p in db_names)))
     part.jobs.append(RenderJob(city, q_views, tuple(base / p for p in q_names)))
     index_dir = root / "datasets" / "SPED"
-    part.writers += [
-        lambda: _save_npy(base / "ground_truth_new.npy", _vprbench_ground_truth([[i] for i in range(n)])),
-        lambda: _save_npy(index_dir / "SPED_dbImages.npy", np.array(db_names)),
-        lambda: _save_npy(index_dir / "SPED_qImages.npy", np.array(q_names)),
-        lambda: _save_npy(index_dir / "SPED_gt.npy", np.arange(n, dtype=np.int64).reshape(n, 1)),
+    part.arrays += [
+        (base / "ground_truth_new.npy", _vprbench_ground_truth([[i] for i in range(n)])),
+        (index_dir / "SPED_dbImages.npy", np.array(db_names)),
+        (index_dir / "SPED_qImages.npy", np.array(q_names)),
+        (index_dir / "SPED_gt.npy", np.arange(n, dtype=np.int64).reshape(n, 1)),
     ]
     part.counts["sped"] = {"database": n, "queries": n}
     return part
@@ -1424,7 +1497,7 @@ def _check_output_folder(root: Path) -> None:
 
 def plan_regions(size: ToyWorldSize) -> tuple[list[Region], dict[str, Region]]:
     """The training regions (one per GSV city) and the evaluation regions, by name."""
-    train = _layout_regions([(name, 400.0, 400.0, {"latlon_origin": _GSV_LATLON.get(name, (0.0, 0.0))})
+    train = _layout_regions([(name, 400.0, 400.0, {"latlon_origin": GSV_CITY_CENTRES[name]})
                              for name in size.gsv_cities], _TRAIN_ROW_Y)
     nordland_length = 6.0 * (10 * (size.nordland_queries - 1) + 2) + 80.0
     specs: list[tuple[str, float, float, dict]] = []
@@ -1434,11 +1507,13 @@ def plan_regions(size: ToyWorldSize) -> tuple[list[Region], dict[str, Region]]:
                       {"utm_origin": utm, "utm_zone": zone, "utm_letter": letter, "latlon_origin": latlon}))
     specs += [(f"msls_test_{name}", 240.0, 240.0, {}) for name in MSLS_TEST_CITIES]
     utm, zone, letter, latlon = _PITTS_GEO
-    specs.append(("pittsburgh", 400.0, 400.0, {"utm_origin": utm, "utm_zone": zone, "utm_letter": letter, "latlon_origin": latlon}))
+    specs.append(("pittsburgh", 400.0, 400.0,
+                  {"utm_origin": utm, "utm_zone": zone, "utm_letter": letter, "latlon_origin": latlon}))
     specs.append(("nordland", nordland_length, 140.0, {}))
     specs.append(("sped", 400.0, 400.0, {}))
     utm, zone, letter, latlon = _GMBERTON_GEO
-    specs.append((f"gmberton_{GMBERTON_SET}", 400.0, 400.0, {"utm_origin": utm, "utm_zone": zone, "utm_letter": letter, "latlon_origin": latlon}))
+    specs.append((f"gmberton_{GMBERTON_SET}", 400.0, 400.0,
+                  {"utm_origin": utm, "utm_zone": zone, "utm_letter": letter, "latlon_origin": latlon}))
     evaluation = {region.name: region for region in _layout_regions(specs, _EVAL_ROW_Y)}
     return train, evaluation
 
@@ -1466,7 +1541,8 @@ def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | 
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
     resolved = resolve_size(size)
-    size_name = size if isinstance(size, str) else "custom"
+    size_name = size if isinstance(size, str) else next(
+        (name for name, preset in TOY_WORLD_SIZES.items() if preset == size), "custom")
     _check_output_folder(root)
 
     train_regions, eval_regions = plan_regions(resolved)
@@ -1478,27 +1554,30 @@ def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | 
     eval_cities = {name: city_of(region, 1000 + i) for i, (name, region) in enumerate(eval_regions.items())}
     val_names = [f"msls_val_{c}" for c in MSLS_VAL_CITIES]
     test_names = [f"msls_test_{c}" for c in MSLS_TEST_CITIES]
+    gmberton = f"gmberton_{GMBERTON_SET}"
     parts = [
         _gsv_part(root, seed, resolved, train_regions, gsv_cities),
         _msls_val_part(root, seed, resolved, [eval_regions[n] for n in val_names], [eval_cities[n] for n in val_names]),
-        _msls_test_part(root, seed, resolved, [eval_regions[n] for n in test_names], [eval_cities[n] for n in test_names]),
+        _msls_test_part(root, seed, resolved, [eval_regions[n] for n in test_names],
+                        [eval_cities[n] for n in test_names]),
         _pitts_part(root, seed, resolved, eval_regions["pittsburgh"], eval_cities["pittsburgh"]),
         _nordland_part(root, seed, resolved, eval_cities["nordland"]),
         _sped_part(root, seed, resolved, eval_cities["sped"]),
-        _gmberton_part(root, seed, resolved, eval_regions[f"gmberton_{GMBERTON_SET}"], eval_cities[f"gmberton_{GMBERTON_SET}"]),
+        _gmberton_part(root, seed, resolved, eval_regions[gmberton], eval_cities[gmberton]),
     ]
     root.mkdir(parents=True, exist_ok=True)
     jobs = [job for part in parts for job in part.jobs]
     num_images = render_jobs(jobs, image_size, workers=workers, progress=progress)
     for part in parts:
-        for write in part.writers:
-            write()
+        part.write_files()
     counts: dict[str, dict[str, int]] = {}
     for part in parts:
         counts.update(part.counts)
     regions = {f"gsv_{r.name}": r.box for r in train_regions} | {name: r.box for name, r in eval_regions.items()}
-    summary = ToyWorldSummary(root=root, seed=seed, size=size_name, image_size=image_size, version=TOY_WORLD_VERSION,
-                              num_images=num_images, gsv_cities=tuple(resolved.gsv_cities), counts=counts, regions=regions)
+    summary = ToyWorldSummary(root=root, seed=seed, size=size_name, image_size=image_size,
+                              version=TOY_WORLD_VERSION, num_images=num_images,
+                              gsv_cities=tuple(resolved.gsv_cities), parameters=asdict(resolved), counts=counts,
+                              regions=regions)
     (root / SUMMARY_FILE).write_text(summary.to_json())
     logger.info("toy world: %d images under %s", num_images, root)
     return summary

@@ -17,12 +17,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python tools/make_toy_world.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloaders.toy_world import SUMMARY_FILE, TOY_WORLD_SIZES, generate_toy_world
+from dataloaders.toy_world import GSV_CITY_CENTRES, SUMMARY_FILE, TOY_WORLD_SIZES, generate_toy_world
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", choices=sorted(TOY_WORLD_SIZES), default="default",
                         help="'small': a few hundred images for tests; 'default': about 3,500 images "
                              "(default: %(default)s)")
+    parser.add_argument("--gsv-cities", nargs="+", metavar="CITY",
+                        help="GSV-Cities training cities to generate, names from the 23-city list "
+                             "(default: those of --size)")
+    parser.add_argument("--gsv-places-per-city", type=int, metavar="N",
+                        help="training places per city (default: that of --size)")
     parser.add_argument("--image-size", type=int, default=112,
                         help="side of the square JPEG images in pixels, >= 16 (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -58,14 +64,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--image-size must be at least 16, got {args.image_size}")
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.gsv_places_per_city is not None and args.gsv_places_per_city < 1:
+        parser.error(f"--gsv-places-per-city must be at least 1, got {args.gsv_places_per_city}")
+    unknown = sorted(set(args.gsv_cities or ()) - set(GSV_CITY_CENTRES))
+    if unknown:
+        parser.error(f"--gsv-cities: unknown city {', '.join(unknown)}; "
+                     f"expected names from {', '.join(GSV_CITY_CENTRES)}")
+    size = TOY_WORLD_SIZES[args.size]
+    if args.gsv_cities:
+        size = replace(size, gsv_cities=tuple(args.gsv_cities))
+    if args.gsv_places_per_city is not None:
+        size = replace(size, gsv_places_per_city=args.gsv_places_per_city)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         parser.error(f"--out {args.out} exists and is not an empty folder; choose a new or empty folder")
     start = time.perf_counter()
-    summary = generate_toy_world(args.out, seed=args.seed, size=args.size, image_size=args.image_size,
+    summary = generate_toy_world(args.out, seed=args.seed, size=size, image_size=args.image_size,
                                  workers=args.workers, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     gsv = summary.counts["gsv_total"]
-    print(f"wrote the toy world ({args.size}, seed {args.seed}) to {args.out}: {summary.num_images} images "
+    print(f"wrote the toy world ({summary.size}, seed {args.seed}) to {args.out}: {summary.num_images} images "
           f"({gsv['places']} GSV-Cities places in {len(summary.gsv_cities)} cities, "
           f"{summary.num_images - gsv['images']} evaluation images), summary in {args.out / SUMMARY_FILE}; "
           f"took {elapsed:.1f} s")
