@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from utils.results import new_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +43,12 @@ def ensure_toy_world(root: Path, seed: int) -> None:
         log.info("reusing the toy world in %s", root)
         return
     run([sys.executable, "-m", "tools.make_toy_world", "--out", str(root), "--seed", str(seed)])
+
+
+def training_image_size(config: Path) -> tuple[int, int]:
+    """The ``data.image_size`` of a main.py configuration: the demo evaluates at the training size."""
+    height, width = yaml.safe_load(config.read_text())["data"]["image_size"]
+    return int(height), int(width)
 
 
 def mean_recall_at_1(results_dir: Path) -> tuple[float, dict[str, float]]:
@@ -79,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"demo: training wrote no last.ckpt under {run_dir / 'train'}")
     checkpoint = checkpoints[-1]
 
+    height, width = training_image_size(args.config)
     evaluate = [sys.executable, "eval.py", "--ckpt_path", str(checkpoint), "--data_dir", str(args.data),
-                "--val_datasets", *EVAL_SETS, "--image_size", "112", "112", "--batch_size", "64",
+                "--val_datasets", *EVAL_SETS, "--image_size", str(height), str(width), "--batch_size", "64",
                 "--device", "cpu", "--num_workers", "2"]
     run([*evaluate, "--random_weights", "--seed", "1", "--log_dir", str(run_dir / "eval_untrained")])
     run([*evaluate, "--log_dir", str(run_dir / "eval_trained")])
