@@ -6,7 +6,6 @@ import subprocess
 import sys
 import tracemalloc
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,23 +15,11 @@ import pytest
 import torch
 
 import utils.search
+from tests.test_search import few_threads, random_unit_vectors  # noqa: F401 (few_threads is an autouse fixture)
 from utils.search import fill_faiss_index, search, search_per_group
 
 BACKENDS = ("torch", "faiss")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def few_threads() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def random_unit_vectors(count: int, dim: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def exact_neighbours(
