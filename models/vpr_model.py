@@ -60,8 +60,8 @@ class VPRModel(pl.LightningModule):
         recall_ks: list[int] | None = None,
     ) -> None:
         super().__init__()
-        if backbone_config is None:  # the paper's options for DINOv2, the builder's defaults otherwise
-            backbone_config = dict(DINOV2_SALAD_BACKBONE_ARGS) if backbone_arch in DINOV2_ARCHS else {}
+        if backbone_config is None:  # the paper: DINOv2's pretrained weights, last 4 blocks trained
+            backbone_config = {**DINOV2_SALAD_BACKBONE_ARGS, "pretrained": True} if backbone_arch in DINOV2_ARCHS else {}
         if agg_config is None:
             agg_config = {"num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3} if agg_arch == "SALAD" else {}
         if lr_sched_args is None:

@@ -179,3 +179,27 @@ def test_every_registered_pair_trains_through_the_same_flags(toy_world, tmp_path
     assert trainer.global_step == 2
     assert "sped/R1" in trainer.callback_metrics
     assert type(trainer.lightning_module.aggregator).__name__ == aggregator
+
+
+def test_default_model_is_the_paper_recipe_starting_from_pretrained_dinov2(monkeypatch):
+    from models.backbones import dinov2
+    from models.vpr_model import VPRModel
+
+    fetched = []
+
+    def fake_fetch(url, path, what, argument="pretrained_path"):
+        fetched.append(url)
+        return dinov2.DINOv2("dinov2_vitb14").model.state_dict()
+
+    monkeypatch.setattr(dinov2, "fetch_state_dict", fake_fetch)
+    model = VPRModel()
+    assert fetched == ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"]
+    assert model.backbone.num_trainable_blocks == 4 and model.aggregator.out_dim == 8448
+    assert model.hparams.agg_config["num_channels"] == 768 and model.hparams.agg_config["dropout"] == 0.3
+    configured = model.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
+    assert schedule["interval"] == "step"
+    assert (schedule["scheduler"].start_factor, schedule["scheduler"].end_factor, schedule["scheduler"].total_iters) == (1.0, 0.2, 4000)
+    assert type(optimizer).__name__ == "AdamW" and optimizer.defaults["lr"] == 6e-5
+    assert optimizer.defaults["weight_decay"] == 9.5e-9
+    assert model.objective.loss.alpha == 1 and model.objective.loss.beta == 50 and model.objective.miner.epsilon == 0.1
