@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from dataloaders.image_io import ImageDecodeError
 from dataloaders.transforms import decode_size, eval_transform
 from models.checkpoint_io import Architecture, LoadedModel, load_model
 from models.registry import AGGREGATORS
+from utils.cli import json_object
 from utils.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
 from utils.inference import Precision, autocast_context, compute_descriptors, default_device
@@ -64,17 +64,6 @@ RESULTS_FILE = "results.json"
 NATIVE_SIZE_CACHE_KEY = (0, 0)
 """``image_size`` of the descriptor-cache key when images keep their native resolution."""
 USER_ERRORS = (OSError, ValueError, ImportError, ImageDecodeError, torch.OutOfMemoryError)
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """argparse type: a JSON object such as ``'{"num_trainable_blocks": 4}'``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

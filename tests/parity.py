@@ -57,6 +57,25 @@ def synthesize_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, 
     return state_dict
 
 
+def build_parity_model(name: str = "vits14_default") -> torch.nn.Module:
+    """The fixture's model, in eval mode, with the fixture's weights loaded strictly."""
+    from models import build_vpr_net
+
+    config = load_config(name)
+    agg = config["agg"]
+    model = build_vpr_net(
+        config["backbone"],
+        {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True},
+        "SALAD",
+        {"num_clusters": agg["clusters"], "cluster_dim": agg["cluster_dim"], "token_dim": agg["token_dim"]},
+    )
+    shapes = load_shapes(name)
+    if len(shapes) != config["n_keys"]:
+        raise ValueError(f"{name}: {len(shapes)} keys in the shapes file, the configuration says {config['n_keys']}")
+    model.load_state_dict(synthesize_state_dict(shapes, config["weight_seed"]), strict=True)
+    return model.eval()
+
+
 def synthesize_input(seed: int, shape: list[int]) -> torch.Tensor:
     """The normalised image batch ``[N, 3, H, W]`` of one fixture input."""
     return torch.from_numpy(np.random.default_rng(seed).standard_normal(tuple(shape)).astype(np.float32))

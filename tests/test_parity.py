@@ -10,24 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_vpr_net
 from tests import parity
 
 
 @pytest.fixture(scope="module")
 def parity_model():
-    config = parity.load_config()
-    agg = config["agg"]
-    model = build_vpr_net(
-        config["backbone"],
-        {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True},
-        "SALAD",
-        {"num_channels": 384, "num_clusters": agg["clusters"], "cluster_dim": agg["cluster_dim"], "token_dim": agg["token_dim"]},
-    )
-    shapes = parity.load_shapes()
-    assert len(shapes) == config["n_keys"]
-    model.load_state_dict(parity.synthesize_state_dict(shapes, config["weight_seed"]), strict=True)
-    return model.eval()
+    return parity.build_parity_model()
 
 
 def test_state_dict_has_exactly_the_official_keys_and_shapes(parity_model):

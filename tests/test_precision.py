@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import VPRNet, build_vpr_net
+from models import VPRNet
 from tests import parity
 from utils.inference import autocast_context
 
@@ -26,16 +26,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def parity_model() -> VPRNet:
-    config = parity.load_config()
-    agg = config["agg"]
-    model = build_vpr_net(
-        config["backbone"],
-        {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True},
-        "SALAD",
-        {"num_channels": 384, "num_clusters": agg["clusters"], "cluster_dim": agg["cluster_dim"], "token_dim": agg["token_dim"]},
-    )
-    model.load_state_dict(parity.synthesize_state_dict(parity.load_shapes(), config["weight_seed"]), strict=True)
-    return model.eval()
+    return parity.build_parity_model()
 
 
 @pytest.fixture(scope="module", params=[0, 1], ids=["input0_224px", "input1_322px"])

@@ -38,11 +38,13 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
 from models import build_vpr_net, load_weights
 from models.backbones.dinov2 import DINOV2_ARCHS
 from models.pretrained import read_checkpoint
 from models.released import RELEASED_MODELS
 from models.vpr_net import VPRNet
+from utils.cli import json_object
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +54,11 @@ DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
 #: Batch size of the example input the graph is traced with (the checks use other sizes too).
 TRACE_BATCH_SIZE = 2
-#: The normalisation the models are trained with (torchvision's ImageNet statistics, RGB in [0, 1]).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Warnings of the TorchScript exporter that are expected here (see the module docstring).
 EXPECTED_EXPORT_WARNINGS = (
     "You are using the legacy TorchScript-based ONNX export",
     "The feature will be removed",
 )
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """Parse a flag value holding a JSON object (keyword arguments of a builder)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"p\": 3}}', got {text!r} ({error})")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"p\": 3}}', got {text!r}")
-    return value
 
 
 def positive_int(text: str) -> int:
