@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="search each query only among the database images of its own city (sets with cities: MSLS)",
     )
     parser.add_argument(
+        "--channels_last", action="store_true",
+        help="run convolutions in channels-last layout (faster for ResNet backbones on CPU, no effect on ViTs)",
+    )
+    parser.add_argument(
         "--search_storage", choices=["fp32", "fp16"], default="fp32",
         help="how the search stores the database: fp16 halves its memory (e.g. SF-XL), recall@1 unchanged on a 200k bench",
     )
@@ -181,6 +185,7 @@ class EvalContext:
     batch_size: int
     num_workers: int
     run_dir: Path
+    channels_last: bool = False
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -295,7 +300,7 @@ def set_descriptors(eval_set: EvalSet, context: EvalContext, cache: DescriptorCa
     images = eval_set.images(eval_transform(context.image_size), decode_size=decode_size(context.image_size))
     descriptors = compute_descriptors(
         context.loaded.model, images, context.batch_size, context.num_workers, context.device,
-        context.precision, description=f"{eval_set.name} descriptors",
+        context.precision, description=f"{eval_set.name} descriptors", channels_last=context.channels_last,
     )
     if cache is not None and key is not None:
         cache.save(key, descriptors)
@@ -416,7 +421,8 @@ def run(args: argparse.Namespace) -> Path:
     image_size = tuple(args.image_size) if args.image_size else None
     run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
     context = EvalContext(
-        loaded, args.ckpt_path, device, precision, image_size, batch_size, args.num_workers, run_dir
+        loaded, args.ckpt_path, device, precision, image_size, batch_size, args.num_workers, run_dir,
+        args.channels_last,
     )
     cache = DescriptorCache(args.cache_dir) if args.save_descriptors else None
 

@@ -50,3 +50,20 @@ def test_sets_without_ground_truth_give_predictions_only():
     assert result.recalls is None and result.curve is None and result.indices.shape == (10, 25)
     with pytest.raises(ValueError, match="got 39 descriptors for 40 images"):
         retrieve(eval_set, descriptors[:-1])
+
+
+def test_channels_last_gives_the_same_descriptors():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from models import build_vpr_net
+    from utils.inference import compute_descriptors
+
+    torch.manual_seed(0)
+    model = build_vpr_net("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "GeM", {})
+    images = TensorDataset(torch.randn(6, 3, 64, 64), torch.arange(6))
+    plain = compute_descriptors(model, images, 4, 0, torch.device("cpu"))
+    nhwc = compute_descriptors(model, images, 4, 0, torch.device("cpu"), channels_last=True)
+    np.testing.assert_allclose(nhwc, plain, atol=1e-5)
+    first_conv = next(p for p in model.parameters() if p.dim() == 4)
+    assert first_conv.is_contiguous(memory_format=torch.channels_last)

@@ -37,13 +37,18 @@ def compute_descriptors(
     device: torch.device,
     precision: Precision = "fp32",
     description: str = "descriptors",
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Run ``model`` over ``images`` (items ``(tensor [3, H, W], index)``).
+
+    ``channels_last`` runs convolutions on NHWC tensors: measured 1.2x (fp32) to 2.9x (bf16)
+    faster for a ResNet on this project's CPU; it changes nothing for a ViT.
 
     Returns:
         ``[len(images), D]`` float32 descriptors, row ``i`` for item ``i``.
     """
-    model = model.eval().to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(device, memory_format=memory_format)
     loader = DataLoader(
         images,
         batch_size=batch_size,
@@ -55,7 +60,7 @@ def compute_descriptors(
     output: np.ndarray | None = None
     for batch, indices in tqdm(loader, desc=description, unit="batch"):
         with autocast_context(device, precision):
-            descriptors = model(batch.to(device, non_blocking=True))
+            descriptors = model(batch.to(device, non_blocking=True, memory_format=memory_format))
         descriptors = descriptors.float().cpu().numpy()
         if output is None:
             output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
