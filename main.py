@@ -83,10 +83,12 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args.insert(0, "fit")  # `python3 main.py [flags]` trains, as the published script does
+    if argv is None:  # from the command line: DDP's launcher re-runs sys.argv on the other ranks
+        sys.argv[1:] = args
     return VPRTrainingCLI(
         VPRModel,
         VPRDataModule,
-        args=args,
+        args=None if argv is None else args,
         seed_everything_default=1,
         trainer_defaults=default_trainer_settings(),
         save_config_kwargs={"overwrite": False},

@@ -151,7 +151,8 @@ class VPRModel(pl.LightningModule):
             descriptors = self.gather_in_dataset_order(outputs, eval_set.num_db + eval_set.num_queries)
             result = retrieve(eval_set, descriptors, self.recall_ks)
             for k, value in (result.recalls or {}).items():
-                self.log(f"{eval_set.name}/R{k}", value, prog_bar=k == 1, sync_dist=False, rank_zero_only=False)
+                # every rank computed the same value from the gathered descriptors; syncing averages equals
+                self.log(f"{eval_set.name}/R{k}", value, prog_bar=k == 1, sync_dist=True)
         self._val_outputs = {}
 
     def gather_in_dataset_order(self, outputs: list[tuple[torch.Tensor, torch.Tensor]], total: int) -> np.ndarray:

@@ -81,3 +81,28 @@ def test_mining_and_loss_see_the_global_batch(tmp_path: Path):
     # Mining one rank's share alone would give another loss: the check above is not vacuous.
     alone = MetricLearningObjective()(descriptors[:16], labels[:16]).loss
     assert not torch.isclose(alone, reference.loss)
+
+
+def test_training_with_two_processes_splits_the_places_between_ranks(tmp_path: Path):
+    from dataloaders.toy_world import generate_toy_world
+
+    world = tmp_path / "world"
+    generate_toy_world(world, seed=0, size="small", image_size=56, progress=False)
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "main.py", "--config", "configs/toy.yaml",
+        "--data.data_root", str(world / "gsv-cities"), "--data.data_dir", str(world),
+        "--data.cities", "[Bangkok, Boston, PRS]", "--data.image_size", "[56, 56]", "--data.batch_size", "4",
+        "--data.num_workers", "0", "--data.persistent_workers", "false",
+        "--model.agg_config", '{"num_clusters": 4, "cluster_dim": 8, "token_dim": 8}',
+        "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    checkpoint = torch.load(next(out.rglob("last.ckpt")), map_location="cpu", weights_only=True)
+    # 24 places, 4 per rank and step, 2 ranks: a global batch of 8 places, 3 optimizer steps.
+    assert checkpoint["global_step"] == 3
+    ranked = [path.name for path in out.rglob("epoch*.ckpt")]
+    assert ranked == ["epoch00-step3.ckpt"]  # the top-k checkpoint, ranked by the gathered validation recall
