@@ -1,0 +1,116 @@
+"""Smoke tests of the throughput benches: their CPU paths run end to end and print complete tables.
+
+Each bench runs in a subprocess at the smallest settings it accepts (ViT-S/14, 126 px: 9 x 9
+patches, the fewest above SALAD's 64 clusters). The tests check the table's rows and ratios, never
+the timings. The GPU-decoding path of ``bench.eval_throughput`` is checked on the CPU against the
+PIL decode + resize + normalise that evaluation uses.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.io
+from PIL import Image
+
+from bench import eval_throughput, train_throughput
+from dataloaders.transforms import eval_transform
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+
+
+def run_bench(module: str, *flags: str) -> str:
+    """stdout of ``python -m <module> <flags>`` run from the repository root (fails on a non-zero exit)."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *flags], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=environment
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def row(output: str, label: str) -> list[str]:
+    """The whitespace-separated fields of the table row that starts with ``label``."""
+    for line in output.splitlines():
+        fields = line.split()
+        if fields and fields[0] == label:
+            return fields
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def test_eval_throughput_prints_both_variants_and_ratios() -> None:
+    output = run_bench(
+        "bench.eval_throughput", "--device", "cpu", "--backbone", "dinov2_vits14", "--image_size", "126", "126",
+        "--batch", "2", "--num_images", "4", "--num_workers", "0", "--iters", "1", "--threads", "1",
+    )
+    assert "4 JPEGs 640x480 -> 126x126, batch 2, 0 workers" in output
+    for label, settings in (("baseline", "fp32, explicit softmax attention, repeat, PIL full-size decode"),
+                            ("ours", "bf16, SDPA, bmm, PIL draft mode")):
+        fields = row(output, label)
+        end_to_end, model_only, fraction = float(fields[1]), float(fields[2]), fields[3]
+        assert end_to_end > 0 and model_only > 0
+        assert fraction == f"{end_to_end / model_only:.0%}"  # the printed ratio is of the printed figures
+        assert settings in " ".join(fields[4:])
+    ratios = re.search(rf"ours vs baseline: {NUMBER}x end-to-end, {NUMBER}x model-only images/s; descriptor cosine min {NUMBER}", output)
+    assert ratios is not None, output
+    assert float(ratios.group(1)) > 0 and float(ratios.group(2)) > 0
+    # Same weights, the same files (draft mode changes the decoded pixels a little), bf16: the same descriptors.
+    assert float(ratios.group(3)) > 0.99
+    assert "target on an H100: ours end-to-end >= 80% of model-only" in output
+
+
+def test_train_throughput_prints_both_variants_and_ratios() -> None:
+    output = run_bench(
+        "bench.train_throughput", "--device", "cpu", "--backbone", "dinov2_vits14", "--places", "2", "--per_place", "2",
+        "--image_size", "126", "--warmup", "0", "--iters", "1", "--threads", "1",
+    )
+    assert "training step on 2 places x 2 images at 126x126" in output
+    for label, settings in (("baseline", "fp32, explicit softmax attention, repeat"), ("ours", "bf16, SDPA, bmm")):
+        fields = row(output, label)
+        ms_per_step, images_per_second, peak_mib, loss, skipped = map(float, fields[1:6])
+        assert images_per_second == pytest.approx(4 / (ms_per_step / 1000), rel=0.01)  # 2 x 2 images per step
+        assert peak_mib > 0  # the model, its gradients and AdamW state were allocated in the worker
+        assert math.isfinite(loss) and loss > 0
+        assert skipped == 0  # no GradScaler on the CPU
+        assert settings in " ".join(fields[6:])
+    ratios = re.search(rf"ours vs baseline: {NUMBER}x images/s, peak memory {NUMBER}x of baseline", output)
+    assert ratios is not None, output
+    assert "peak MiB (RSS growth)" in output
+
+
+def test_device_decoding_matches_pil_decoding(tmp_path: Path) -> None:
+    """decode_on_device (here on the CPU) gives what the PIL evaluation transform gives, up to resampling."""
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(coarse).resize((160, 120), Image.BICUBIC).save(path, quality=95)
+    expected = eval_transform((56, 70))(Image.open(path).convert("RGB"))  # [3, 56, 70]
+    decoded = eval_throughput.decode_on_device([torchvision.io.read_file(str(path))], (56, 70), torch.device("cpu"))
+    assert decoded.shape == (1, 3, 56, 70)
+    assert (decoded[0] - expected).abs().mean().item() < 0.02  # normalised units; a wrong mean/std or size is far off
+
+
+@pytest.mark.parametrize(
+    ("parse_args", "flags", "message"),
+    [
+        (eval_throughput.parse_args, ["--device", "cpu", "--gpu_decode"], "--gpu_decode needs --device cuda"),
+        (eval_throughput.parse_args, ["--device", "cpu", "--image_size", "100", "126"], "--image_size 100 126"),
+        (train_throughput.parse_args, ["--device", "cpu", "--image_size", "100"], "--image_size 100"),
+        (train_throughput.parse_args, ["--device", "cpu", "--places", "1"], "--places 1"),
+    ],
+)
+def test_bad_flags_are_named(parse_args, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(flags)
+    assert message in capsys.readouterr().err
