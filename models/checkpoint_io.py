@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from models.pretrained import read_checkpoint
-from models.vpr_net import CHANNEL_ARGUMENTS, VPRNet, aggregator_channel_argument, build_aggregator, build_backbone, complete_agg_config, load_weights
+from models.vpr_net import VPRNet, build_aggregator, build_backbone, complete_agg_config, load_weights
 
 log = logging.getLogger(__name__)
 

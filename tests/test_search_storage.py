@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import faiss
 import numpy as np
 import pytest
-import torch
 
 import utils.search
 from tests.test_search import few_threads, random_unit_vectors  # noqa: F401 (few_threads is an autouse fixture)
