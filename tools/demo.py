@@ -45,6 +45,11 @@ def ensure_toy_world(root: Path, seed: int) -> None:
     run([sys.executable, "-m", "tools.make_toy_world", "--out", str(root), "--seed", str(seed)])
 
 
+def toy_world_cities(root: Path) -> list[str]:
+    """The GSV-Cities cities a generated toy world holds (from its ``toy_world.json``)."""
+    return list(json.loads((root / "toy_world.json").read_text())["gsv_cities"])
+
+
 def training_image_size(config: Path) -> tuple[int, int]:
     """The ``data.image_size`` of a main.py configuration: the demo evaluates at the training size."""
     height, width = yaml.safe_load(config.read_text())["data"]["image_size"]
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
 
     train = [sys.executable, "main.py", "--config", str(args.config),
              "--trainer.default_root_dir", str(run_dir / "train"),
-             "--data.data_root", str(args.data / "gsv-cities"), "--data.data_dir", str(args.data)]
+             "--data.data_root", str(args.data / "gsv-cities"), "--data.data_dir", str(args.data),
+             "--data.cities", json.dumps(toy_world_cities(args.data))]
     if args.max_epochs is not None:
         train += ["--trainer.max_epochs", str(args.max_epochs)]
     run(train)
