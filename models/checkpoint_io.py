@@ -23,8 +23,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from models.pretrained import read_checkpoint
-from models.vpr_net import VPRNet, build_aggregator, build_backbone, complete_agg_config, load_weights
+from models.pretrained import read_checkpoint, state_dict_of
+from models.vpr_net import VPRNet, build_aggregator, build_backbone, complete_agg_config, load_network_state
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ def load_model(
         FileNotFoundError: ``ckpt_path`` does not exist.
         ValueError: no architecture known, or a state dict that does not fit it.
     """
-    stored = read_architecture(ckpt_path) if ckpt_path is not None else None
+    payload = read_checkpoint(ckpt_path) if ckpt_path is not None else None  # read once: weights and architecture
+    stored = architecture_from_payload(payload, ckpt_path) if payload is not None else None
     if stored is not None:
         architecture, source = stored, "checkpoint"
     elif fallback is not None:
@@ -180,7 +181,7 @@ def load_model(
     if random_weights:
         return LoadedModel(model, resolved, source, f"random (seed {seed})")
     try:
-        load_weights(model, ckpt_path)
+        load_network_state(model, state_dict_of(payload, ckpt_path), ckpt_path)
     except ValueError as error:
         if source == "checkpoint" or not mismatch_hint:
             raise

@@ -38,14 +38,18 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     return payload
 
 
-def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file (bare, or under a Lightning checkpoint's ``state_dict``)."""
-    payload = read_checkpoint(path)
+def state_dict_of(payload: dict[str, Any], source: str | PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict in a loaded checkpoint: the payload itself, or its ``state_dict`` (Lightning)."""
     if isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]
     if not all(isinstance(v, torch.Tensor) for v in payload.values()):
-        raise ValueError(f"checkpoint {path} holds no state dict of tensors")
+        raise ValueError(f"checkpoint {source} holds no state dict of tensors")
     return payload
+
+
+def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (bare, or under a Lightning checkpoint's ``state_dict``)."""
+    return state_dict_of(read_checkpoint(path), path)
 
 
 def fetch_state_dict(

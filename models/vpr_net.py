@@ -79,24 +79,28 @@ def build_vpr_net(
 
 
 def load_weights(model: nn.Module, path: str | PathLike[str]) -> nn.Module:
-    """Load a checkpoint (a bare state dict or a Lightning checkpoint) strictly into ``model``.
+    """Load a checkpoint file (a bare state dict or a Lightning checkpoint) strictly into ``model``."""
+    return load_network_state(model, read_state_dict(path), path)
+
+
+def load_network_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str]) -> nn.Module:
+    """Load the network part of ``state_dict`` strictly into ``model``.
 
     Keys that a Lightning checkpoint of this project keeps beside the network (the loss, ...)
     are not part of the network and are ignored; a missing or unexpected *network* key is an
-    error naming the file.
+    error naming ``source``.
     """
-    state_dict = read_state_dict(path)
     state_dict = {k: v for k, v in state_dict.items() if k.startswith(("backbone.", "aggregator."))}
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # size mismatches
         mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise ValueError(f"checkpoint {path} does not fit this architecture: {mismatch}") from None
+        raise ValueError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing {len(result.missing_keys)} keys (first: {result.missing_keys[0]})")
     if result.unexpected_keys:
         problems.append(f"unexpected {len(result.unexpected_keys)} keys (first: {result.unexpected_keys[0]})")
     if problems:
-        raise ValueError(f"checkpoint {path} does not fit this architecture: {'; '.join(problems)}")
+        raise ValueError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
     return model
