@@ -41,7 +41,7 @@ import torch
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
 from models import build_vpr_net, load_weights
 from models.backbones.dinov2 import DINOV2_ARCHS
-from models.pretrained import read_checkpoint
+from models.checkpoint_io import ARCHITECTURE_FIELDS, read_architecture
 from models.released import RELEASED_MODELS
 from models.vpr_net import VPRNet
 from utils.cli import json_object
@@ -150,24 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Architecture = tuple[str, dict[str, Any], str, dict[str, Any]]
-#: Hyperparameters of a VPRModel Lightning checkpoint that name its architecture.
-CHECKPOINT_ARCH_KEYS = ("backbone_arch", "backbone_config", "agg_arch", "agg_config")
-
-
 def architecture_from_checkpoint(path: str) -> Architecture:
     """``(backbone, backbone_config, aggregator, agg_config)`` saved in a Lightning checkpoint."""
-    hyper_parameters = read_checkpoint(path).get("hyper_parameters")
-    if not isinstance(hyper_parameters, dict) or not all(key in hyper_parameters for key in CHECKPOINT_ARCH_KEYS):
+    stored = read_architecture(path)
+    if stored is None:
         raise ValueError(
             f"checkpoint {path} does not record its architecture (no hyper_parameters with "
-            f"{', '.join(CHECKPOINT_ARCH_KEYS)}); give --backbone and --aggregator (or --released NAME)"
+            f"{', '.join(ARCHITECTURE_FIELDS)}); give --backbone and --aggregator (or --released NAME)"
         )
-    return (
-        str(hyper_parameters["backbone_arch"]),
-        dict(hyper_parameters["backbone_config"] or {}),
-        str(hyper_parameters["agg_arch"]),
-        dict(hyper_parameters["agg_config"] or {}),
-    )
+    return stored.backbone_arch, stored.backbone_config, stored.agg_arch, stored.agg_config
 
 
 def resolve_architecture(args: argparse.Namespace) -> Architecture:
