@@ -92,17 +92,7 @@ def read_msls_val_index(
             f"in {query_idx_file}"
         )
     query_paths = [all_query_paths[i] for i in query_idx]
-    return EvalSet(
-        name,
-        image_root,
-        db_paths,
-        query_paths,
-        ground_truth=positives,
-        db_groups=msls_cities(db_paths, db_images_file),
-        query_groups=msls_cities(query_paths, query_images_file),
-        query_keys=path_stems(query_paths),
-        db_keys=path_stems(db_paths),
-    )
+    return msls_eval_set(name, image_root, db_paths, query_paths, positives, db_images_file, query_images_file)
 
 
 def read_msls_test_index(
@@ -111,12 +101,25 @@ def read_msls_test_index(
     """MSLS test (challenge): no ground truth; groups are cities, keys the image stems."""
     db_paths = as_path_list(load_index_array(db_images_file))
     query_paths = as_path_list(load_index_array(query_images_file))
+    return msls_eval_set(name, image_root, db_paths, query_paths, None, db_images_file, query_images_file)
+
+
+def msls_eval_set(
+    name: str,
+    image_root: Path,
+    db_paths: list[str],
+    query_paths: list[str],
+    ground_truth: list[np.ndarray] | None,
+    db_images_file: Path,
+    query_images_file: Path,
+) -> EvalSet:
+    """An MSLS set: groups are the cities in the paths, keys the image stems (challenge file)."""
     return EvalSet(
         name,
         image_root,
         db_paths,
         query_paths,
-        ground_truth=None,
+        ground_truth=ground_truth,
         db_groups=msls_cities(db_paths, db_images_file),
         query_groups=msls_cities(query_paths, query_images_file),
         query_keys=path_stems(query_paths),
