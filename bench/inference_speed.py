@@ -15,7 +15,10 @@ Two suites:
 * ``published`` (the default on CUDA): the published inference settings (float16 autocast, attention
   written out as ``softmax(q k^T * scale) v``, the ``repeat`` aggregation of
   :class:`bench.salad_aggregation.RepeatSALAD`) against ours (bfloat16 autocast, SDPA, ``bmm``,
-  optionally channels_last and ``torch.compile``), with the peak GPU memory of each.
+  optionally channels_last), with the peak GPU memory of each.
+
+``--compile`` adds our last variant again under ``torch.compile`` (``<label>-comp``) and prints
+its ratio to the eager one.
 
     python -m bench.inference_speed                       # CPU: ViT-B/14 at 322 px, batch 2
     python -m bench.inference_speed --image_size 224      # quicker
@@ -34,7 +37,7 @@ import logging
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -264,19 +267,46 @@ def with_cosines(measurement: Measurement, descriptors: torch.Tensor | None, ref
 def suite_variants(suite: str, channels_last: bool, compile_model: bool) -> list[Variant]:
     """The variants of ``suite``; the first is the baseline the ratios divide by.
 
-    ``channels_last`` and ``compile_model`` apply to our variants, never to the published one.
+    ``channels_last`` applies to our variants, never to the published one; ``compile_model`` adds a
+    ``torch.compile``d copy of our last variant (see :func:`with_compiled_twin`).
     """
     if suite == "precision":
-        return [
-            Variant("fp32", "fp32", channels_last=channels_last, compile=compile_model),
-            Variant("bf16", "bf16", channels_last=channels_last, compile=compile_model),
+        variants = [
+            Variant("fp32", "fp32", channels_last=channels_last),
+            Variant("bf16", "bf16", channels_last=channels_last),
         ]
-    if suite == "published":
-        return [
+    elif suite == "published":
+        variants = [
             Variant("published", "fp16", explicit_attention=True, aggregation="repeat"),
-            Variant("ours", "bf16", channels_last=channels_last, compile=compile_model),
+            Variant("ours", "bf16", channels_last=channels_last),
         ]
-    raise ValueError(f"unknown --suite {suite!r}; expected 'precision' or 'published'")
+    else:
+        raise ValueError(f"unknown --suite {suite!r}; expected 'precision' or 'published'")
+    return with_compiled_twin(variants, compile_model)
+
+
+def with_compiled_twin(variants: list[Variant], compile_model: bool) -> list[Variant]:
+    """``variants``, then (``compile_model``) a ``torch.compile``d copy of the last one, labelled
+    ``<label>-comp``, so that one run measures compiled against eager."""
+    if not compile_model:
+        return variants
+    last = variants[-1]
+    return [*variants, replace(last, label=f"{last.label}-comp", compile=True)]
+
+
+def compiled_vs_eager(variants: list[Variant], seconds: list[float | None]) -> list[str]:
+    """One line per compiled variant: its images/s against its eager twin's (the same variant
+    without ``compile``), from ``seconds`` per batch or step, aligned with ``variants``."""
+    timing = dict(zip(variants, seconds))
+    lines = []
+    for variant, compiled_seconds in timing.items():
+        if not variant.compile:
+            continue
+        twin = next((v for v in variants if not v.compile and replace(v, label="") == replace(variant, label="", compile=False)), None)
+        eager_seconds = timing.get(twin) if twin is not None else None
+        if compiled_seconds and eager_seconds:
+            lines.append(f"  {variant.label} vs {twin.label}: {eager_seconds / compiled_seconds:.2f}x images/s (torch.compile)")
+    return lines
 
 
 def format_report(
@@ -311,6 +341,7 @@ def format_report(
         if m.peak_memory_mib and baseline.peak_memory_mib:
             ratio += f", {baseline.peak_memory_mib / m.peak_memory_mib:.2f}x lower peak memory"
         lines.append(ratio)
+    lines += compiled_vs_eager([m.variant for m in measurements], [m.seconds_per_batch for m in measurements])
     lines.append("  cos: cosine similarity per image with the float32 (SDPA, bmm) descriptors")
     return "\n".join(lines)
 
@@ -325,7 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed batches per variant (default 1 on CPU, 3 on CUDA)")
     parser.add_argument("--iters", type=int, help="timed batches per variant (default 2 on CPU, 10 on CUDA)")
     parser.add_argument("--channels_last", action="store_true", help="our variants in channels_last memory format")
-    parser.add_argument("--compile", action="store_true", help="torch.compile our variants (compilation is in the warm-up)")
+    parser.add_argument("--compile", action="store_true", help="also run our last variant under torch.compile (compilation is in the warm-up)")
     parser.add_argument("--grad_mode", choices=["inference_mode", "no_grad"], default="inference_mode")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the images")

@@ -15,7 +15,8 @@ the peak resident set size from before the model is built):
 * ``baseline``: the published settings: float16 autocast with a ``GradScaler`` on CUDA (float32 on
   CPU), attention written out as ``softmax(q k^T * scale) v``, the ``repeat`` SALAD aggregation.
 * ``ours``: bfloat16 autocast (no scaler needed), ``scaled_dot_product_attention``, the one-``bmm``
-  aggregation; optionally ``--channels_last`` and ``--compile``.
+  aggregation; optionally ``--channels_last``.
+* ``ours-comp`` (with ``--compile``): ours under ``torch.compile``, with its ratio to ours.
 
     python -m bench.train_throughput                      # CPU: ViT-S/14, 4 x 4 images at 126 px
     python -m bench.train_throughput --device cuda        # ViT-B/14, 60 x 4 at 224 px
@@ -51,10 +52,12 @@ from tqdm import tqdm
 from bench.inference_speed import (
     Variant,
     autocast,
+    compiled_vs_eager,
     cpu_model_name,
     explicit_softmax_attention,
     random_state_dict,
     synchronize,
+    with_compiled_twin,
 )
 from bench.salad_aggregation import RepeatSALAD
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
@@ -83,20 +86,23 @@ class StepResult:
 
 
 def train_variants(device: torch.device, channels_last: bool, compile_model: bool) -> list[Variant]:
-    """Baseline first (the ratios divide by it), then ours."""
-    return [
+    """Baseline first (the ratios divide by it), then ours, then (``compile_model``) ours compiled."""
+    variants = [
         Variant("baseline", "fp16" if device.type == "cuda" else "fp32", explicit_attention=True, aggregation="repeat"),
-        Variant("ours", "bf16", channels_last=channels_last, compile=compile_model),
+        Variant("ours", "bf16", channels_last=channels_last),
     ]
+    return with_compiled_twin(variants, compile_model)
 
 
 def build_training_model(backbone: str, variant: Variant, seed: int) -> VPRModel:
-    """A ``VPRModel`` with random weights, SALAD aggregating by ``bmm`` or ``repeat``, in train mode."""
+    """A ``VPRModel`` with random weights, SALAD aggregating by ``bmm`` or ``repeat``, in train mode,
+    compiled as ``main.py --model.compile_network true`` compiles it when ``variant.compile``."""
     model = VPRModel(
         backbone_arch=backbone,
         backbone_config={**DINOV2_SALAD_BACKBONE_ARGS, "pretrained": False},
         agg_arch="SALAD",
         agg_config=dict(SALAD_CONFIG),
+        compile_network=variant.compile,
     )
     if variant.aggregation == "repeat":
         model.aggregator = RepeatSALAD(**model.hparams.agg_config)
@@ -126,13 +132,12 @@ def run_steps(args: argparse.Namespace, variant: Variant) -> StepResult:
     schedule = model.configure_optimizers()
     optimizer, scheduler = schedule["optimizer"], schedule["lr_scheduler"]["scheduler"]
     scaler = torch.amp.GradScaler(device.type, enabled=variant.precision == "fp16")
-    forward = torch.compile(model) if variant.compile else model
     attention = explicit_softmax_attention(model) if variant.explicit_attention else contextlib.nullcontext()
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, variant.precision):
-            loss = model.objective(forward(images), labels).loss
+            loss = model.objective(model(images), labels).loss
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -204,6 +209,7 @@ def format_report(variants: list[Variant], results: list[StepResult], device_nam
             f"  {variant.label} vs {variants[0].label}: {base.seconds_per_step / r.seconds_per_step:.2f}x images/s, "
             f"peak memory {memory_ratio:.2f}x of {variants[0].label}"
         )
+    lines += compiled_vs_eager(variants, [r.seconds_per_step for r in results])
     lines.append(f"  {memory}; targets on an H100: ours >= {TARGET_SPEEDUP}x baseline images/s, peak memory <= 1.00x")
     return "\n".join(lines)
 
@@ -220,7 +226,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed steps (default: 3 on CUDA, 1 on CPU)")
     parser.add_argument("--iters", type=int, help="timed steps (default: 10 on CUDA, 2 on CPU)")
     parser.add_argument("--channels_last", action="store_true", help="ours in channels_last memory format")
-    parser.add_argument("--compile", action="store_true", help="torch.compile ours (compilation is in the warm-up)")
+    parser.add_argument("--compile", action="store_true", help="also run ours under torch.compile (compilation is in the warm-up)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the images")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # index of the variant to run in this process

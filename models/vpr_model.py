@@ -40,6 +40,8 @@ class VPRModel(pl.LightningModule):
         lr_sched_args: the scheduler's arguments.
         loss_name, miner_name, miner_margin: the objective (pytorch-metric-learning).
         recall_ks: the K of the Recall@K logged at validation.
+        compile_network: ``torch.compile`` the backbone and the aggregator in place
+            (``nn.Module.compile``: the state dict and checkpoints keep their keys).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class VPRModel(pl.LightningModule):
         miner_name: str | None = "MultiSimilarityMiner",
         miner_margin: float = 0.1,
         recall_ks: list[int] | None = None,
+        compile_network: bool = False,
     ) -> None:
         super().__init__()
         if backbone_config is None:  # the paper: DINOv2's pretrained weights, last 4 blocks trained
@@ -70,6 +73,9 @@ class VPRModel(pl.LightningModule):
         self.backbone = build_backbone(backbone_arch, backbone_config)
         agg_config = complete_agg_config(agg_arch, agg_config, self.backbone)
         self.aggregator = build_aggregator(agg_arch, agg_config)
+        if compile_network:
+            self.backbone.compile()
+            self.aggregator.compile()
         # The resolved configuration is what a checkpoint must carry to rebuild this model.
         self.hparams.update(backbone_config=backbone_config, agg_config=agg_config, lr_sched_args=lr_sched_args)
         self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)

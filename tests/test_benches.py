@@ -114,3 +114,38 @@ def test_bad_flags_are_named(parse_args, flags: list[str], message: str, capsys:
     with pytest.raises(SystemExit):
         parse_args(flags)
     assert message in capsys.readouterr().err
+
+
+def test_search_scale_streams_a_torch_reference_without_faiss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--reference torch-fp32`` (for databases whose float32 copy does not fit in memory) needs no faiss."""
+    from bench import search_scale
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # any `import faiss` now raises ImportError
+    search_scale.main([
+        "--num_db", "600", "--num_queries", "20", "--dim", "32", "--images_per_place", "3", "--noise", "0.3",
+        "--reference", "torch-fp32", "--variants", "torch-fp16", "--workdir", str(tmp_path), "--threads", "1",
+    ])
+    output = capsys.readouterr().out
+    results = output.split("ESTIMATES")[0]
+    rows = [[field.strip() for field in line.split("|")[1:-1]] for line in results.splitlines() if line.startswith("| torch-")]
+    assert [fields[0] for fields in rows] == ["torch-fp32", "torch-fp16"]  # the reference first
+    assert "share of the exact float32 top-n (torch-fp32) found" in output
+    columns = ["variant", "time s", "peak GiB", "stored GiB", "R@1 vs exact", "R@10 vs exact", "place R@1"]
+    reference, rounded = (dict(zip(columns, fields)) for fields in rows)
+    assert reference["R@1 vs exact"] == reference["R@10 vs exact"] == "1.0000"
+    assert float(rounded["R@10 vs exact"]) > 0.9  # float16 rounding swaps a few near ties at most
+    assert float(rounded["place R@1"]) > 0.9  # low noise: the first result shows the query's place
+
+
+def test_compile_flag_adds_a_compiled_twin_measured_against_eager() -> None:
+    from bench.inference_speed import compiled_vs_eager, suite_variants
+
+    for variants in (suite_variants("published", False, True), train_throughput.train_variants(torch.device("cpu"), False, True)):
+        eager, compiled = variants[-2], variants[-1]
+        assert compiled.label == f"{eager.label}-comp" and compiled.compile and not eager.compile
+        assert not any(v.compile for v in variants[:-1])  # the baseline and ours stay eager
+        seconds = [3.0] * (len(variants) - 2) + [2.0, 0.5]
+        assert compiled_vs_eager(variants, seconds) == [f"  {compiled.label} vs {eager.label}: 4.00x images/s (torch.compile)"]
+    assert not any(v.compile for v in suite_variants("precision", True, False))

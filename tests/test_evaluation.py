@@ -67,3 +67,23 @@ def test_channels_last_gives_the_same_descriptors():
     np.testing.assert_allclose(nhwc, plain, atol=1e-5)
     first_conv = next(p for p in model.parameters() if p.dim() == 4)
     assert first_conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_model_gives_the_same_descriptors(compile_calls):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from models import build_vpr_net
+    from utils.inference import compute_descriptors
+
+    torch.manual_seed(0)
+    model = build_vpr_net(
+        "resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
+        "SALAD", {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8},
+    )
+    images = TensorDataset(torch.randn(6, 3, 56, 56), torch.arange(6))  # batches of 4, then 2
+    plain = compute_descriptors(model, images, 4, 0, torch.device("cpu"))
+    assert compile_calls == []
+    with_compile = compute_descriptors(model, images, 4, 0, torch.device("cpu"), compile_model=True)
+    assert compile_calls == [model]
+    np.testing.assert_allclose(with_compile, plain, atol=1e-5)

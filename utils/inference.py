@@ -38,17 +38,21 @@ def compute_descriptors(
     precision: Precision = "fp32",
     description: str = "descriptors",
     channels_last: bool = False,
+    compile_model: bool = False,
 ) -> np.ndarray:
     """Run ``model`` over ``images`` (items ``(tensor [3, H, W], index)``).
 
     ``channels_last`` runs convolutions on NHWC tensors: measured 1.2x (fp32) to 2.9x (bf16)
     faster for a ResNet on this project's CPU; it changes nothing for a ViT.
+    ``compile_model`` runs ``torch.compile(model)`` (compiled on the first batch, and once more
+    for a last batch of another size).
 
     Returns:
         ``[len(images), D]`` float32 descriptors, row ``i`` for item ``i``.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.eval().to(device, memory_format=memory_format)
+    runner = torch.compile(model) if compile_model else model
     loader = DataLoader(
         images,
         batch_size=batch_size,
@@ -60,7 +64,7 @@ def compute_descriptors(
     output: np.ndarray | None = None
     for batch, indices in tqdm(loader, desc=description, unit="batch"):
         with autocast_context(device, precision):
-            descriptors = model(batch.to(device, non_blocking=True, memory_format=memory_format))
+            descriptors = runner(batch.to(device, non_blocking=True, memory_format=memory_format))
         descriptors = descriptors.float().cpu().numpy()
         if output is None:
             output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
