@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 
 import eval as eval_cli
 import main as train_cli
@@ -203,3 +204,42 @@ def test_default_model_is_the_paper_recipe_starting_from_pretrained_dinov2(monke
     assert type(optimizer).__name__ == "AdamW" and optimizer.defaults["lr"] == 6e-5
     assert optimizer.defaults["weight_decay"] == 9.5e-9
     assert model.objective.loss.alpha == 1 and model.objective.loss.beta == 50 and model.objective.miner.epsilon == 0.1
+
+
+def test_compile_network_compiles_in_place_and_trains_alike(compile_calls):
+    from models.vpr_model import VPRModel
+
+    config = {
+        "backbone_arch": "resnet18",
+        "backbone_config": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
+        "agg_config": {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},  # inductor draws other masks
+    }
+    eager = VPRModel(**config)
+    assert compile_calls == []
+    fast = VPRModel(**config, compile_network=True)
+    assert len(compile_calls) == 2  # nn.Module.compile of the backbone and of the aggregator
+    fast.load_state_dict(eager.state_dict())  # the same keys: checkpoints are interchangeable
+    images = torch.randn(8, 3, 56, 56)
+    labels = torch.arange(4).repeat_interleave(2)
+    losses = []
+    for model in (eager, fast):
+        model.train()
+        loss = model.objective(model(images), labels).loss
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-4)
+    for (name, grad), (_, fast_grad) in zip(
+        ((n, p.grad) for n, p in eager.named_parameters()), ((n, p.grad) for n, p in fast.named_parameters())
+    ):
+        assert fast_grad is not None or grad is None, name
+        if grad is not None:
+            torch.testing.assert_close(fast_grad, grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "precision"), [(False, False, "32-true"), (True, True, "bf16-mixed"), (True, False, "16-mixed")]
+)
+def test_default_precision_is_bf16_mixed_where_the_gpu_has_it(monkeypatch, cuda: bool, bf16: bool, precision: str):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert train_cli.default_trainer_settings()["precision"] == precision
