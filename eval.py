@@ -37,6 +37,7 @@ from dataloaders.eval_sets import (
 )
 from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
 from dataloaders.image_io import ImageDecodeError
+from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import decode_size, eval_transform
 from models.checkpoint_io import Architecture, LoadedModel, load_model
 from models.registry import AGGREGATORS
@@ -96,9 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument(
         "--image_size", type=int, nargs=2, metavar=("H", "W"),
         help="resize every image to H x W (322 322 as published); default: native resolution with sides "
-        "rounded to multiples of 14, batch size 1",
+        "rounded to multiples of 14, images batched by size",
     )
-    inference.add_argument("--batch_size", type=int, default=256, help="images per forward pass (default 256)")
+    inference.add_argument(
+        "--batch_size", type=int, default=256,
+        help="images per forward pass (default 256); at native resolution, images of one size, and no more "
+        "pixels than this many images of 322 x 322",
+    )
     inference.add_argument("--num_workers", type=int, default=4, help="image-loading processes (default 4)")
     inference.add_argument(
         "--device", default=str(default_device()), help="torch device (default: cuda if available, else cpu)"
@@ -303,10 +308,14 @@ def set_descriptors(eval_set: EvalSet, context: EvalContext, cache: DescriptorCa
         if cached is not None:
             return cached
     images = eval_set.images(eval_transform(context.image_size), decode_size=decode_size(context.image_size))
+    batches = None
+    if context.image_size is None:  # native resolution: batches of one size
+        batches = native_size_batches(images.paths, context.batch_size)
+        log.info("%s: %d image sizes at native resolution, %d batches", eval_set.name, batches.num_sizes, len(batches))
     descriptors = compute_descriptors(
         context.loaded.model, images, context.batch_size, context.num_workers, context.device,
         context.precision, description=f"{eval_set.name} descriptors", channels_last=context.channels_last,
-        compile_model=context.compile_model,
+        compile_model=context.compile_model, batch_sampler=batches,
     )
     if cache is not None and key is not None:
         cache.save(key, descriptors)
@@ -420,14 +429,12 @@ def run(args: argparse.Namespace) -> Path:
         "checkpoint" if loaded.architecture_source == "checkpoint" else "command-line flags",
         loaded.weights, device, precision,
     )
-    batch_size = args.batch_size
     if args.image_size is None:
-        batch_size = 1
-        log.info("no --image_size: images at native resolution (sides rounded to multiples of 14), batch size 1")
+        log.info("no --image_size: images at native resolution (sides rounded to multiples of 14), batched by size")
     image_size = tuple(args.image_size) if args.image_size else None
     run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
     context = EvalContext(
-        loaded, args.ckpt_path, device, precision, image_size, batch_size, args.num_workers, run_dir,
+        loaded, args.ckpt_path, device, precision, image_size, args.batch_size, args.num_workers, run_dir,
         args.channels_last, args.compile,
     )
     cache = DescriptorCache(args.cache_dir) if args.save_descriptors else None

@@ -241,7 +241,7 @@ def test_descriptor_cache_is_reused_and_every_run_gets_a_new_folder(
     assert first_run.name.startswith("lightning_") and second_run.name.startswith("lightning_")
 
 
-def test_native_resolution_runs_one_image_per_batch(
+def test_native_resolution_batches_images_by_size(
     tmp_path: Path, checkpoints: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     data_dir = make_sped(tmp_path / "data", QUERY_COPIES)
@@ -253,7 +253,7 @@ def test_native_resolution_runs_one_image_per_batch(
             "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(data_dir), "--val_datasets", "sped",
             *flags,
         ])
-    assert "batch size 1" in caplog.text
+    assert "sped: 2 image sizes at native resolution" in caplog.text
     entry = read_results(run_dir)["sped"]
     assert entry["image_size"] == "native" and entry["recall@k"]["1"] == 100.0
 
