@@ -57,12 +57,12 @@ import torchvision.io
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from bench.common import check_device, device_name, require_at_least, start
 from bench.data_eval_pipeline import write_photo_like_jpegs
 from bench.inference_speed import (
     Variant,
     autocast,
     build_model,
-    cpu_model_name,
     explicit_softmax_attention,
     random_state_dict,
     synchronize,
@@ -280,8 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, images and files")
     args = parser.parse_args(argv)
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    check_device(parser, args)
     if args.gpu_decode and args.device != "cuda":
         parser.error("--gpu_decode needs --device cuda")
     backbone, size, batch, workers, num_images, iters = DEVICE_DEFAULTS[args.device]
@@ -293,22 +292,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.iters = args.iters if args.iters is not None else iters
     if any(side <= 0 or side % PATCH_SIZE for side in args.image_size):
         parser.error(f"--image_size {args.image_size[0]} {args.image_size[1]}: expected positive multiples of {PATCH_SIZE}")
-    for flag in ("batch", "num_images", "iters"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} {getattr(args, flag)}: expected at least 1")
-    if args.num_workers < 0:
-        parser.error(f"--num_workers {args.num_workers}: expected 0 or more")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads {args.threads}: expected at least 1")
+    require_at_least(parser, args, 1, ("batch", "num_images", "iters", "threads"))
+    require_at_least(parser, args, 0, ("num_workers",))
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = start(parse_args, argv)
 
     log.info("drawing %s + SALAD weights (seed %d)", args.backbone, args.seed)
     state_dict = random_state_dict(args.backbone, args.seed)
@@ -320,8 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_set = EvalSet("synthetic_jpegs", Path(folder), db_paths=names, query_paths=[])
         results = [measure(v, args, state_dict, eval_set, images, device) for v in pipeline_variants(device, args.gpu_decode)]
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model_name()}, {torch.get_num_threads()} torch threads"
-    print(format_report(results, device_name, args))
+    print(format_report(results, device_name(device), args))
 
 
 if __name__ == "__main__":

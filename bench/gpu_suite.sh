@@ -7,8 +7,8 @@
 #   bash bench/gpu_suite.sh                 # all of them
 #   BENCHES="inference train" bash bench/gpu_suite.sh
 #
-# The limits below add up to 14 minutes; where one call may run 10 at most, split it in two:
-# BENCHES="inference inference_compiled eval_e2e", then BENCHES="train train_compiled aggregation".
+# The limits below add up to 15.5 minutes; where one call may run 10 at most, split it in two:
+# BENCHES="inference inference_compiled eval_e2e", then BENCHES="train train_compiled aggregation native".
 #
 # Packages a CUDA image without this project's environment may lack (prettytable, wcwidth,
 # pytorch-metric-learning; torch, timm, lightning, pandas and Pillow are assumed there) can be
@@ -39,8 +39,9 @@ suite=(
     "train|120|train_throughput --device cuda"
     "train_compiled|180|train_throughput --device cuda --compile"
     "aggregation|60|salad_aggregation --device cuda"
+    "native|90|native_batching --device cuda"
 )
-selected=" ${BENCHES:-inference inference_compiled eval_e2e train train_compiled aggregation} "
+selected=" ${BENCHES:-inference inference_compiled eval_e2e train train_compiled aggregation native} "
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   "$python" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from bench.common import CPUINFO, check_device, device_name, require_at_least, start
 from bench.salad_aggregation import RepeatSALAD
 from models import VPRNet, build_vpr_net
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
@@ -61,7 +62,6 @@ GradMode = Literal["inference_mode", "no_grad"]
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: /proc/cpuinfo flags that decide how fast bf16 matrix products run on an x86 CPU.
 CPU_BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX-BF16", "amx_tile": "AMX tiles"}
-CPUINFO = Path("/proc/cpuinfo")
 BACKBONE_CONFIG = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
 
 
@@ -123,15 +123,6 @@ def cpu_bf16_support(cpuinfo: Path = CPUINFO) -> dict[str, bool] | None:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
     return {flag: flag in flags for flag in CPU_BF16_FLAGS}
-
-
-def cpu_model_name(cpuinfo: Path = CPUINFO) -> str:
-    """The ``model name`` of the first CPU in ``cpuinfo``, or ``"CPU"``."""
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "CPU"
 
 
 @contextlib.contextmanager
@@ -362,33 +353,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the images")
     args = parser.parse_args(argv)
 
+    check_device(parser, args)
     on_cuda = args.device == "cuda"
-    if on_cuda and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
     args.suite = args.suite or ("published" if on_cuda else "precision")
     args.batch = args.batch if args.batch is not None else (256 if on_cuda else 2)
     args.warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
     args.iters = args.iters if args.iters is not None else (10 if on_cuda else 2)
     if args.image_size <= 0 or args.image_size % PATCH_SIZE:
         parser.error(f"--image_size {args.image_size}: expected a positive multiple of {PATCH_SIZE} (e.g. 224, 322)")
-    for flag in ("batch", "iters"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} {getattr(args, flag)}: expected at least 1")
-    if args.warmup < 0:
-        parser.error(f"--warmup {args.warmup}: expected 0 or more")
+    require_at_least(parser, args, 1, ("batch", "iters", "threads"))
+    require_at_least(parser, args, 0, ("warmup",))
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1 so that compilation is not timed")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads {args.threads}: expected at least 1")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = start(parse_args, argv)
 
     log.info("drawing %s + SALAD weights (seed %d)", args.backbone, args.seed)
     state_dict = random_state_dict(args.backbone, args.seed)
@@ -403,11 +384,8 @@ def main(argv: list[str] | None = None) -> None:
         reference = float32_descriptors(build_model(args.backbone, "bmm", state_dict).to(device), images, args.grad_mode)
     measurements = [with_cosines(m, d, reference) for m, d in results]
 
-    if device.type == "cuda":
-        device_name, cpu_flags = torch.cuda.get_device_name(device), None
-    else:
-        device_name, cpu_flags = f"{cpu_model_name()}, {torch.get_num_threads()} torch threads", cpu_bf16_support()
-    print(format_report(measurements, device_name, args.backbone, args.batch, args.image_size, cpu_flags))
+    cpu_flags = cpu_bf16_support() if device.type == "cpu" else None
+    print(format_report(measurements, device_name(device), args.backbone, args.batch, args.image_size, cpu_flags))
 
 
 if __name__ == "__main__":

@@ -53,12 +53,12 @@ from bench.inference_speed import (
     Variant,
     autocast,
     compiled_vs_eager,
-    cpu_model_name,
     explicit_softmax_attention,
     random_state_dict,
     synchronize,
     with_compiled_twin,
 )
+from bench.common import check_device, device_name, require_at_least, start
 from bench.salad_aggregation import RepeatSALAD
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
 from models.released import DINOV2_SALAD_BACKBONE_ARGS
@@ -232,8 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # index of the variant to run in this process
     args = parser.parse_args(argv)
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    check_device(parser, args)
     backbone, places, per_place, side, warmup, iters = DEVICE_DEFAULTS[args.device]
     args.backbone = args.backbone or backbone
     for flag, default in (("places", places), ("per_place", per_place), ("image_size", side), ("warmup", warmup), ("iters", iters)):
@@ -245,23 +244,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--places {args.places}: expected at least 2 (the miner needs negatives)")
     if args.per_place < 2:
         parser.error(f"--per_place {args.per_place}: expected at least 2 (the miner needs positives)")
-    if args.iters < 1:
-        parser.error(f"--iters {args.iters}: expected at least 1")
-    if args.warmup < 0:
-        parser.error(f"--warmup {args.warmup}: expected 0 or more")
+    require_at_least(parser, args, 1, ("iters", "threads"))
+    require_at_least(parser, args, 0, ("warmup",))
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1 so that compilation is not timed")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads {args.threads}: expected at least 1")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = start(parse_args, argv)
     variants = train_variants(device, args.channels_last, args.compile)
 
     if args.worker is not None:  # one variant in this fresh process; the parent reads the JSON line
@@ -274,8 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     for index, variant in enumerate(variants):
         log.info("%s: %s, in a fresh process", variant.label, variant.describe())
         results.append(run_in_subprocess(args, index))
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model_name()}, {torch.get_num_threads()} torch threads"
-    print(format_report(variants, results, device_name, args))
+    print(format_report(variants, results, device_name(device), args))
 
 
 if __name__ == "__main__":

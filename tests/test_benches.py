@@ -149,3 +149,16 @@ def test_compile_flag_adds_a_compiled_twin_measured_against_eager() -> None:
         seconds = [3.0] * (len(variants) - 2) + [2.0, 0.5]
         assert compiled_vs_eager(variants, seconds) == [f"  {compiled.label} vs {eager.label}: 4.00x images/s (torch.compile)"]
     assert not any(v.compile for v in suite_variants("precision", True, False))
+
+
+def test_native_batching_prints_both_variants_and_matching_descriptors() -> None:
+    output = run_bench(
+        "bench.native_batching", "--device", "cpu", "--num_images", "4", "--batch", "2", "--portrait_every", "2",
+        "--precision", "fp32", "--threads", "1",
+    )
+    one, by_size = row(output, "one-by-one"), row(output, "by-size")
+    assert float(one[2]) == pytest.approx(4 / float(one[1]), rel=0.02)
+    assert float(by_size[2]) == pytest.approx(4 / float(by_size[1]), rel=0.02)
+    assert re.search(rf"by-size vs one-by-one: {NUMBER}x images/s", output) is not None
+    difference = re.search(r"largest descriptor difference: ([0-9.e+-]+)", output)
+    assert difference is not None and float(difference.group(1)) < 1e-5  # the same descriptors, batched
