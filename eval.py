@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from dataloaders.eval_sets import (
     EvalSet,
@@ -36,6 +37,7 @@ from dataloaders.eval_sets import (
     published_registry,
 )
 from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
+from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.image_io import ImageDecodeError
 from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import decode_size, eval_transform
@@ -142,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run convolutions in channels-last layout (faster for ResNet backbones on CPU, no effect on ViTs)",
     )
     parser.add_argument(
+        "--decode_on_device", action="store_true",
+        help="decode JPEGs on --device with torchvision (nvJPEG on CUDA), resize and normalise there, instead of "
+        "PIL in the workers (for GPUs that outrun the workers; other formats and EXIF-rotated photos still use PIL)",
+    )
+    parser.add_argument(
         "--compile", action="store_true",
         help="torch.compile the model (compiling takes a while on the first batch; same descriptors)",
     )
@@ -196,6 +203,7 @@ class EvalContext:
     run_dir: Path
     channels_last: bool = False
     compile_model: bool = False
+    decode_on_device: bool = False
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -285,7 +293,8 @@ def predictions_csv_paths(requested: Path | None, set_names: list[str]) -> dict[
 
 def descriptor_cache_key(eval_set: EvalSet, context: EvalContext) -> CacheKey:
     """Everything that changes a set's descriptors: the checkpoint's content (SHA-256), the set and
-    its image list, the image size, the precision, the architecture and random weights' seed."""
+    its image list, the image size, the precision, the architecture and random weights' seed, and
+    the decoding when it is not PIL's (no key changes for runs cached before ``--decode_on_device``)."""
     image_list = "\n".join(
         [str(eval_set.image_root.expanduser().absolute()), *eval_set.db_paths, *eval_set.query_paths]
     )
@@ -297,6 +306,7 @@ def descriptor_cache_key(eval_set: EvalSet, context: EvalContext) -> CacheKey:
         weights=context.loaded.weights,
         architecture=context.loaded.architecture.as_dict(),
         images_sha256=hashlib.sha256(image_list.encode("utf-8")).hexdigest(),
+        **({"decoding": "device"} if context.decode_on_device else {}),
     )
 
 
@@ -307,15 +317,23 @@ def set_descriptors(eval_set: EvalSet, context: EvalContext, cache: DescriptorCa
         cached = cache.load(key)
         if cached is not None:
             return cached
-    images = eval_set.images(eval_transform(context.image_size), decode_size=decode_size(context.image_size))
+    paths = eval_set.image_paths()
     batches = None
     if context.image_size is None:  # native resolution: batches of one size
-        batches = native_size_batches(images.paths, context.batch_size)
+        batches = native_size_batches(paths, context.batch_size)
         log.info("%s: %d image sizes at native resolution, %d batches", eval_set.name, batches.num_sizes, len(batches))
+    if context.decode_on_device:
+        images: Dataset = EncodedImages(paths)
+        decoding: dict[str, Any] = {
+            "collate_fn": collate_encoded, "prepare_batch": DeviceDecoder(paths, context.image_size, context.device)
+        }
+    else:
+        images = eval_set.images(eval_transform(context.image_size), decode_size=decode_size(context.image_size))
+        decoding = {}
     descriptors = compute_descriptors(
         context.loaded.model, images, context.batch_size, context.num_workers, context.device,
         context.precision, description=f"{eval_set.name} descriptors", channels_last=context.channels_last,
-        compile_model=context.compile_model, batch_sampler=batches,
+        compile_model=context.compile_model, batch_sampler=batches, **decoding,
     )
     if cache is not None and key is not None:
         cache.save(key, descriptors)
@@ -435,7 +453,7 @@ def run(args: argparse.Namespace) -> Path:
     run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
     context = EvalContext(
         loaded, args.ckpt_path, device, precision, image_size, args.batch_size, args.num_workers, run_dir,
-        args.channels_last, args.compile,
+        args.channels_last, args.compile, args.decode_on_device,
     )
     cache = DescriptorCache(args.cache_dir) if args.save_descriptors else None
 

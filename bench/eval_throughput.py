@@ -21,7 +21,8 @@ Their ratio says how much of the model's speed the input pipeline lets through (
   only targets within 320 x 240 gain).
 * ``ours-gpudec`` (``--gpu_decode``, CUDA only): ours, but the workers only read the file bytes and
   the main process decodes the batch on the GPU (``torchvision.io.decode_jpeg(device="cuda")``),
-  then resizes (bilinear, antialiased) and normalises there.
+  then resizes (bilinear, antialiased) and normalises there: ``eval.py --decode_on_device``
+  (``dataloaders.device_decode``).
 
     python -m bench.eval_throughput                                  # CPU: ViT-S/14, 224 px, 32 images
     python -m bench.eval_throughput --device cuda                    # ViT-B/14, 322 px, 1024 images
@@ -44,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +55,6 @@ if __package__ in (None, ""):  # run as `python bench/eval_throughput.py`
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision.io
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -68,8 +69,9 @@ from bench.inference_speed import (
     synchronize,
     time_forward,
 )
+from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.eval_sets import EvalSet
-from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, decode_size, eval_transform
+from dataloaders.transforms import decode_size, eval_transform
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -127,48 +129,13 @@ def pipeline_variants(device: torch.device, gpu_decode: bool) -> list[PipelineVa
     return variants
 
 
-class EncodedImages(Dataset):
-    """JPEG files as their raw bytes: item ``i`` is ``(uint8 tensor [num_bytes], i)``."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return torchvision.io.read_file(str(self.paths[index])), index
-
-
-def collate_encoded(items: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """A batch of encoded files of different lengths: ``(list of [num_bytes], indices [B])``."""
-    return [data for data, _ in items], torch.tensor([index for _, index in items])
-
-
-def decode_on_device(encoded: list[torch.Tensor], image_size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """Decode JPEG bytes on ``device``, resize (bilinear, antialiased) and normalise.
-
-    Returns:
-        ``[B, 3, H, W]`` float32 images on ``device``, ImageNet-normalised.
-    """
-    decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB, device=device)
-    resized = [
-        F.interpolate(image.unsqueeze(0).float(), size=image_size, mode="bilinear", antialias=True, align_corners=False)
-        for image in decoded
-    ]
-    images = torch.cat(resized) / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return (images - mean) / std
-
-
 def make_loader(
     eval_set: EvalSet, variant: PipelineVariant, image_size: tuple[int, int], batch: int, num_workers: int, device: torch.device
 ) -> DataLoader:
     """The ``DataLoader`` of ``variant``: PIL decode + transform in workers, or bytes only for GPU decoding."""
     if variant.gpu_decode:
         dataset: Dataset = EncodedImages(eval_set.image_paths())
-        collate = collate_encoded
+        collate: Callable | None = collate_encoded
     else:
         dataset = eval_set.images(eval_transform(image_size), decode_size(image_size) if variant.draft else None)
         collate = None
@@ -189,9 +156,10 @@ def describe_all(
     """One pass over ``loader``: descriptors ``[N, D]`` (float32, CPU), copied back batch by batch."""
     parts: list[torch.Tensor] = []
     order: list[torch.Tensor] = []
+    decoder = DeviceDecoder(loader.dataset.paths, image_size, device) if variant.gpu_decode else None
     for batch, indices in tqdm(loader, desc=description, unit="batch", leave=False):
-        if variant.gpu_decode:
-            images = decode_on_device(batch, image_size, device)
+        if decoder is not None:
+            images = decoder(batch, indices)
         else:
             images = batch.to(device, non_blocking=True)
         with autocast(device, variant.model.precision):

@@ -241,6 +241,24 @@ def test_descriptor_cache_is_reused_and_every_run_gets_a_new_folder(
     assert first_run.name.startswith("lightning_") and second_run.name.startswith("lightning_")
 
 
+@pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
+def test_decoding_on_the_device_gives_the_same_recall_and_its_own_cache_entry(
+    sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    argv = [
+        "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped",
+        "--save_descriptors", "--cache_dir", str(tmp_path / "cache"), *common_flags(tmp_path),
+    ]
+    with_pil = read_results(run_eval(argv))["sped"]
+    on_device = read_results(run_eval([*argv, "--decode_on_device"]))["sped"]
+    assert on_device["recall@k"] == with_pil["recall@k"] and with_pil["recall@k"]["1"] == 100.0
+    cached = sorted((tmp_path / "cache").glob("sped_*.npy"))
+    assert len(cached) == 2  # torchvision's pixels are not PIL's: never served from the other's entry
+    first, second = (np.load(path) for path in cached)
+    cosines = (first * second).sum(axis=1) / np.linalg.norm(first, axis=1) / np.linalg.norm(second, axis=1)
+    assert cosines.min() > 0.999
+
+
 def test_native_resolution_batches_images_by_size(
     tmp_path: Path, checkpoints: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,10 +41,16 @@ def compute_descriptors(
     channels_last: bool = False,
     compile_model: bool = False,
     batch_sampler: Sampler[list[int]] | None = None,
+    collate_fn: Callable[[list[Any]], tuple[Any, torch.Tensor]] | None = None,
+    prepare_batch: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """Run ``model`` over ``images`` (items ``(tensor [3, H, W], index)``), in batches of
     ``batch_size`` in order, or in the batches of indices ``batch_sampler`` yields (e.g. images
     of one size: ``dataloaders.size_buckets``), which then replaces ``batch_size``.
+
+    Items of another kind (e.g. encoded JPEGs, ``dataloaders.device_decode``) take a
+    ``collate_fn`` making ``(batch, indices [B])`` and a ``prepare_batch(batch, indices)`` that
+    returns the model's input ``[B, 3, H, W]`` on ``device``.
 
     ``channels_last`` runs convolutions on NHWC tensors: measured 1.2x (fp32) to 2.9x (bf16)
     faster for a ResNet on this project's CPU; it changes nothing for a ViT.
@@ -64,11 +71,16 @@ def compute_descriptors(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        collate_fn=collate_fn,
     )
     output: np.ndarray | None = None
     for batch, indices in tqdm(loader, desc=description, unit="batch"):
+        if prepare_batch is None:
+            inputs = batch.to(device, non_blocking=True, memory_format=memory_format)
+        else:
+            inputs = prepare_batch(batch, indices).contiguous(memory_format=memory_format)
         with autocast_context(device, precision):
-            descriptors = runner(batch.to(device, non_blocking=True, memory_format=memory_format))
+            descriptors = runner(inputs)
         descriptors = descriptors.float().cpu().numpy()
         if output is None:
             output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
