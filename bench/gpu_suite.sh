@@ -7,8 +7,10 @@
 #   bash bench/gpu_suite.sh                 # all of them
 #   BENCHES="inference train" bash bench/gpu_suite.sh
 #
-# The limits below add up to 15.5 minutes; where one call may run 10 at most, split it in two:
-# BENCHES="inference inference_compiled eval_e2e", then BENCHES="train train_compiled aggregation native".
+# The limits below add up to 18 minutes (the runs themselves take about half); where one call may
+# run 10 minutes at most, split it: BENCHES="inference inference_compiled eval_e2e", then
+# BENCHES="train train_compiled aggregation native search". The search bench uses torch on the GPU
+# (faiss-gpu is not needed).
 #
 # Packages a CUDA image without this project's environment may lack (prettytable, wcwidth,
 # pytorch-metric-learning; torch, timm, lightning, pandas and Pillow are assumed there) can be
@@ -40,8 +42,9 @@ suite=(
     "train_compiled|180|train_throughput --device cuda --compile"
     "aggregation|60|salad_aggregation --device cuda"
     "native|90|native_batching --device cuda"
+    "search|150|search_scale --num_db 200000 --reference torch-fp32 --variants torch-fp16"
 )
-selected=" ${BENCHES:-inference inference_compiled eval_e2e train train_compiled aggregation native} "
+selected=" ${BENCHES:-inference inference_compiled eval_e2e train train_compiled aggregation native search} "
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   "$python" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
