@@ -13,13 +13,14 @@
 # (faiss-gpu is not needed).
 #
 # Packages a CUDA image without this project's environment may lack (prettytable, wcwidth,
-# pytorch-metric-learning; torch, timm, lightning, pandas and Pillow are assumed there) can be
-# brought as wheels in .whl/, which this script installs into /tmp/site first. To fetch them
-# where pip can reach an index:
+# pytorch-metric-learning; torch, torchvision, lightning, pandas and Pillow are assumed there) can
+# be brought as wheels in .whl/, which this script installs into /tmp/site first, ahead of the
+# image's own; timm too, at the version the tests ran with (the DINOv2 backbone builds on its
+# VisionTransformer). To fetch them where pip can reach an index:
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
-#       prettytable wcwidth pytorch-metric-learning
+#       prettytable wcwidth pytorch-metric-learning timm==1.0.31
 set -uo pipefail
 
 out="${OUT:-logs/bench/gpu-$(date +%Y%m%d-%H%M%S)}"
