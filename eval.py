@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.eval_sets import (
     EvalSet,
     EvalSetRegistry,
@@ -37,7 +38,6 @@ from dataloaders.eval_sets import (
     published_registry,
 )
 from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
-from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.image_io import ImageDecodeError
 from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import decode_size, eval_transform
