@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import inspect
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,9 @@ MSLS_CHALLENGE_FILE = "msls_challenge_predictions.txt"
 RESULTS_FILE = "results.json"
 NATIVE_SIZE_CACHE_KEY = (0, 0)
 """``image_size`` of the descriptor-cache key when images keep their native resolution."""
+DEFAULT_NUM_WORKERS = min(16, os.cpu_count() or 1)
+"""Decoding workers: the published 16, or fewer where the machine has fewer cores (a GPU outruns
+fewer workers; more than the cores only adds contention)."""
 USER_ERRORS = (OSError, ValueError, ImportError, ImageDecodeError, torch.OutOfMemoryError)
 
 
@@ -106,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="images per forward pass (default 256); at native resolution, images of one size, and no more "
         "pixels than this many images of 322 x 322",
     )
-    inference.add_argument("--num_workers", type=int, default=4, help="image-loading processes (default 4)")
+    inference.add_argument(
+        "--num_workers", type=int, default=DEFAULT_NUM_WORKERS,
+        help=f"image-loading processes (default: the CPU cores, at most 16 as published; here {DEFAULT_NUM_WORKERS})",
+    )
     inference.add_argument(
         "--device", default=str(default_device()), help="torch device (default: cuda if available, else cpu)"
     )
