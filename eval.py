@@ -328,7 +328,7 @@ def set_descriptors(eval_set: EvalSet, context: EvalContext, cache: DescriptorCa
     batches = None
     if context.image_size is None:  # native resolution: batches of one size
         batches = native_size_batches(paths, context.batch_size)
-        log.info("%s: %d image sizes at native resolution, %d batches", eval_set.name, batches.num_sizes, len(batches))
+        log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, batches.num_sizes, len(batches))
     if context.decode_on_device:
         images: Dataset = EncodedImages(paths)
         decoding: dict[str, Any] = {
@@ -479,6 +479,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build faiss found
     try:
         run(args)
     except USER_ERRORS as error:
