@@ -9,7 +9,8 @@ process then decodes a whole batch on the device with ``torchvision.io.decode_jp
 What the device decoder cannot do is done by PIL in the workers, as ``dataloaders.image_io``
 does it, and those images travel already decoded: files that are not JPEG, JPEGs in other
 colour modes than RGB or greyscale (CMYK), and JPEGs with an EXIF orientation to apply (nvJPEG
-does not apply it). Either way the image that reaches the model is the upright RGB image.
+does not apply it). A JPEG the device then fails to decode is decoded by PIL in the main
+process, with a warning. Either way the image that reaches the model is the upright RGB image.
 
 The pixels differ slightly from the PIL path (another IDCT, resizing in float instead of uint8):
 descriptors agree to a cosine of about 0.999, not bit for bit.
@@ -18,6 +19,7 @@ descriptors agree to a cosine of about 0.999, not bit for bit.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,10 @@ import torchvision.io
 from PIL import ExifTags, Image
 from torch.utils.data import Dataset
 
-from dataloaders.image_io import ImageDecodeError, load_image
+from dataloaders.image_io import load_image
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, ResizeToPatchMultiple
+
+logger = logging.getLogger(__name__)
 
 DEVICE_DECODABLE_MODES = frozenset({"RGB", "L"})
 """JPEG colour modes ``decode_jpeg(mode=RGB)`` turns into RGB (CMYK and others go through PIL)."""
@@ -66,6 +70,13 @@ def needs_pil(data: bytes) -> bool:
         return True  # PIL's decode then names the file in its error
 
 
+def pil_pixels(path: Path) -> torch.Tensor:
+    """The upright RGB image at ``path`` decoded by PIL, uint8 ``[3, H, W]`` (``ImageDecodeError``
+    naming the file when PIL cannot decode it)."""
+    pixels = np.asarray(load_image(path))  # [H, W, 3]
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
 class EncodedImages(Dataset):
     """The images at ``paths`` for :class:`DeviceDecoder`: item ``i`` is ``(EncodedImage, i)``."""
 
@@ -79,8 +90,7 @@ class EncodedImages(Dataset):
         path = self.paths[index]
         data = path.read_bytes()
         if needs_pil(data):
-            pixels = np.asarray(load_image(path))  # [H, W, 3] uint8, upright RGB; errors name the file
-            return EncodedImage(torch.from_numpy(pixels.copy()).permute(2, 0, 1), encoded=False), index
+            return EncodedImage(pil_pixels(path), encoded=False), index
         return EncodedImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), encoded=True), index
 
 
@@ -122,17 +132,23 @@ class DeviceDecoder:
         return [next(decoded) if image.encoded else image.data.to(self.device, non_blocking=True) for image in images]
 
     def _decode_jpegs(self, encoded: list[torch.Tensor], indices: list[int]) -> list[torch.Tensor]:
+        """Decode on the device in one call; when that fails, file by file, and a file the device
+        cannot decode (a JPEG variant nvJPEG lacks, or a damaged file) is decoded by PIL, whose
+        error names the file if it fails as well."""
         if not encoded:
             return []
         try:
             return list(torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB, device=self.device))
         except RuntimeError:
-            for data, index in zip(encoded, indices):  # find the file that fails, to name it
-                try:
-                    torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB, device=self.device)
-                except RuntimeError as error:
-                    raise ImageDecodeError(f"cannot decode image {self.paths[index]}: {error}") from error
-            raise
+            return [self._decode_one(data, index) for data, index in zip(encoded, indices)]
+
+    def _decode_one(self, data: torch.Tensor, index: int) -> torch.Tensor:
+        try:
+            return torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB, device=self.device)
+        except RuntimeError as error:
+            path = self.paths[index]
+            logger.warning("%s: not decodable on %s (%s); decoding it with PIL", path, self.device, str(error).splitlines()[0])
+            return pil_pixels(path).to(self.device)
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 ``[3, h, w]`` -> float ``[1, 3, H, W]`` at the target size (bilinear, antialiased)."""

@@ -89,6 +89,30 @@ def test_a_file_the_device_cannot_decode_is_named(tmp_path: Path, mixed_files: d
         DeviceDecoder(paths, (56, 56), CPU)(batch, indices)
 
 
+def test_a_jpeg_the_device_rejects_is_decoded_by_pil_with_a_warning(
+    mixed_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torchvision.io
+
+    paths = [mixed_files["jpeg"], mixed_files["grey"]]
+    rejected = mixed_files["grey"].read_bytes()
+    real_decode = torchvision.io.decode_jpeg
+
+    def decode_all_but_one(data, *args, **kwargs):  # as nvJPEG with a JPEG variant it lacks
+        files = data if isinstance(data, list) else [data]
+        if any(bytes(item.numpy()) == rejected for item in files):
+            raise RuntimeError("unsupported JPEG")
+        return real_decode(data, *args, **kwargs)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode_all_but_one)
+    encoded = EncodedImages(paths)
+    batch, indices = collate_encoded([encoded[0], encoded[1]])
+    images = DeviceDecoder(paths, (84, 112), CPU)(batch, indices)
+    expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform((84, 112)))])
+    assert (images - expected).abs().mean(dim=(1, 2, 3)).max().item() < 0.02
+    assert "grey.jpg: not decodable on cpu (unsupported JPEG); decoding it with PIL" in caplog.text
+
+
 def test_a_file_pil_cannot_read_is_named_by_the_worker(tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
