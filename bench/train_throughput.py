@@ -49,6 +49,7 @@ if __package__ in (None, ""):  # run as `python bench/train_throughput.py`
 import torch
 from tqdm import tqdm
 
+from bench.common import check_device, device_name, require_at_least, start
 from bench.inference_speed import (
     Variant,
     autocast,
@@ -58,7 +59,6 @@ from bench.inference_speed import (
     synchronize,
     with_compiled_twin,
 )
-from bench.common import check_device, device_name, require_at_least, start
 from bench.salad_aggregation import RepeatSALAD
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
 from models.released import DINOV2_SALAD_BACKBONE_ARGS
