@@ -43,6 +43,12 @@ def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"--{flag} {value}: expected {expected}")
 
 
+def require_warmup_for_compile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--compile`` with no warm-up would time the compilation: a flag error."""
+    if args.compile and args.warmup < 1:
+        parser.error("--compile needs --warmup >= 1 so that compilation is not timed")
+
+
 def start(
     parse_args: Callable[[list[str] | None], argparse.Namespace], argv: list[str] | None
 ) -> tuple[argparse.Namespace, torch.device]:

@@ -65,7 +65,7 @@ from bench.inference_speed import (
     autocast,
     build_model,
     explicit_softmax_attention,
-    random_state_dict,
+    seeded_weights_and_images,
     synchronize,
     time_forward,
 )
@@ -268,10 +268,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args, device = start(parse_args, argv)
 
-    log.info("drawing %s + SALAD weights (seed %d)", args.backbone, args.seed)
-    state_dict = random_state_dict(args.backbone, args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    images = torch.randn(args.batch, 3, *args.image_size, generator=generator).to(device)
+    state_dict, images = seeded_weights_and_images(args.backbone, args.batch, args.image_size, args.seed, device)
 
     with tempfile.TemporaryDirectory(prefix="eval_throughput_") as folder:
         names = write_photo_like_jpegs(Path(folder), args.num_images, seed=args.seed)

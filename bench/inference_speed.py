@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.common import CPUINFO, check_device, device_name, require_at_least, start
+from bench.common import CPUINFO, check_device, device_name, require_at_least, require_warmup_for_compile, start
 from bench.salad_aggregation import RepeatSALAD
 from models import VPRNet, build_vpr_net
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
@@ -149,6 +149,17 @@ def random_state_dict(backbone: str, seed: int) -> dict[str, torch.Tensor]:
     template = build_vpr_net(backbone, BACKBONE_CONFIG, "SALAD", {"num_channels": DINOV2_ARCHS[backbone].embed_dim})
     shapes = {key: list(value.shape) for key, value in template.state_dict().items()}
     return synthesize_state_dict(shapes, seed)
+
+
+def seeded_weights_and_images(
+    backbone: str, batch: int, image_size: tuple[int, int], seed: int, device: torch.device
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The weights of :func:`random_state_dict` and a batch ``[batch, 3, H, W]`` of standard-normal
+    images on ``device``, both drawn from ``seed``."""
+    log.info("drawing %s + SALAD weights (seed %d)", backbone, seed)
+    state_dict = random_state_dict(backbone, seed)
+    generator = torch.Generator().manual_seed(seed)
+    return state_dict, torch.randn(batch, 3, *image_size, generator=generator).to(device)
 
 
 def build_model(backbone: str, aggregation: Aggregation, state_dict: dict[str, torch.Tensor]) -> VPRNet:
@@ -363,18 +374,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--image_size {args.image_size}: expected a positive multiple of {PATCH_SIZE} (e.g. 224, 322)")
     require_at_least(parser, args, 1, ("batch", "iters", "threads"))
     require_at_least(parser, args, 0, ("warmup",))
-    if args.compile and args.warmup < 1:
-        parser.error("--compile needs --warmup >= 1 so that compilation is not timed")
+    require_warmup_for_compile(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args, device = start(parse_args, argv)
 
-    log.info("drawing %s + SALAD weights (seed %d)", args.backbone, args.seed)
-    state_dict = random_state_dict(args.backbone, args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    images = torch.randn(args.batch, 3, args.image_size, args.image_size, generator=generator).to(device)
+    side = args.image_size
+    state_dict, images = seeded_weights_and_images(args.backbone, args.batch, (side, side), args.seed, device)
 
     variants = suite_variants(args.suite, args.channels_last, args.compile)
     results = [measure_variant(v, args.backbone, state_dict, images, args.warmup, args.iters, args.grad_mode) for v in variants]

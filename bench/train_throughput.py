@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as `python bench/train_throughput.py`
 import torch
 from tqdm import tqdm
 
-from bench.common import check_device, device_name, require_at_least, start
+from bench.common import check_device, device_name, require_at_least, require_warmup_for_compile, start
 from bench.inference_speed import (
     Variant,
     autocast,
@@ -246,8 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--per_place {args.per_place}: expected at least 2 (the miner needs positives)")
     require_at_least(parser, args, 1, ("iters", "threads"))
     require_at_least(parser, args, 0, ("warmup",))
-    if args.compile and args.warmup < 1:
-        parser.error("--compile needs --warmup >= 1 so that compilation is not timed")
+    require_warmup_for_compile(parser, args)
     return args
 
 
