@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import eval_throughput, train_throughput
+from bench import eval_throughput, inference_speed, train_throughput
 
 torch.set_num_threads(2)
 
@@ -92,6 +92,9 @@ def test_train_throughput_prints_both_variants_and_ratios() -> None:
         (eval_throughput.parse_args, ["--device", "cpu", "--image_size", "100", "126"], "--image_size 100 126"),
         (train_throughput.parse_args, ["--device", "cpu", "--image_size", "100"], "--image_size 100"),
         (train_throughput.parse_args, ["--device", "cpu", "--places", "1"], "--places 1"),
+        (train_throughput.parse_args, ["--device", "cpu", "--compile", "--warmup", "0"], "--compile needs --warmup >= 1"),
+        (inference_speed.parse_args, ["--device", "cpu", "--compile", "--warmup", "0"], "--compile needs --warmup >= 1"),
+        (inference_speed.parse_args, ["--device", "cpu", "--threads", "0"], "--threads 0: expected at least 1"),
     ],
 )
 def test_bad_flags_are_named(parse_args, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
