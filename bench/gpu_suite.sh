@@ -45,7 +45,15 @@ suite=(
     "native|90|native_batching --device cuda"
     "search|150|search_scale --num_db 200000 --reference torch-fp32 --variants torch-fp16"
 )
-selected=" ${BENCHES:-inference inference_compiled eval_e2e train train_compiled aggregation native search} "
+names=()
+for entry in "${suite[@]}"; do names+=("${entry%%|*}"); done
+selected=" ${BENCHES:-${names[*]}} "
+for name in $selected; do
+    if [[ " ${names[*]} " != *" $name "* ]]; then
+        echo "gpu_suite.sh: BENCHES names an unknown bench '$name'; expected some of: ${names[*]}" >&2
+        exit 2
+    fi
+done
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   "$python" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
