@@ -47,7 +47,9 @@ from models.registry import AGGREGATORS
 from utils.cli import json_object
 from utils.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
-from utils.inference import Precision, autocast_context, compute_descriptors, default_device
+from utils.inference import (
+    CPU_BF16_FLAGS, CPUINFO, Precision, autocast_context, compute_descriptors, cpu_bf16_support, default_device,
+)
 from utils.msls_challenge import write_msls_predictions
 from utils.predictions_csv import write_predictions_csv
 from utils.results import format_recall_table, make_set_result, new_run_dir, write_results_json
@@ -271,6 +273,17 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return precision
 
 
+def log_cpu_bf16_hint(name: str, device: torch.device, cpuinfo: Path = CPUINFO) -> None:
+    """Say so when ``--precision auto`` keeps float32 on a CPU that runs bf16 matrix products natively."""
+    if name != "auto" or device.type != "cpu":
+        return
+    features = cpu_bf16_support(cpuinfo) or {}
+    native = [CPU_BF16_FLAGS[flag] for flag, present in features.items() if present]
+    if native:
+        log.info("this CPU has %s: --precision bf16 can run several times faster than the float32 that auto "
+                 "keeps on CPUs (ViT-B/14 SALAD: 3.3x, descriptor cosine >= 0.99999 to float32)", ", ".join(native))
+
+
 def select_sets(args: argparse.Namespace, registry: EvalSetRegistry) -> list[str]:
     """Canonical names of the sets to evaluate (registering the folder set, if any)."""
     names = list(args.val_datasets) if args.val_datasets else []
@@ -430,6 +443,7 @@ def run(args: argparse.Namespace) -> Path:
     check_arguments(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    log_cpu_bf16_hint(args.precision, device)
     registry = published_registry()
     set_names = select_sets(args, registry)
     csv_paths = predictions_csv_paths(args.save_predictions, set_names)

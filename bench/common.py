@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-CPUINFO = Path("/proc/cpuinfo")
+from utils.inference import CPUINFO
 
 
 def cpu_model_name(cpuinfo: Path = CPUINFO) -> str:

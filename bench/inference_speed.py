@@ -38,7 +38,6 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import timm.layers
@@ -47,11 +46,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.common import CPUINFO, check_device, device_name, require_at_least, require_warmup_for_compile, start
+from bench.common import check_device, device_name, require_at_least, require_warmup_for_compile, start
 from bench.salad_aggregation import RepeatSALAD
 from models import VPRNet, build_vpr_net
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
 from tests.parity import synthesize_state_dict
+from utils.inference import CPU_BF16_FLAGS, cpu_bf16_support
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ Aggregation = Literal["bmm", "repeat"]
 GradMode = Literal["inference_mode", "no_grad"]
 
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
-#: /proc/cpuinfo flags that decide how fast bf16 matrix products run on an x86 CPU.
-CPU_BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX-BF16", "amx_tile": "AMX tiles"}
 BACKBONE_CONFIG = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
 
 
@@ -112,17 +110,6 @@ class Measurement:
     peak_memory_mib: float | None
     cosines: torch.Tensor | None
     error: str | None = None
-
-
-def cpu_bf16_support(cpuinfo: Path = CPUINFO) -> dict[str, bool] | None:
-    """Which of :data:`CPU_BF16_FLAGS` the CPU advertises; ``None`` where ``cpuinfo`` is absent."""
-    if not cpuinfo.is_file():
-        return None
-    flags: set[str] = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    return {flag: flag in flags for flag in CPU_BF16_FLAGS}
 
 
 @contextlib.contextmanager

@@ -5,17 +5,23 @@ fixture inputs at 224 and 322 px), the descriptors computed under
 ``autocast_context(cpu, "bf16")`` must point the same way as the float32 ones: cosine similarity
 >= 0.999 for every image. The bound is the acceptance criterion of reduced-precision inference,
 not a figure read off this code; do not loosen it.
+
+Also: which CPUs count as running bf16 natively, and eval.py's advice to use bf16 on them.
 """
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import eval as eval_cli
 from models import VPRNet
 from tests import parity
-from utils.inference import autocast_context
+from utils.inference import autocast_context, cpu_bf16_support
 
 torch.set_num_threads(2)
 
@@ -98,3 +104,36 @@ def test_explicit_softmax_attention_rejects_a_model_without_timm_attention():
 
 def _refuse_sdpa(*args, **kwargs):
     raise AssertionError("scaled_dot_product_attention called inside explicit_softmax_attention")
+
+
+CPUINFO_WITH_AMX = "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n"
+CPUINFO_AVX2_ONLY = "processor\t: 0\nmodel name\t: Core\nflags\t\t: fpu sse avx2 fma\n"
+
+
+@pytest.mark.parametrize(("cpuinfo", "expected"), [
+    (CPUINFO_WITH_AMX, {"avx512_bf16": True, "amx_bf16": True, "amx_tile": True}),
+    (CPUINFO_AVX2_ONLY, {"avx512_bf16": False, "amx_bf16": False, "amx_tile": False}),
+])
+def test_cpu_bf16_support_reads_the_cpuinfo_flags(tmp_path: Path, cpuinfo: str, expected: dict[str, bool]) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo)
+    assert cpu_bf16_support(path) == expected
+    assert cpu_bf16_support(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(("cpuinfo", "precision", "device", "hinted"), [
+    (CPUINFO_WITH_AMX, "auto", "cpu", True),
+    (CPUINFO_WITH_AMX, "fp32", "cpu", False),  # float32 asked for: no advice
+    (CPUINFO_WITH_AMX, "auto", "cuda", False),
+    (CPUINFO_AVX2_ONLY, "auto", "cpu", False),
+])
+def test_eval_names_bf16_where_auto_keeps_float32_on_a_bf16_cpu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cpuinfo: str, precision: str, device: str, hinted: bool
+) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo)
+    with caplog.at_level(logging.INFO, logger="eval"):
+        eval_cli.log_cpu_bf16_hint(precision, torch.device(device), path)
+    assert ("--precision bf16" in caplog.text) == hinted
+    if hinted:
+        assert "AVX-512 BF16, AMX-BF16, AMX tiles" in caplog.text

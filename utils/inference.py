@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -13,10 +14,24 @@ from tqdm import tqdm
 
 Precision = Literal["fp32", "fp16", "bf16"]
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+CPUINFO = Path("/proc/cpuinfo")
+#: /proc/cpuinfo flags that decide how fast bf16 matrix products run on an x86 CPU.
+CPU_BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX-BF16", "amx_tile": "AMX tiles"}
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_bf16_support(cpuinfo: Path = CPUINFO) -> dict[str, bool] | None:
+    """Which of :data:`CPU_BF16_FLAGS` the CPU advertises; ``None`` where ``cpuinfo`` is absent."""
+    if not cpuinfo.is_file():
+        return None
+    flags: set[str] = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return {flag: flag in flags for flag in CPU_BF16_FLAGS}
 
 
 def autocast_context(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
