@@ -10,8 +10,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -19,6 +21,7 @@ import torch.multiprocessing as mp
 from models.metric_learning import MetricLearningObjective
 
 REPO = Path(__file__).resolve().parents[1]
+RANKS_TIMEOUT_S = 180
 
 
 def _validate_with(devices: int, out: Path) -> dict[str, float]:
@@ -71,7 +74,13 @@ def test_mining_and_loss_see_the_global_batch(tmp_path: Path):
     reference = MetricLearningObjective()(full, labels)
     reference.loss.backward()
 
-    mp.spawn(_rank_objective, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks_running = mp.spawn(_rank_objective, args=(_free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + RANKS_TIMEOUT_S
+    while not ranks_running.join(timeout=max(0.0, deadline - time.monotonic())):  # raises if a rank failed
+        if time.monotonic() >= deadline:  # a rank stuck in a collective or in teardown: fail, do not hang
+            for process in ranks_running.processes:
+                process.kill()
+            pytest.fail(f"the two ranks did not finish within {RANKS_TIMEOUT_S} s")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for rank, result in enumerate(ranks):
         # pytorch-metric-learning scales the global loss by the world size; DDP averages it back.
