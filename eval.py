@@ -443,7 +443,6 @@ def run(args: argparse.Namespace) -> Path:
     check_arguments(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    log_cpu_bf16_hint(args.precision, device)
     registry = published_registry()
     set_names = select_sets(args, registry)
     csv_paths = predictions_csv_paths(args.save_predictions, set_names)
@@ -468,6 +467,7 @@ def run(args: argparse.Namespace) -> Path:
         "checkpoint" if loaded.architecture_source == "checkpoint" else "command-line flags",
         loaded.weights, device, precision,
     )
+    log_cpu_bf16_hint(args.precision, device)
     if args.image_size is None:
         log.info("no --image_size: images at native resolution (sides rounded to multiples of 14), batched by size")
     image_size = tuple(args.image_size) if args.image_size else None
