@@ -1,4 +1,5 @@
-"""Descriptors of a dataset of images, batch by batch, with a progress bar."""
+"""Descriptors of a dataset of images, batch by batch, with a progress bar, and the precisions a
+device runs them in (autocast; which CPUs multiply in bf16 natively)."""
 
 from __future__ import annotations
 
