@@ -28,6 +28,11 @@ def device_name(device: torch.device) -> str:
     return f"{cpu_model_name()}, {torch.get_num_threads()} torch threads"
 
 
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """``--device {cpu,cuda}``, CUDA by default where torch sees a GPU (checked by :func:`check_device`)."""
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+
+
 def check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``--device cuda`` where torch sees no GPU is a flag error."""
     if args.device == "cuda" and not torch.cuda.is_available():

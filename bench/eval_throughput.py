@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from bench.common import check_device, device_name, require_at_least, start
+from bench.common import add_device_flag, check_device, device_name, require_at_least, start
 from bench.data_eval_pipeline import write_photo_like_jpegs
 from bench.inference_speed import (
     Variant,
@@ -236,7 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.eval_throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_flag(parser)
     parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), help="default: dinov2_vitb14 on CUDA, dinov2_vits14 on CPU")
     parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: 322 322 on CUDA, 224 224 on CPU")
     parser.add_argument("--batch", type=int, help="images per batch (default: 128 on CUDA, 8 on CPU)")

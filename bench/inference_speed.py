@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.common import check_device, device_name, require_at_least, require_warmup_for_compile, start
+from bench.common import add_device_flag, check_device, device_name, require_at_least, require_warmup_for_compile, start
 from bench.salad_aggregation import RepeatSALAD
 from models import VPRNet, build_vpr_net
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
@@ -337,7 +337,7 @@ def format_report(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_flag(parser)
     parser.add_argument("--suite", choices=["precision", "published"], help="default: precision on CPU, published on CUDA")
     parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), default="dinov2_vitb14")
     parser.add_argument("--image_size", type=int, default=322, help="square input side, a multiple of 14 (default 322)")

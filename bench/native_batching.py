@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from bench.data_eval_pipeline import write_photo_like_jpegs
-from bench.common import check_device, device_name, require_at_least, start
+from bench.common import add_device_flag, check_device, device_name, require_at_least, start
 from bench.inference_speed import build_model, random_state_dict
 from dataloaders.eval_sets.base import EvalImages
 from dataloaders.size_buckets import native_size_batches
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.native_batching", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_flag(parser)
     parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), help="default: dinov2_vits14 on CPU, dinov2_vitb14 on CUDA")
     parser.add_argument("--num_images", type=int, help="JPEGs to write (default: 24 on CPU, 512 on CUDA)")
     parser.add_argument("--batch", type=int, help="--batch_size of the by-size variant (default: 16 on CPU, 256 on CUDA)")

@@ -22,6 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from bench.common import add_device_flag, check_device, device_name
 from models.aggregators.salad import SALAD, sinkhorn_assignment
 
 
@@ -85,10 +86,11 @@ def measure(variant: str, batch: int, device: str, repeats: int) -> dict[str, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    add_device_flag(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_device(parser, args)
 
     if args.worker:  # one variant in a fresh process, so peak memory is its own
         print(json.dumps(measure(args.worker, args.batch, args.device, args.repeats)))
@@ -104,8 +106,7 @@ def main() -> None:
     with torch.no_grad():
         max_diff = (build("bmm", weights, args.device)(inputs) - build("repeat", weights, args.device)(inputs)).abs().max().item()
 
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"SALAD forward, batch {args.batch}, features 23x23x768, 64 clusters x 128 + 256, on {device_name}")
+    print(f"SALAD forward, batch {args.batch}, features 23x23x768, 64 clusters x 128 + 256, on {device_name(torch.device(args.device))}")
     for variant, result in results.items():
         print(f"  {variant:>6}: {result['seconds'] * 1000:8.1f} ms   peak memory {result['peak_mib']:8.1f} MiB")
     speedup = results["repeat"]["seconds"] / results["bmm"]["seconds"]

@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as `python bench/train_throughput.py`
 import torch
 from tqdm import tqdm
 
-from bench.common import check_device, device_name, require_at_least, require_warmup_for_compile, start
+from bench.common import add_device_flag, check_device, device_name, require_at_least, require_warmup_for_compile, start
 from bench.inference_speed import (
     Variant,
     autocast,
@@ -218,7 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.train_throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_flag(parser)
     parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), help="default: dinov2_vitb14 on CUDA, dinov2_vits14 on CPU")
     parser.add_argument("--places", type=int, help="places per batch, P (default: 60 on CUDA, 4 on CPU)")
     parser.add_argument("--per_place", type=int, help="images per place, K (default: 4)")

@@ -149,3 +149,11 @@ def test_native_batching_prints_both_variants_and_matching_descriptors() -> None
     assert re.search(rf"by-size vs one-by-one: {NUMBER}x images/s", output) is not None
     difference = re.search(r"largest descriptor difference: ([0-9.e+-]+)", output)
     assert difference is not None and float(difference.group(1)) < 1e-5  # the same descriptors, batched
+
+
+def test_salad_aggregation_times_both_formulations_and_they_agree() -> None:
+    output = run_bench("bench.salad_aggregation", "--device", "cpu", "--batch", "2", "--repeats", "2")
+    assert re.search(rf"^\s+bmm: +{NUMBER} ms +peak memory +{NUMBER} MiB$", output, re.MULTILINE) is not None
+    assert re.search(rf"^\s+repeat: +{NUMBER} ms +peak memory +{NUMBER} MiB$", output, re.MULTILINE) is not None
+    difference = re.search(r"max \|bmm - repeat\| = ([0-9.e+-]+)", output)
+    assert difference is not None and float(difference.group(1)) < 1e-5  # one function, two formulations
