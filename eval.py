@@ -2,10 +2,10 @@
 
 Examples (from the repository root)::
 
-    python eval.py --ckpt_path weights/dino_salad.ckpt --image_size 322 322 --batch_size 256 \\
+    python eval.py --released dinov2_salad --ckpt_path weights/dino_salad.ckpt --batch_size 256 \\
         --data_dir ../data --val_datasets MSLS Nordland
     python eval.py --ckpt_path weights/dino_salad_512_32.ckpt --num_clusters 16 --cluster_dim 32 \\
-        --token_dim 32 --data_dir ../data --val_datasets SPED
+        --token_dim 32 --image_size 322 --data_dir ../data --val_datasets SPED
     python eval.py --ckpt_path last.ckpt --database_folder db/ --queries_folder q/ \\
         --no_labels --save_predictions predictions.csv
 
@@ -42,8 +42,10 @@ from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
 from dataloaders.image_io import ImageDecodeError
 from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import decode_size, eval_transform
-from models.checkpoint_io import Architecture, LoadedModel, load_model
+from models.architecture import Architecture
+from models.checkpoint_io import LoadedModel, load_model
 from models.registry import AGGREGATORS
+from models.released import RELEASED_MODELS, released_model
 from utils.cli import json_object
 from utils.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
@@ -59,10 +61,10 @@ log = logging.getLogger("eval")
 
 PROG = "eval.py"
 DEFAULT_VAL_SETS = ("MSLS", "MSLS_Test", "pitts30k_test", "pitts250k_test", "Nordland", "SPED")
-DEFAULT_BACKBONE = "dinov2_vitb14"
-DEFAULT_AGGREGATOR = "SALAD"
-SALAD_SIZE_DEFAULTS = {"num_clusters": 64, "cluster_dim": 128, "token_dim": 256}
-ARCHITECTURE_FLAGS = ("backbone", "backbone_config", "agg_arch", *SALAD_SIZE_DEFAULTS, "agg_config")
+DEFAULT_RELEASE = "dinov2_salad"
+"""The architecture of a bare state dict when no flag describes it: the paper's model."""
+SALAD_SIZE_FLAGS = ("num_clusters", "cluster_dim", "token_dim")
+ARCHITECTURE_FLAGS = ("released", "backbone", "backbone_config", "agg_arch", *SALAD_SIZE_FLAGS, "agg_config")
 MSLS_CHALLENGE_SET = "msls_test"
 MSLS_CHALLENGE_TOP_K = 25
 MSLS_CHALLENGE_FILE = "msls_challenge_predictions.txt"
@@ -85,11 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="Lightning checkpoint of this project (architecture inside) or a bare state dict (needs the "
         "architecture flags below)",
     )
-    model.add_argument("--backbone", help=f"backbone of a bare state dict (default {DEFAULT_BACKBONE})")
+    model.add_argument(
+        "--released", choices=sorted(RELEASED_MODELS),
+        help=f"a released model: its architecture for the bare state dict in --ckpt_path, and its evaluation "
+        f"image size unless --image_size is given (default architecture: {DEFAULT_RELEASE}'s)",
+    )
+    default = released_model(DEFAULT_RELEASE).architecture
+    model.add_argument("--backbone", help=f"backbone of a bare state dict (default {default.backbone_arch})")
     model.add_argument("--backbone_config", type=json_object, default={}, help="backbone arguments as JSON")
-    model.add_argument("--agg_arch", help=f"aggregator of a bare state dict (default {DEFAULT_AGGREGATOR})")
-    for name, default in SALAD_SIZE_DEFAULTS.items():
-        model.add_argument(f"--{name}", type=int, help=f"SALAD {name} of a bare state dict (default {default})")
+    model.add_argument("--agg_arch", help=f"aggregator of a bare state dict (default {default.agg_arch})")
+    for name in SALAD_SIZE_FLAGS:
+        model.add_argument(f"--{name}", type=int, help=f"SALAD {name} of a bare state dict (default {default.agg_config[name]})")
     model.add_argument(
         "--agg_config", type=json_object, default={},
         help="aggregator arguments as JSON, overriding the flags above; its input width defaults to the "
@@ -103,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     inference = parser.add_argument_group("inference")
     inference.add_argument(
-        "--image_size", type=int, nargs=2, metavar=("H", "W"),
-        help="resize every image to H x W (322 322 as published); default: native resolution with sides "
-        "rounded to multiples of 14, images batched by size",
+        "--image_size", type=int, nargs="+", metavar="SIZE",
+        help="resize every image to H W, or to N x N with one value (322 as published); default: the released "
+        "model's size with --released, else native resolution with sides rounded to multiples of the backbone's "
+        "patch size, images batched by size",
     )
     inference.add_argument(
         "--batch_size", type=int, default=256,
@@ -232,27 +241,49 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if args.num_preds_to_save < 0 or args.num_workers < 0:
         raise ValueError("--num_preds_to_save and --num_workers must not be negative")
-    if args.image_size is not None and min(args.image_size) < 1:
-        raise ValueError(f"--image_size must be two positive integers, got {args.image_size}")
+    if args.image_size is not None and (len(args.image_size) > 2 or min(args.image_size) < 1):
+        raise ValueError(f"--image_size takes one or two positive integers (N, or H W), got {args.image_size}")
 
 
 def architecture_from_args(args: argparse.Namespace) -> Architecture:
-    """The architecture of a bare state dict, from the flags.
+    """The architecture of a bare state dict, from the flags: ``--released``'s (the paper's
+    model by default), with ``--backbone``, ``--agg_arch`` and the argument flags over it.
 
     ``--num_clusters``, ``--cluster_dim`` and ``--token_dim`` fill the aggregator arguments of those
     names (SALAD's); given for an aggregator without them they are an error.
     """
-    agg_arch = args.agg_arch or DEFAULT_AGGREGATOR
+    base = released_model(args.released or DEFAULT_RELEASE).architecture
+    backbone = args.backbone or base.backbone_arch
+    agg_arch = args.agg_arch or base.agg_arch
+    backbone_config = dict(base.backbone_config) if backbone == base.backbone_arch else {}
+    agg_config = dict(base.agg_config) if agg_arch == base.agg_arch else {}
     parameters = inspect.signature(AGGREGATORS.get(agg_arch)).parameters
-    agg_config: dict[str, Any] = {}
-    for name, default in SALAD_SIZE_DEFAULTS.items():
+    for name in SALAD_SIZE_FLAGS:
         value = getattr(args, name)
-        if name in parameters:
-            agg_config[name] = default if value is None else value
-        elif value is not None:
+        if value is None:
+            continue
+        if name not in parameters:
             raise ValueError(f"--{name} is not an argument of aggregator {agg_arch}; use --agg_config")
-    agg_config.update(args.agg_config)
-    return Architecture(args.backbone or DEFAULT_BACKBONE, dict(args.backbone_config), agg_arch, agg_config)
+        agg_config[name] = value
+    return Architecture(backbone, backbone_config, agg_arch, agg_config).with_configs(args.backbone_config, args.agg_config)
+
+
+def resolve_image_size(args: argparse.Namespace, loaded: LoadedModel) -> tuple[int, int] | None:
+    """``(height, width)`` from ``--image_size`` (one value: a square) or ``--released``; ``None`` for
+    native resolution. A size the backbone cannot take is an error naming the flag."""
+    if args.image_size is not None:
+        size = (args.image_size[0], args.image_size[-1])
+        flag = "--image_size"
+    elif args.released is not None:
+        size = released_model(args.released).image_size
+        flag = f"--released {args.released}"
+    else:
+        return None
+    try:
+        loaded.model.backbone.check_image_size(*size)
+    except ValueError as error:
+        raise ValueError(f"{flag}: {error}") from None
+    return size
 
 
 def resolve_device(name: str) -> torch.device:
@@ -338,17 +369,18 @@ def set_descriptors(eval_set: EvalSet, context: EvalContext, cache: DescriptorCa
         if cached is not None:
             return cached
     paths = eval_set.image_paths()
+    patch_size = context.loaded.model.patch_size
     batches = None
     if context.image_size is None:  # native resolution: batches of one size
-        batches = native_size_batches(paths, context.batch_size)
+        batches = native_size_batches(paths, context.batch_size, patch_size)
         log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, batches.num_sizes, len(batches))
     if context.decode_on_device:
         images: Dataset = EncodedImages(paths)
-        decoding: dict[str, Any] = {
-            "collate_fn": collate_encoded, "prepare_batch": DeviceDecoder(paths, context.image_size, context.device)
-        }
+        decoder = DeviceDecoder(paths, context.image_size, context.device, patch_size)
+        decoding: dict[str, Any] = {"collate_fn": collate_encoded, "prepare_batch": decoder}
     else:
-        images = eval_set.images(eval_transform(context.image_size), decode_size=decode_size(context.image_size))
+        transform = eval_transform(context.image_size, patch_size)
+        images = eval_set.images(transform, decode_size=decode_size(context.image_size))
         decoding = {}
     descriptors = compute_descriptors(
         context.loaded.model, images, context.batch_size, context.num_workers, context.device,
@@ -455,22 +487,30 @@ def run(args: argparse.Namespace) -> Path:
 
     loaded = load_model(
         args.ckpt_path, architecture_from_args(args), args.random_weights, args.seed,
-        mismatch_hint="describe a bare state dict with --backbone, --num_clusters, --cluster_dim, --token_dim "
-        "or --agg_config",
+        mismatch_hint="describe a bare state dict with --released, --backbone, --num_clusters, --cluster_dim, "
+        "--token_dim or --agg_config",
+        checkpoint_filter=released_model(args.released).checkpoint_filter if args.released else None,
     )
     given = [f"--{flag}" for flag in ARCHITECTURE_FLAGS if getattr(args, flag)]
     if loaded.architecture_source == "checkpoint" and given:
         log.warning("the checkpoint carries its architecture: %s ignored", ", ".join(given))
+    if loaded.architecture_source == "checkpoint":
+        source = "the checkpoint"
+    elif given:
+        source = "the command-line flags"
+    else:
+        source = f"the defaults: {DEFAULT_RELEASE}'s"
     log.info(
-        "%s + %s (architecture from the %s, weights: %s) on %s, %s",
-        loaded.architecture.backbone_arch, loaded.architecture.agg_arch,
-        "checkpoint" if loaded.architecture_source == "checkpoint" else "command-line flags",
-        loaded.weights, device, precision,
+        "%s + %s (architecture from %s, weights: %s) on %s, %s",
+        loaded.architecture.backbone_arch, loaded.architecture.agg_arch, source, loaded.weights, device, precision,
     )
     log_cpu_bf16_hint(args.precision, device)
-    if args.image_size is None:
-        log.info("no --image_size: images at native resolution (sides rounded to multiples of 14), batched by size")
-    image_size = tuple(args.image_size) if args.image_size else None
+    image_size = resolve_image_size(args, loaded)
+    if image_size is None:
+        log.info(
+            "no --image_size: images at native resolution (sides rounded to multiples of %d, the patch size), "
+            "batched by size", loaded.model.patch_size,
+        )
     run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
     context = EvalContext(
         loaded, args.ckpt_path, device, precision, image_size, args.batch_size, args.num_workers, run_dir,

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from dataloaders.gsv_cities import check_gsv_root
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
 from models.vpr_model import NonFiniteError, VPRModel
@@ -56,6 +58,15 @@ class VPRTrainingCLI(LightningCLI):
             }
         )
 
+
+    def before_instantiate_classes(self) -> None:
+        """Check the training data before the model is built (building may download weights)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand in (None, "fit"):
+            try:
+                check_gsv_root(Path(config.data.data_root))
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"--data.data_root {config.data.data_root}: {error}") from None
 
     @staticmethod
     def _list_registered_names(parser: LightningArgumentParser) -> None:

@@ -48,8 +48,9 @@ from tqdm import tqdm
 
 from bench.common import add_device_flag, check_device, device_name, require_at_least, require_warmup_for_compile, start
 from bench.salad_aggregation import RepeatSALAD
-from models import VPRNet, build_vpr_net
+from models import VPRNet, build_network
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
+from models.released import paper_architecture
 from tests.parity import synthesize_state_dict
 from utils.inference import CPU_BF16_FLAGS, cpu_bf16_support
 
@@ -60,7 +61,6 @@ Aggregation = Literal["bmm", "repeat"]
 GradMode = Literal["inference_mode", "no_grad"]
 
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
-BACKBONE_CONFIG = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def explicit_softmax_attention(model: nn.Module) -> Iterator[int]:
 
 def random_state_dict(backbone: str, seed: int) -> dict[str, torch.Tensor]:
     """Weights of ``backbone`` + default SALAD, drawn with the parity fixture's synthesis rule."""
-    template = build_vpr_net(backbone, BACKBONE_CONFIG, "SALAD", {"num_channels": DINOV2_ARCHS[backbone].embed_dim})
+    template = build_network(paper_architecture(backbone))
     shapes = {key: list(value.shape) for key, value in template.state_dict().items()}
     return synthesize_state_dict(shapes, seed)
 
@@ -151,10 +151,9 @@ def seeded_weights_and_images(
 
 def build_model(backbone: str, aggregation: Aggregation, state_dict: dict[str, torch.Tensor]) -> VPRNet:
     """The net in eval mode with ``state_dict`` loaded, aggregating by ``bmm`` or ``repeat``."""
-    channels = DINOV2_ARCHS[backbone].embed_dim
-    model = build_vpr_net(backbone, BACKBONE_CONFIG, "SALAD", {"num_channels": channels})
+    model = build_network(paper_architecture(backbone))
     if aggregation == "repeat":
-        model.aggregator = RepeatSALAD(num_channels=channels)
+        model.aggregator = RepeatSALAD(**model.architecture.agg_config)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 

@@ -33,7 +33,7 @@ from bench.common import add_device_flag, check_device, device_name, require_at_
 from bench.inference_speed import build_model, random_state_dict
 from dataloaders.eval_sets.base import EvalImages
 from dataloaders.size_buckets import native_size_batches
-from dataloaders.transforms import eval_transform
+from dataloaders.transforms import ResizeToPatchMultiple, eval_transform
 from models.backbones.dinov2 import DINOV2_ARCHS
 from utils.inference import Precision, compute_descriptors
 
@@ -58,11 +58,11 @@ def timed_descriptors(
     model: torch.nn.Module, paths: list[Path], batch_size: int, device: torch.device, precision: Precision, by_size: bool
 ) -> tuple[float, np.ndarray]:
     """Seconds and ``[N, D]`` descriptors of the images at ``paths``, one by one or by size."""
-    images = EvalImages(paths, eval_transform(None))
+    images = EvalImages(paths, eval_transform(None, model.patch_size))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    batches = native_size_batches(paths, batch_size) if by_size else None
+    batches = native_size_batches(paths, batch_size, model.patch_size) if by_size else None
     descriptors = compute_descriptors(
         model, images, 1 if batches is None else batch_size, 0, device, precision,
         description="by size" if by_size else "one by one", batch_sampler=batches,
@@ -104,9 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         size_seconds, size_descriptors = timed_descriptors(model, paths, args.batch, device, args.precision, by_size=True)
 
     count = args.num_images
+    patch = model.patch_size
+    sizes = " and ".join("%dx%d" % ResizeToPatchMultiple(patch).target_size(*side) for side in ((640, 480), (480, 640)))
     print(
-        f"{args.backbone} + SALAD, {count} JPEGs at native resolution (644x476 and 476x644 after rounding to "
-        f"multiples of 14), {args.precision}, on {device_name(device)}"
+        f"{args.backbone} + SALAD, {count} JPEGs at native resolution ({sizes} after rounding to multiples of "
+        f"{patch}), {args.precision}, on {device_name(device)}"
     )
     print(f"  {'variant':<11} {'seconds':>8} {'images/s':>9}")
     print(f"  {'one-by-one':<11} {one_seconds:8.2f} {count / one_seconds:9.2f}")

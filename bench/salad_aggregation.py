@@ -24,12 +24,13 @@ import torch.nn.functional as F
 
 from bench.common import add_device_flag, check_device, device_name
 from models.aggregators.salad import SALAD, sinkhorn_assignment
+from models.contract import BackboneOutput
 
 
 class RepeatSALAD(SALAD):
     """SALAD aggregated the published way: ``[B, l, m, n]`` tensors made with ``repeat``."""
 
-    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def aggregate(self, inputs: BackboneOutput) -> torch.Tensor:
         features, token = inputs
         local = self.cluster_features(features).flatten(2)  # [B, l, n]
         assignment = sinkhorn_assignment(self.score(features).flatten(2), self.dust_bin, self.sinkhorn_iters)[:, :-1]
@@ -45,7 +46,7 @@ VARIANTS = {"bmm": SALAD, "repeat": RepeatSALAD}
 
 def make_inputs(batch: int, device: str, seed: int = 0) -> tuple[SALAD, tuple[torch.Tensor, torch.Tensor]]:
     torch.manual_seed(seed)
-    weights = SALAD(num_channels=768, num_clusters=64, cluster_dim=128, token_dim=256).eval().state_dict()
+    weights = SALAD(in_channels=768).eval().state_dict()
     generator = torch.Generator().manual_seed(seed)
     features = torch.randn(batch, 768, 23, 23, generator=generator).to(device)
     token = torch.randn(batch, 768, generator=generator).to(device)
@@ -53,7 +54,7 @@ def make_inputs(batch: int, device: str, seed: int = 0) -> tuple[SALAD, tuple[to
 
 
 def build(variant: str, weights: dict, device: str) -> SALAD:
-    model = VARIANTS[variant](num_channels=768, num_clusters=64, cluster_dim=128, token_dim=256)
+    model = VARIANTS[variant](in_channels=768)
     model.load_state_dict(weights)
     return model.eval().to(device)
 

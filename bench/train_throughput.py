@@ -61,7 +61,7 @@ from bench.inference_speed import (
 )
 from bench.salad_aggregation import RepeatSALAD
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
-from models.released import DINOV2_SALAD_BACKBONE_ARGS
+from models.released import paper_architecture
 from models.vpr_model import VPRModel
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ DEVICE_DEFAULTS: dict[str, tuple[str, int, int, int, int, int]] = {
     "cpu": ("dinov2_vits14", 4, 4, 126, 1, 2),
     "cuda": ("dinov2_vitb14", 60, 4, 224, 3, 10),
 }
-SALAD_CONFIG = {"num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3}
 TARGET_SPEEDUP = 1.5
 
 
@@ -97,11 +96,12 @@ def train_variants(device: torch.device, channels_last: bool, compile_model: boo
 def build_training_model(backbone: str, variant: Variant, seed: int) -> VPRModel:
     """A ``VPRModel`` with random weights, SALAD aggregating by ``bmm`` or ``repeat``, in train mode,
     compiled as ``main.py --model.compile_network true`` compiles it when ``variant.compile``."""
+    paper = paper_architecture(backbone)
     model = VPRModel(
         backbone_arch=backbone,
-        backbone_config={**DINOV2_SALAD_BACKBONE_ARGS, "pretrained": False},
-        agg_arch="SALAD",
-        agg_config=dict(SALAD_CONFIG),
+        backbone_config={**paper.backbone_config, "pretrained": False},
+        agg_arch=paper.agg_arch,
+        agg_config=dict(paper.agg_config),
         compile_network=variant.compile,
     )
     if variant.aggregation == "repeat":

@@ -32,7 +32,7 @@ from PIL import ExifTags, Image
 from torch.utils.data import Dataset
 
 from dataloaders.image_io import load_image
-from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, ResizeToPatchMultiple
+from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, ResizeToPatchMultiple
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +105,21 @@ class DeviceDecoder:
     Args:
         paths: the dataset's paths (to name a file that fails to decode).
         image_size: ``(height, width)`` every image is resized to, or ``None`` for the sides
-            rounded to multiples of 14 (``ResizeToPatchMultiple``; a batch must then hold one
-            size, see ``dataloaders.size_buckets``).
+            rounded to multiples of ``patch_size`` (``ResizeToPatchMultiple``; a batch must then
+            hold one size, see ``dataloaders.size_buckets``).
         device: where to decode, resize and normalise.
+        patch_size: the model's patch size (needed when ``image_size`` is ``None``).
     """
 
-    def __init__(self, paths: Sequence[Path], image_size: tuple[int, int] | None, device: torch.device) -> None:
+    def __init__(
+        self, paths: Sequence[Path], image_size: tuple[int, int] | None, device: torch.device, patch_size: int | None = None
+    ) -> None:
+        if image_size is None and patch_size is None:
+            raise ValueError("native-resolution decoding (image_size None) needs the model's patch_size")
         self.paths = list(paths)
         self.image_size = image_size
         self.device = device
-        self.resize_to_patches = ResizeToPatchMultiple(PATCH_SIZE)
+        self.resize_to_patches = ResizeToPatchMultiple(patch_size) if image_size is None else None
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
@@ -152,7 +157,7 @@ class DeviceDecoder:
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 ``[3, h, w]`` -> float ``[1, 3, H, W]`` at the target size (bilinear, antialiased)."""
-        if self.image_size is not None:
+        if self.resize_to_patches is None:
             size = self.image_size
         else:
             width, height = self.resize_to_patches.target_size(image.shape[2], image.shape[1])

@@ -70,6 +70,13 @@ def image_file_name(place_id: int, year: int, month: int, northdeg: int, city_id
     return f"{city_id}_{place_id:07d}_{year:04d}_{month:02d}_{northdeg:03d}_{lat}_{lon}_{panoid}.jpg"
 
 
+def check_gsv_root(root: Path) -> None:
+    """Raise ``FileNotFoundError`` unless ``root`` holds GSV-Cities' ``Dataframes/`` folder."""
+    if not (Path(root) / "Dataframes").is_dir():
+        raise FileNotFoundError(f"GSV-Cities: {Path(root) / 'Dataframes'} is not a folder; "
+                                "expected <root>/Dataframes/<City>.csv and <root>/Images/")
+
+
 def read_city_csv(root: Path, city: str) -> pd.DataFrame:
     """Rows of ``<root>/Dataframes/<city>.csv``, with ``lat``/``lon`` kept as text.
 
@@ -231,9 +238,7 @@ class GSVCitiesDataset(Dataset):
             raise ValueError("cities must name at least one GSV-Cities city")
         if len(set(self.cities)) != len(self.cities):
             raise ValueError(f"cities lists a city twice: {list(self.cities)}")
-        if not (self.root / "Dataframes").is_dir():
-            raise FileNotFoundError(f"GSV-Cities: {self.root / 'Dataframes'} is not a folder; "
-                                    "expected <root>/Dataframes/<City>.csv and <root>/Images/")
+        check_gsv_root(self.root)
         self.img_per_place = img_per_place
         self.min_img_per_place = min_img_per_place
         self.sample = sample

@@ -1,7 +1,7 @@
 """Batches of same-size images for evaluation at native resolution.
 
 Without a fixed ``--image_size`` every image keeps its aspect ratio (sides rounded to multiples
-of 14, ``dataloaders.transforms.ResizeToPatchMultiple``), so images of different sizes cannot
+of the model's patch size, ``dataloaders.transforms.ResizeToPatchMultiple``), so images of different sizes cannot
 share a batch. Most sets hold a handful of sizes (a camera's frames, its portrait frames), so
 grouping the images by their size after resizing batches nearly everything; a batch is capped
 by pixels as well as by count, so that large photos do not hold more tokens than a batch of the
@@ -21,7 +21,7 @@ from torch.utils.data import Sampler
 from tqdm import tqdm
 
 from dataloaders.image_io import ImageDecodeError
-from dataloaders.transforms import PATCH_SIZE, ResizeToPatchMultiple
+from dataloaders.transforms import ResizeToPatchMultiple
 
 #: EXIF orientations that ``ImageOps.exif_transpose`` turns by 90 degrees (width and height swap).
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -49,7 +49,7 @@ def oriented_size(path: str | PathLike[str]) -> tuple[int, int]:
     return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
 
 
-def resized_sizes(paths: Sequence[str | PathLike[str]], multiple: int = PATCH_SIZE) -> list[tuple[int, int]]:
+def resized_sizes(paths: Sequence[str | PathLike[str]], multiple: int) -> list[tuple[int, int]]:
     """``(width, height)`` of each image after ``ResizeToPatchMultiple(multiple)``, in order."""
     resize = ResizeToPatchMultiple(multiple)
     return [
@@ -93,8 +93,10 @@ class SizeBucketBatchSampler(Sampler[list[int]]):
 
 
 def native_size_batches(
-    paths: Sequence[str | PathLike[str]], batch_size: int, reference_side: int = REFERENCE_SIDE
+    paths: Sequence[str | PathLike[str]], batch_size: int, patch_size: int, reference_side: int = REFERENCE_SIDE
 ) -> SizeBucketBatchSampler:
-    """Same-size batches for the images at ``paths`` at native resolution: at most ``batch_size``
-    images, and at most the pixels of ``batch_size`` images of ``reference_side`` squared."""
-    return SizeBucketBatchSampler(resized_sizes(paths), batch_size, max_pixels=batch_size * reference_side**2)
+    """Same-size batches for the images at ``paths`` at native resolution (sides rounded to
+    multiples of ``patch_size``): at most ``batch_size`` images, and at most the pixels of
+    ``batch_size`` images of ``reference_side`` squared."""
+    sizes = resized_sizes(paths, patch_size)
+    return SizeBucketBatchSampler(sizes, batch_size, max_pixels=batch_size * reference_side**2)

@@ -3,7 +3,7 @@
 Training follows the published DINOv2 SALAD recipe: resize to the training size, RandAugment
 with three operations, ImageNet normalisation. Evaluation resizes to a fixed size, or with
 ``image_size=None`` keeps each image's aspect ratio and rounds both sides to the nearest
-multiple of the ViT patch size (14).
+multiple of the model's patch size (``VPRNet.patch_size``: 14 for DINOv2, 16 for DINOv3).
 
 Images are decoded before these transforms by :func:`dataloaders.image_io.load_image`;
 :func:`decode_size` gives the ``min_size`` to pass so that JPEG draft mode decodes large
@@ -20,7 +20,6 @@ from PIL import Image
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-PATCH_SIZE = 14
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
@@ -47,7 +46,7 @@ class ResizeToPatchMultiple:
     """Resize a PIL image so that each side is the nearest multiple of ``multiple`` (at least
     ``multiple``), keeping the aspect ratio as closely as that allows."""
 
-    def __init__(self, multiple: int = PATCH_SIZE) -> None:
+    def __init__(self, multiple: int) -> None:
         if multiple < 1:
             raise ValueError(f"multiple must be a positive integer, got {multiple}")
         self.multiple = multiple
@@ -66,12 +65,15 @@ class ResizeToPatchMultiple:
         return f"{type(self).__name__}(multiple={self.multiple})"
 
 
-def eval_transform(image_size: tuple[int, int] | None) -> ImageTransform:
+def eval_transform(image_size: tuple[int, int] | None, patch_size: int | None = None) -> ImageTransform:
     """Resize to ``(height, width)`` (bilinear), or with ``None`` to the nearest multiples of
-    14 keeping the aspect ratio; then ToTensor and ImageNet normalisation."""
+    ``patch_size`` (the model's) keeping the aspect ratio; then ToTensor and ImageNet
+    normalisation."""
     resize: Callable[[Image.Image], Image.Image]
     if image_size is None:
-        resize = ResizeToPatchMultiple(PATCH_SIZE)
+        if patch_size is None:
+            raise ValueError("native-resolution evaluation (image_size None) needs the model's patch_size")
+        resize = ResizeToPatchMultiple(patch_size)
     else:
         resize = T.Resize(_check_size(image_size), interpolation=T.InterpolationMode.BILINEAR)
     return T.Compose([resize, T.ToTensor(), T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])

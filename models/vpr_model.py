@@ -15,10 +15,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
 from models.metric_learning import MetricLearningObjective
-from models.backbones.dinov2 import DINOV2_ARCHS
-from models.released import DINOV2_SALAD_BACKBONE_ARGS
-from models.vpr_net import build_aggregator, build_backbone, complete_agg_config
+from models.released import released_model
+from models.vpr_net import VPRNet, build_network
 from utils.evaluation import RECALL_KS, retrieve
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,28 @@ class NonFiniteError(RuntimeError):
     """A NaN or infinity in descriptors or loss: training stops at that step."""
 
 
+def warn_if_random_backbone(network: VPRNet) -> None:
+    """One warning line when training starts from a backbone without pretrained weights."""
+    config = network.architecture.backbone_config if network.architecture else {}
+    if not any(config.get(name) for name in WEIGHT_SOURCE_ARGUMENTS):
+        log.warning(
+            "%s starts from random weights (training from scratch); %s",
+            network.architecture.backbone_arch, network.backbone.pretrained_weights_hint(),
+        )
+
+
 class VPRModel(pl.LightningModule):
     """Backbone + aggregator trained with a metric-learning loss on P places x K images.
 
+    The defaults are the paper's recipe: the released DINOv2 SALAD architecture, starting from
+    DINOv2's pretrained weights.
+
     Args:
-        backbone_arch, backbone_config: a name of ``models.BACKBONES`` and its arguments.
-        agg_arch, agg_config: a name of ``models.AGGREGATORS`` and its arguments.
+        backbone_arch, backbone_config: a name of ``models.BACKBONES`` and its arguments
+            (``None``: the paper's for DINOv2 SALAD, else the backbone's defaults; both start
+            from the backbone's pretrained weights).
+        agg_arch, agg_config: a name of ``models.AGGREGATORS`` and its arguments (``None``: the
+            paper's for SALAD, else the aggregator's defaults).
         lr, optimizer, weight_decay, momentum: the optimizer (``adamw``, ``adam`` or ``sgd``).
         lr_sched: ``linear`` (factor from ``start_factor`` to ``end_factor`` over ``total_iters``
             optimizer steps, stepped every batch, as published), ``cosine`` or ``none``.
@@ -63,29 +79,44 @@ class VPRModel(pl.LightningModule):
         compile_network: bool = False,
     ) -> None:
         super().__init__()
-        if backbone_config is None:  # the paper: DINOv2's pretrained weights, last 4 blocks trained
-            backbone_config = {**DINOV2_SALAD_BACKBONE_ARGS, "pretrained": True} if backbone_arch in DINOV2_ARCHS else {}
+        paper = released_model("dinov2_salad").architecture
+        if backbone_config is None:
+            defaults = paper.backbone_config if backbone_arch == paper.backbone_arch else {}
+            backbone_config = {**defaults, "pretrained": True}
         if agg_config is None:
-            agg_config = {"num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3} if agg_arch == "SALAD" else {}
+            agg_config = dict(paper.agg_config) if agg_arch == paper.agg_arch else {}
         if lr_sched_args is None:
             lr_sched_args = {"start_factor": 1.0, "end_factor": 0.2, "total_iters": 4000}
         self.save_hyperparameters()
-        self.backbone = build_backbone(backbone_arch, backbone_config)
-        agg_config = complete_agg_config(agg_arch, agg_config, self.backbone)
-        self.aggregator = build_aggregator(agg_arch, agg_config)
+        network = build_network(Architecture(backbone_arch, backbone_config, agg_arch, agg_config))
+        warn_if_random_backbone(network)
+        # The network's two parts are this module's own, so checkpoints read backbone.* and aggregator.*.
+        self.backbone = network.backbone
+        self.aggregator = network.aggregator
         if compile_network:
             self.backbone.compile()
             self.aggregator.compile()
         # The resolved configuration is what a checkpoint must carry to rebuild this model.
-        self.hparams.update(backbone_config=backbone_config, agg_config=agg_config, lr_sched_args=lr_sched_args)
+        resolved = network.architecture
+        self.hparams.update(backbone_config=resolved.backbone_config, agg_config=resolved.agg_config, lr_sched_args=lr_sched_args)
         self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)
         self.recall_ks = tuple(recall_ks or RECALL_KS)
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     # ----------------------------------------------------------------------------- inference
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [B, 3, H, W]`` -> descriptors ``[B, D]``."""
-        return self.aggregator(self.backbone(images))
+    forward = VPRNet.forward  # the network's forward, on this module's backbone and aggregator
+
+    def setup(self, stage: str) -> None:
+        """Refuse, before any batch, an image size the backbone cannot take (``--data.image_size``,
+        ``--data.val_image_size``)."""
+        datamodule = self.trainer.datamodule if self.trainer is not None else None
+        for flag in ("image_size", "val_image_size"):
+            size = getattr(datamodule, flag, None)
+            if size is not None:
+                try:
+                    self.backbone.check_image_size(*size)
+                except ValueError as error:
+                    raise ValueError(f"--data.{flag} {list(size)}: {error}") from None
 
     # ----------------------------------------------------------------------------- training
     def configure_optimizers(self) -> Any:

@@ -1,69 +1,138 @@
-"""VPRNet: a backbone and an aggregator from the registries, images in, global descriptors out."""
+"""VPRNet, a backbone and an aggregator from the registries, and the one builder that makes it.
+
+Every network of the project (training, checkpoint loading, eval.py, torch.hub, ONNX export) is
+made by :func:`build_network` from an :class:`~models.architecture.Architecture`.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from os import PathLike
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from models.architecture import INPUT_WIDTH_ARGUMENT, WEIGHT_SOURCE_ARGUMENTS, Architecture, canonical_agg_config
+from models.contract import Aggregator, Backbone, BackboneOutput
 from models.pretrained import read_state_dict
 from models.registry import AGGREGATORS, BACKBONES
-
-Features = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 class VPRNet(nn.Module):
     """Backbone + aggregator. The state dict reads ``backbone.*`` and ``aggregator.*``, the
     layout of the released SALAD checkpoints.
 
-    Shapes: ``forward(images [B, 3, H, W]) -> [B, D]``, L2-normalised.
+    Shapes: ``forward(images [B, 3, H, W]) -> [B, D]``, L2-normalised; H and W as the backbone
+    accepts them (``backbone.check_image_size``; multiples of ``patch_size`` for a ViT).
+
+    Attributes:
+        architecture: what :func:`build_network` built, every argument resolved (``None`` for a
+            network assembled by hand).
     """
 
-    def __init__(self, backbone: nn.Module, aggregator: nn.Module) -> None:
+    def __init__(self, backbone: Backbone, aggregator: Aggregator, architecture: Architecture | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.aggregator = aggregator
+        self.architecture = architecture
 
-    def forward_features(self, images: torch.Tensor) -> Features:
-        """The backbone's output: ``[B, C, h, w]`` or ``([B, C, h, w], token [B, C])``."""
+    @property
+    def patch_size(self) -> int:
+        """Input pixels per feature-map cell of the backbone (the multiple image sides snap to)."""
+        return self.backbone.patch_size
+
+    @property
+    def descriptor_dim(self) -> int | None:
+        """``D``, the aggregator's ``out_dim``."""
+        return self.aggregator.out_dim
+
+    def forward_features(self, images: torch.Tensor) -> BackboneOutput:
+        """The backbone's output: ``feature_map [B, C, h, w]`` and ``token [B, C]`` (or None)."""
         return self.backbone(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.aggregator(self.forward_features(images))
+        """``images [B, 3, H, W]`` -> descriptors ``[B, D]``."""
+        return self.aggregator(self.backbone(images))
 
 
-def build_backbone(arch: str, config: Mapping[str, Any] | None = None) -> nn.Module:
-    return BACKBONES.build(arch, **dict(config or {}))
+def build_network(architecture: Architecture, pretrained_backbone: bool = True) -> VPRNet:
+    """The network ``architecture`` describes, in training mode.
+
+    The backbone is built first, then the aggregator with ``in_channels`` set to the backbone's
+    ``out_channels`` (so one seed set before this call gives the same weights every time).
+
+    Args:
+        architecture: registry names and arguments. An earlier name of the aggregator's input
+            width (``num_channels``, ``in_dim``) is read as ``in_channels``.
+        pretrained_backbone: honour the backbone's ``pretrained``/``pretrained_path`` arguments;
+            ``False`` drops them, for a network whose weights come from a checkpoint.
+
+    Returns:
+        The network; its ``architecture`` holds every argument it was built with: the given ones,
+        ``in_channels``, and the builders' defaults for the others (so a checkpoint that stores it
+        rebuilds the same network even if a default changes later).
+
+    Raises:
+        ValueError: an unknown name, an argument a builder refuses, or an ``in_channels`` that
+            is not the backbone's width.
+    """
+    if not pretrained_backbone:
+        architecture = architecture.without_weight_sources()
+    backbone = BACKBONES.build(architecture.backbone_arch, **architecture.backbone_config)
+    if not isinstance(backbone, Backbone):
+        raise TypeError(f"backbone {architecture.backbone_arch!r} does not follow the contract (models.contract.Backbone)")
+    agg_config = canonical_agg_config(architecture.agg_config)
+    width = agg_config.get(INPUT_WIDTH_ARGUMENT)
+    if width is not None and width != backbone.out_channels:
+        raise ValueError(
+            f"aggregator {architecture.agg_arch}: {INPUT_WIDTH_ARGUMENT}={width}, but backbone "
+            f"{architecture.backbone_arch} gives {backbone.out_channels} channels; leave {INPUT_WIDTH_ARGUMENT} out"
+        )
+    agg_config[INPUT_WIDTH_ARGUMENT] = backbone.out_channels
+    aggregator = AGGREGATORS.build(architecture.agg_arch, **agg_config)
+    if not isinstance(aggregator, Aggregator):
+        raise TypeError(f"aggregator {architecture.agg_arch!r} does not follow the contract (models.contract.Aggregator)")
+    resolved = Architecture(
+        architecture.backbone_arch,
+        with_defaults(BACKBONES.get(architecture.backbone_arch), architecture.backbone_config),
+        architecture.agg_arch,
+        with_defaults(AGGREGATORS.get(architecture.agg_arch), agg_config),
+    )
+    return VPRNet(backbone, aggregator, resolved)
 
 
-def build_aggregator(arch: str, config: Mapping[str, Any] | None = None) -> nn.Module:
-    return AGGREGATORS.build(arch, **dict(config or {}))
+def with_defaults(builder: Callable[..., nn.Module], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` completed with the defaults of ``builder``'s other keyword arguments, except the
+    weight sources (``pretrained``, ``pretrained_path``: how weights were fetched, not what the
+    network is). JSON-friendly: tuples become lists."""
+    defaults = {
+        name: list(parameter.default) if isinstance(parameter.default, tuple) else parameter.default
+        for name, parameter in inspect.signature(builder).parameters.items()
+        if parameter.default is not inspect.Parameter.empty and name not in WEIGHT_SOURCE_ARGUMENTS
+    }
+    return {**defaults, **config}
 
 
-# The names aggregators give the width of their input, in order of preference.
-CHANNEL_ARGUMENTS = ("num_channels", "in_channels", "in_dim")
+def build_network_with_weights(
+    architecture: Architecture, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str]
+) -> VPRNet:
+    """The network ``architecture`` describes, holding the weights of ``state_dict`` (loaded
+    strictly, as :func:`load_network_state` does), in eval mode, float32.
 
-
-def aggregator_channel_argument(agg_arch: str) -> str | None:
-    """The argument of :data:`CHANNEL_ARGUMENTS` that aggregator ``agg_arch`` takes, if any."""
-    parameters = inspect.signature(AGGREGATORS.get(agg_arch)).parameters
-    return next((name for name in CHANNEL_ARGUMENTS if name in parameters), None)
-
-
-def complete_agg_config(agg_arch: str, agg_config: Mapping[str, Any] | None, backbone: nn.Module) -> dict[str, Any]:
-    """``agg_config`` with the aggregator's input width taken from ``backbone.out_channels`` when absent."""
-    config = dict(agg_config or {})
-    argument = aggregator_channel_argument(agg_arch)
-    if argument is not None and config.get(argument) is None:
-        out_channels = getattr(backbone, "out_channels", None)
-        if out_channels is None:
-            raise ValueError(f"the backbone does not report out_channels; give the aggregator's {argument} in its configuration")
-        config[argument] = int(out_channels)
-    return config
+    The network is built on the meta device and takes the checkpoint's tensors as its own, so
+    nothing is initialised only to be overwritten (a ViT-g/14 loads in seconds instead of a
+    minute). A network that keeps a tensor outside its state dict (a buffer computed at build
+    time) is built on the CPU instead, and the weights copied in.
+    """
+    with torch.device("meta"):
+        network = build_network(architecture, pretrained_backbone=False)
+    load_network_state(network, state_dict, source, assign=True)
+    if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
+        network = build_network(architecture, pretrained_backbone=False)
+        load_network_state(network, state_dict, source)
+    return network.float().eval()
 
 
 def build_vpr_net(
@@ -72,10 +141,8 @@ def build_vpr_net(
     agg_arch: str = "SALAD",
     agg_config: Mapping[str, Any] | None = None,
 ) -> VPRNet:
-    """Build a VPRNet from registered names and their keyword arguments (the backbone first,
-    then the aggregator, whose input width defaults to the backbone's ``out_channels``)."""
-    backbone = build_backbone(backbone_arch, backbone_config)
-    return VPRNet(backbone, build_aggregator(agg_arch, complete_agg_config(agg_arch, agg_config, backbone)))
+    """``build_network(Architecture(backbone_arch, backbone_config, agg_arch, agg_config))``."""
+    return build_network(Architecture(backbone_arch, dict(backbone_config or {}), agg_arch, dict(agg_config or {})))
 
 
 def load_weights(model: nn.Module, path: str | PathLike[str]) -> nn.Module:
@@ -83,16 +150,19 @@ def load_weights(model: nn.Module, path: str | PathLike[str]) -> nn.Module:
     return load_network_state(model, read_state_dict(path), path)
 
 
-def load_network_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str]) -> nn.Module:
+def load_network_state(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str], assign: bool = False
+) -> nn.Module:
     """Load the network part of ``state_dict`` strictly into ``model``.
 
     Keys that a Lightning checkpoint of this project keeps beside the network (the loss, ...)
     are not part of the network and are ignored; a missing or unexpected *network* key is an
-    error naming ``source``.
+    error naming ``source``. ``assign``: ``model``'s tensors become those of ``state_dict``
+    (for a model built on the meta device) instead of receiving copies.
     """
     state_dict = {k: v for k, v in state_dict.items() if k.startswith(("backbone.", "aggregator."))}
     try:
-        result = model.load_state_dict(state_dict, strict=False)
+        result = model.load_state_dict(state_dict, strict=False, assign=assign)
     except RuntimeError as error:  # size mismatches
         mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
         raise ValueError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None

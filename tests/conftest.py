@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+from dataloaders.toy_world import generate_toy_world
 
 
 @pytest.fixture
@@ -20,3 +23,12 @@ def compile_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(torch, "compile", recording_compile)
     return calls
+
+
+@pytest.fixture(scope="session")
+def small_toy_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small toy world (seed 0, 56 px images), generated once per test session. Read it only:
+    a test that changes files makes its own world."""
+    root = tmp_path_factory.mktemp("small_toy_world") / "world"
+    generate_toy_world(root, seed=0, size="small", image_size=56, progress=False)
+    return root

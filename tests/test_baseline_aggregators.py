@@ -30,7 +30,7 @@ def _unit_norm(descriptors: torch.Tensor) -> bool:
         ("ConvAP", {"in_channels": 32, "out_channels": 16, "s1": 3, "s2": 1}, 16 * 3),
         ("MixVPR", {"in_channels": 32, "in_h": 5, "in_w": 6}, 512 * 4),
         ("MixVPR", {"in_channels": 32, "in_h": 5, "in_w": 6, "out_channels": 8, "mix_depth": 2, "out_rows": 3}, 24),
-        ("CosPlace", {"in_dim": 32, "out_dim": 64}, 64),
+        ("CosPlace", {"in_channels": 32, "out_dim": 64}, 64),
     ],
 )
 def test_out_dim_is_the_real_output_size_and_outputs_are_unit_norm(
@@ -86,7 +86,7 @@ def test_convap_is_a_1x1_conv_then_block_average() -> None:
 
 def test_cosplace_normalises_each_feature_before_pooling() -> None:
     """Rescaling one cell's feature vector changes nothing: cells are L2-normalised first."""
-    cosplace = CosPlace(in_dim=8, out_dim=4)
+    cosplace = CosPlace(in_channels=8, out_dim=4)
     features = torch.randn(2, 8, 3, 3)
     rescaled = features.clone()
     rescaled[:, :, 1, 2] *= 50.0
@@ -95,7 +95,7 @@ def test_cosplace_normalises_each_feature_before_pooling() -> None:
 
 
 def test_cosplace_is_gem_then_linear() -> None:
-    cosplace = CosPlace(in_dim=4, out_dim=2)
+    cosplace = CosPlace(in_channels=4, out_dim=2)
     features = torch.rand(2, 4, 3, 3) + 0.1
     unit = features / features.norm(dim=1, keepdim=True)
     pooled = (unit**3).mean(dim=(2, 3)) ** (1 / 3)
@@ -149,7 +149,7 @@ def test_mixvpr_resnet50_4096_configuration_end_to_end() -> None:
 
 @pytest.mark.parametrize(
     ("name", "config"),
-    [("ConvAP", {"in_channels": 0}), ("CosPlace", {"in_dim": 8, "out_dim": -1}), ("MixVPR", {"in_h": 0})],
+    [("ConvAP", {"in_channels": 0}), ("CosPlace", {"in_channels": 8, "out_dim": -1}), ("MixVPR", {"in_h": 0})],
 )
 def test_bad_sizes_are_refused(name: str, config: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=f"{name} .* must be positive"):

@@ -70,8 +70,8 @@ def test_device_batches_match_the_pil_evaluation_transform(mixed_files: dict[str
     paths = list(mixed_files.values())
     encoded = EncodedImages(paths)
     batch, indices = collate_encoded([encoded[i] for i in range(len(paths))])
-    images = DeviceDecoder(paths, image_size, CPU)(batch, indices)
-    expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform(image_size))])
+    images = DeviceDecoder(paths, image_size, CPU, patch_size=14)(batch, indices)
+    expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform(image_size, patch_size=14))])
     assert images.shape == expected.shape == (len(paths), 3, *(image_size or (154, 196)))  # 150x200 -> 154x196
     differences = (images - expected).abs().mean(dim=(1, 2, 3))
     assert differences.max().item() < 0.02  # measured 0.005: another IDCT and a float resize, not another image

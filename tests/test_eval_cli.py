@@ -23,7 +23,9 @@ from PIL import Image
 
 import eval as eval_cli
 from models import build_vpr_net
-from models.checkpoint_io import Architecture, architecture_from_payload, build_network, load_model
+from models.architecture import Architecture
+from models.checkpoint_io import architecture_from_payload, load_model
+from models.vpr_net import build_network
 from utils.metrics import recall_at_k
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +46,7 @@ def few_threads() -> None:
 
 
 def tiny_architecture() -> Architecture:
-    agg_config = {"num_channels": EMBED_DIM_VITS14, **TINY_SALAD}
+    agg_config = {"in_channels": EMBED_DIM_VITS14, **TINY_SALAD}
     return Architecture(TINY_BACKBONE, dict(TINY_BACKBONE_CONFIG), "SALAD", agg_config)
 
 
@@ -405,7 +407,7 @@ def test_random_weights_are_seed_then_build(tmp_path: Path) -> None:
     expected = build_vpr_net(TINY_BACKBONE, TINY_BACKBONE_CONFIG, "SALAD", tiny_architecture().agg_config)
     architecture = Architecture(TINY_BACKBONE, dict(TINY_BACKBONE_CONFIG), "SALAD", dict(TINY_SALAD))
     loaded = load_model(None, architecture, random_weights=True, seed=3)
-    assert loaded.architecture.agg_config["num_channels"] == EMBED_DIM_VITS14  # filled from the backbone
+    assert loaded.architecture.agg_config["in_channels"] == EMBED_DIM_VITS14  # filled from the backbone
     assert loaded.weights == "random (seed 3)"
     actual = loaded.model.state_dict()
     assert actual.keys() == expected.state_dict().keys()
@@ -433,7 +435,8 @@ def test_stored_architecture_never_downloads_pretrained_weights(tmp_path: Path) 
     stored = tiny_architecture().as_dict()
     stored["backbone_config"] |= {"pretrained": True, "pretrained_path": str(tmp_path / "absent.pth")}
     architecture = architecture_from_payload({"hyper_parameters": stored}, "test.ckpt")
-    model, resolved = build_network(architecture)
+    model = build_network(architecture, pretrained_backbone=False)
+    resolved = model.architecture
     assert "pretrained" not in resolved.backbone_config and "pretrained_path" not in resolved.backbone_config
     assert model.backbone.out_channels == EMBED_DIM_VITS14
 

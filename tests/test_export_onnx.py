@@ -23,7 +23,7 @@ torch.set_num_threads(2)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 GEM_32_FLAGS = ["--backbone", "resnet18", "--aggregator", "GeM", "--image_size", "32"]
-SMALL_SALAD = {"num_channels": 384, "num_clusters": 4, "cluster_dim": 8, "token_dim": 8}
+SMALL_SALAD = {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8}
 
 
 def _reported_difference(stdout: str) -> float:

@@ -346,7 +346,7 @@ def test_eval_transform_normalises_and_resizes() -> None:
 def test_eval_transform_without_size_keeps_aspect_in_multiples_of_14(width: int, height: int,
                                                                     expected: tuple[int, int]) -> None:
     assert ResizeToPatchMultiple(14).target_size(width, height) == expected
-    out = eval_transform(None)(Image.new("RGB", (width, height)))
+    out = eval_transform(None, 14)(Image.new("RGB", (width, height)))
     assert out.shape == (3, expected[1], expected[0])
 
 

@@ -21,7 +21,7 @@ torch.set_num_threads(2)
 def small_salad_net(num_clusters: int = 16, cluster_dim: int = 32, token_dim: int = 32) -> torch.nn.Module:
     return build_vpr_net(
         "dinov2_vits14", {"num_trainable_blocks": 2}, "SALAD",
-        {"num_channels": 384, "num_clusters": num_clusters, "cluster_dim": cluster_dim, "token_dim": token_dim},
+        {"num_clusters": num_clusters, "cluster_dim": cluster_dim, "token_dim": token_dim},
     ).eval()
 
 
@@ -64,7 +64,8 @@ def test_backbone_returns_feature_map_and_token_with_published_shapes():
     assert features.shape == (2, 384, 7, 10) and token.shape == (2, 384)
     backbone.return_token = False
     with torch.no_grad():
-        assert backbone(torch.randn(1, 3, 42, 42)).shape == (1, 384, 3, 3)
+        output = backbone(torch.randn(1, 3, 42, 42))
+    assert output.feature_map.shape == (1, 384, 3, 3) and output.token is None
 
 
 def test_only_the_last_blocks_receive_gradients():
@@ -138,7 +139,7 @@ def test_sinkhorn_needs_more_features_than_clusters():
 
 def test_salad_stays_float32_under_autocast_and_agrees_with_float32():
     torch.manual_seed(0)
-    salad = SALAD(num_channels=32, num_clusters=8, cluster_dim=16, token_dim=8, dropout=0.0).eval()
+    salad = SALAD(in_channels=32, num_clusters=8, cluster_dim=16, token_dim=8, dropout=0.0).eval()
     inputs = (torch.randn(2, 32, 6, 6), torch.randn(2, 32))
     with torch.no_grad():
         reference = salad(inputs)
@@ -150,7 +151,7 @@ def test_salad_stays_float32_under_autocast_and_agrees_with_float32():
 
 
 def test_layout_is_token_then_l_major_clusters():
-    salad = SALAD(num_channels=16, num_clusters=4, cluster_dim=3, token_dim=2, dropout=0.0).eval()
+    salad = SALAD(in_channels=16, num_clusters=4, cluster_dim=3, token_dim=2, dropout=0.0).eval()
     inputs = (torch.randn(1, 16, 5, 5), torch.randn(1, 16))
     with torch.no_grad():
         out = salad(inputs)
@@ -233,7 +234,7 @@ def test_building_without_pretrained_never_downloads(monkeypatch):
 
 
 def test_salad_on_a_cnn_feature_map_uses_its_mean_as_the_token_input():
-    salad = SALAD(num_channels=16, num_clusters=4, cluster_dim=3, token_dim=2, dropout=0.0).eval()
+    salad = SALAD(in_channels=16, num_clusters=4, cluster_dim=3, token_dim=2, dropout=0.0).eval()
     features = torch.randn(2, 16, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(salad(features), salad((features, features.mean(dim=(2, 3)))))

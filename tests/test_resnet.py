@@ -42,7 +42,7 @@ def test_small_resnets_feature_shape(depth: int, crop: tuple[int, ...]) -> None:
     assert backbone.out_channels == expected_channels
     assert backbone.stride == STRIDE_BY_CROP[crop]
     with torch.no_grad():
-        features = backbone(torch.randn(2, 3, 64, 96))
+        features = backbone(torch.randn(2, 3, 64, 96)).feature_map
     stride = STRIDE_BY_CROP[crop]
     assert features.shape == (2, expected_channels, 64 // stride, 96 // stride)
 
@@ -50,7 +50,7 @@ def test_small_resnets_feature_shape(depth: int, crop: tuple[int, ...]) -> None:
 def test_odd_input_size_rounds_up() -> None:
     backbone = BACKBONES.build("resnet18")  # stride 16
     with torch.no_grad():
-        features = backbone(torch.randn(1, 3, 70, 50))
+        features = backbone(torch.randn(1, 3, 70, 50)).feature_map
     assert features.shape == (1, 256, math.ceil(70 / 16), math.ceil(50 / 16))
 
 
@@ -65,7 +65,7 @@ def test_bottleneck_resnets_channels(depth: int) -> None:
 def test_resnet50_forward_matches_out_channels() -> None:
     backbone = BACKBONES.build("resnet50")
     with torch.no_grad():
-        features = backbone(torch.randn(1, 3, 64, 64))
+        features = backbone(torch.randn(1, 3, 64, 64)).feature_map
     assert features.shape == (1, 1024, 4, 4)
 
 
@@ -138,7 +138,7 @@ def _stage_parameters(backbone: ResNetBackbone) -> dict[str, list[torch.nn.Param
 
 def _backward(backbone: ResNetBackbone) -> None:
     backbone.train()
-    backbone(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    backbone(torch.randn(2, 3, 32, 32)).feature_map.square().mean().backward()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,6 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as ``python tools/export_onnx.py``: make ``models`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,11 +38,10 @@ import onnxruntime as ort
 import torch
 
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
-from models import build_vpr_net, load_weights
-from models.backbones.dinov2 import DINOV2_ARCHS
-from models.checkpoint_io import ARCHITECTURE_FIELDS, read_architecture
-from models.released import RELEASED_MODELS
-from models.vpr_net import VPRNet
+from models.architecture import ARCHITECTURE_FIELDS, Architecture
+from models.checkpoint_io import read_architecture
+from models.released import RELEASED_MODELS, released_model
+from models.vpr_net import VPRNet, build_network, load_weights
 from utils.cli import json_object
 
 log = logging.getLogger(__name__)
@@ -114,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--agg_config",
         type=json_object,
         default={},
-        help='aggregator keyword arguments as JSON, e.g. \'{"num_channels": 768, "num_clusters": 64}\'',
+        help='aggregator keyword arguments as JSON, e.g. \'{"num_clusters": 64}\' (in_channels comes from the backbone)',
     )
     parser.add_argument(
         "--checkpoint",
@@ -149,20 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-Architecture = tuple[str, dict[str, Any], str, dict[str, Any]]
 def architecture_from_checkpoint(path: str) -> Architecture:
-    """``(backbone, backbone_config, aggregator, agg_config)`` saved in a Lightning checkpoint."""
+    """The architecture saved in a Lightning checkpoint's hyperparameters."""
     stored = read_architecture(path)
     if stored is None:
         raise ValueError(
             f"checkpoint {path} does not record its architecture (no hyper_parameters with "
             f"{', '.join(ARCHITECTURE_FIELDS)}); give --backbone and --aggregator (or --released NAME)"
         )
-    return stored.backbone_arch, stored.backbone_config, stored.agg_arch, stored.agg_config
+    return stored
 
 
 def resolve_architecture(args: argparse.Namespace) -> Architecture:
-    """``(backbone, backbone_config, aggregator, agg_config)`` from the flags.
+    """The architecture from the flags.
 
     In order: ``--released`` (the released configuration), ``--backbone`` and ``--aggregator``,
     or the hyperparameters of the ``--checkpoint``. ``--backbone_config`` and ``--agg_config``
@@ -172,24 +169,17 @@ def resolve_architecture(args: argparse.Namespace) -> Architecture:
     if args.released is not None:
         if args.backbone is not None or args.aggregator is not None:
             raise ValueError("--released sets the architecture: drop --backbone/--aggregator")
-        release = RELEASED_MODELS[args.released]
-        backbone, backbone_config = release.backbone, dict(release.backbone_args)
-        aggregator, agg_config = "SALAD", release.agg_args(DINOV2_ARCHS[release.backbone].embed_dim)
+        architecture = released_model(args.released).architecture
     elif args.backbone is not None or args.aggregator is not None:
         if args.backbone is None or args.aggregator is None:
             raise ValueError("give both --backbone and --aggregator (or --released NAME, or a --checkpoint alone)")
-        backbone, backbone_config, aggregator, agg_config = args.backbone, {}, args.aggregator, {}
+        architecture = Architecture(args.backbone, {}, args.aggregator, {})
     elif args.checkpoint is not None:
-        backbone, backbone_config, aggregator, agg_config = architecture_from_checkpoint(args.checkpoint)
+        architecture = architecture_from_checkpoint(args.checkpoint)
     else:
         raise ValueError("give --backbone and --aggregator, --released NAME, or a --checkpoint that records them")
-    backbone_config = {**backbone_config, **args.backbone_config}
-    agg_config = {**agg_config, **args.agg_config}
-    if args.checkpoint is not None:
-        backbone_config.pop("pretrained_path", None)
-        if "pretrained" in backbone_config:
-            backbone_config["pretrained"] = False
-    return backbone, backbone_config, aggregator, agg_config
+    architecture = architecture.with_configs(args.backbone_config, args.agg_config)
+    return architecture.without_weight_sources() if args.checkpoint is not None else architecture
 
 
 def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
@@ -197,7 +187,7 @@ def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
     if args.image_size is None:
         if args.released is None:
             raise ValueError("--image_size is required (e.g. --image_size 322 322) unless --released is given")
-        return RELEASED_MODELS[args.released].image_size
+        return released_model(args.released).image_size
     if len(args.image_size) > 2:
         raise ValueError(f"--image_size takes 1 or 2 values (H [W]), got {args.image_size}")
     height, width = args.image_size if len(args.image_size) == 2 else args.image_size * 2
@@ -269,9 +259,14 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists():
         raise FileExistsError(f"--output {output} already exists; remove it or choose another path")
-    backbone, backbone_config, aggregator, agg_config = resolve_architecture(args)
+    architecture = resolve_architecture(args)
     image_size = resolve_image_size(args)
-    model = build_vpr_net(backbone, backbone_config, aggregator, agg_config)
+    model = build_network(architecture)
+    try:
+        model.backbone.check_image_size(*image_size)
+    except ValueError as error:
+        raise ValueError(f"--image_size: {error}") from None
+    architecture = model.architecture or architecture
     if args.checkpoint is not None:
         load_weights(model, args.checkpoint)
     else:
@@ -280,17 +275,18 @@ def run(args: argparse.Namespace) -> int:
 
     descriptor_dim = descriptor_size(model, image_size)
     output.parent.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s + %s at %dx%d to %s", backbone, aggregator, *image_size, output)
+    log.info("exporting %s + %s at %dx%d to %s", architecture.backbone_arch, architecture.agg_arch, *image_size, output)
     try:
         export_to_onnx(model, output, image_size, args.opset)
         add_metadata(
             output,
             {
-                "backbone": backbone,
-                "backbone_config": json.dumps(backbone_config),
-                "aggregator": aggregator,
-                "agg_config": json.dumps(agg_config),
+                "backbone": architecture.backbone_arch,
+                "backbone_config": json.dumps(architecture.backbone_config),
+                "aggregator": architecture.agg_arch,
+                "agg_config": json.dumps(architecture.agg_config),
                 "image_size": json.dumps(list(image_size)),
+                "patch_size": str(model.patch_size),
                 "input_mean": json.dumps(IMAGENET_MEAN),
                 "input_std": json.dumps(IMAGENET_STD),
                 "descriptor_dim": str(descriptor_dim),

@@ -10,15 +10,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
 
 
 @AGGREGATORS.register("ConvAP")
-class ConvAP(nn.Module):
+class ConvAP(Aggregator):
     """Channel-reducing 1x1 convolution, adaptive average pooling, flatten, L2 normalisation.
 
-    ``forward(features [B, in_channels, H, W]) -> descriptors [B, out_channels * s1 * s2]``,
-    unit L2 norm; the descriptor is laid out channel-major (``[C, s1, s2]`` flattened).
+    ``forward(BackboneOutput(feature_map [B, in_channels, H, W], ...)) -> descriptors
+    [B, out_channels * s1 * s2]``, unit L2 norm; the descriptor is laid out channel-major
+    (``[C, s1, s2]`` flattened); the token, if any, is not used.
 
     Args:
         in_channels: channels of the input feature map.
@@ -34,9 +36,10 @@ class ConvAP(nn.Module):
                 raise ValueError(f"ConvAP {name} must be positive, got {value}")
         self.channel_pool = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=True)
         self.AAP = nn.AdaptiveAvgPool2d((s1, s2))  # published attribute name, kept for checkpoints
+        self.in_channels = in_channels
         self.out_dim: int = out_channels * s1 * s2
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features [B, in_channels, H, W]`` -> ``descriptors [B, out_channels * s1 * s2]``."""
-        pooled = self.AAP(self.channel_pool(features))  # [B, out_channels, s1, s2]
+    def aggregate(self, features: BackboneOutput) -> torch.Tensor:
+        """``feature_map [B, in_channels, H, W]`` -> ``descriptors [B, out_channels * s1 * s2]``."""
+        pooled = self.AAP(self.channel_pool(features.feature_map))  # [B, out_channels, s1, s2]
         return F.normalize(pooled.flatten(1), p=2, dim=1)

@@ -12,31 +12,34 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.aggregators.gem import GeMPool
+from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
 
 
 @AGGREGATORS.register("CosPlace")
-class CosPlace(nn.Module):
+class CosPlace(Aggregator):
     """Channel-wise L2 normalisation, GeM pooling, linear projection, L2 normalisation.
 
-    ``forward(features [B, in_dim, H, W]) -> descriptors [B, out_dim]``, unit L2 norm.
+    ``forward(BackboneOutput(feature_map [B, in_channels, H, W], ...)) -> descriptors [B, out_dim]``,
+    unit L2 norm (the token, if any, is not used).
 
     Args:
-        in_dim: channels of the input feature map.
+        in_channels: channels of the input feature map.
         out_dim: size of the descriptor.
     """
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    def __init__(self, in_channels: int, out_dim: int) -> None:
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+        for name, value in (("in_channels", in_channels), ("out_dim", out_dim)):
             if value <= 0:
                 raise ValueError(f"CosPlace {name} must be positive, got {value}")
         self.gem = GeMPool()
-        self.fc = nn.Linear(in_dim, out_dim)
+        self.fc = nn.Linear(in_channels, out_dim)
+        self.in_channels = in_channels
         self.out_dim: int = out_dim
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features [B, in_dim, H, W]`` -> ``descriptors [B, out_dim]``."""
-        unit_features = F.normalize(features, p=2, dim=1)  # every cell's C-vector has norm 1
-        pooled = self.gem(unit_features)  # [B, in_dim]
+    def aggregate(self, features: BackboneOutput) -> torch.Tensor:
+        """``feature_map [B, in_channels, H, W]`` -> ``descriptors [B, out_dim]``."""
+        unit_features = F.normalize(features.feature_map, p=2, dim=1)  # every cell's C-vector has norm 1
+        pooled = self.gem(unit_features)  # [B, in_channels]
         return F.normalize(self.fc(pooled), p=2, dim=1)

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
 
 #: Standard deviation of the truncated-normal init of the mixer's linear layers (published value).
@@ -51,11 +52,11 @@ class FeatureMixerLayer(nn.Module):
 
 
 @AGGREGATORS.register("MixVPR")
-class MixVPR(nn.Module):
+class MixVPR(Aggregator):
     """Feature-Mixer blocks, channel projection, row projection, flatten, L2 normalisation.
 
-    ``forward(features [B, in_channels, in_h, in_w]) -> descriptors [B, out_channels * out_rows]``,
-    unit L2 norm.
+    ``forward(BackboneOutput(feature_map [B, in_channels, in_h, in_w], ...)) -> descriptors
+    [B, out_channels * out_rows]``, unit L2 norm (the token, if any, is not used).
 
     Args:
         in_channels: channels of the input feature map.
@@ -98,8 +99,9 @@ class MixVPR(nn.Module):
         self.row_proj = nn.Linear(positions, out_rows)
         self.out_dim: int = out_channels * out_rows
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features [B, in_channels, in_h, in_w]`` -> ``descriptors [B, out_channels * out_rows]``."""
+    def aggregate(self, inputs: BackboneOutput) -> torch.Tensor:
+        """``feature_map [B, in_channels, in_h, in_w]`` -> ``descriptors [B, out_channels * out_rows]``."""
+        features = inputs.feature_map
         expected = (self.in_channels, self.in_h, self.in_w)
         if tuple(features.shape[1:]) != expected:
             raise ValueError(

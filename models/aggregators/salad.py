@@ -9,12 +9,14 @@ L2-normalised as a whole: a ``g + m*l`` descriptor (8448 = 256 + 64 * 128 by def
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
 
 
@@ -71,12 +73,19 @@ def sinkhorn_assignment(scores: torch.Tensor, dustbin: torch.Tensor, num_iters: 
     return torch.exp(log_plan - log_norm)
 
 
+def float32_region(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast turned off on ``device`` (where autocast exists: not on the meta device)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 @AGGREGATORS.register("SALAD")
-class SALAD(nn.Module):
-    """The SALAD aggregator.
+class SALAD(Aggregator):
+    """The SALAD aggregator. The defaults are the paper's (8448-d descriptors, dropout 0.3).
 
     Args:
-        num_channels: channels ``C`` of the backbone's features and token.
+        in_channels: channels ``C`` of the backbone's features and token.
         num_clusters: clusters ``m``.
         cluster_dim: reduced feature dims ``l`` per cluster.
         token_dim: dims ``g`` of the global scene token.
@@ -84,15 +93,15 @@ class SALAD(nn.Module):
         sinkhorn_iters: Sinkhorn iterations.
 
     Shapes:
-        input ``(features [B, C, h, w], token [B, C])``; output ``[B, g + m*l]``, unit L2 norm,
-        laid out as ``[token (g), clusters (l-major: index = dim * m + cluster)]``. A backbone
-        without a class token (a CNN) may pass ``features`` alone: the token input is then
-        their spatial mean.
+        input ``BackboneOutput(feature_map [B, C, h, w], token [B, C])``; output ``[B, g + m*l]``,
+        unit L2 norm, laid out as ``[token (g), clusters (l-major: index = dim * m + cluster)]``.
+        A backbone without a class token (a CNN) gives ``token=None``: the token input is then
+        the spatial mean of the feature map.
     """
 
     def __init__(
         self,
-        num_channels: int = 1536,
+        in_channels: int = 1536,
         num_clusters: int = 64,
         cluster_dim: int = 128,
         token_dim: int = 256,
@@ -100,7 +109,7 @@ class SALAD(nn.Module):
         sinkhorn_iters: int = 3,
     ) -> None:
         super().__init__()
-        self.num_channels = num_channels
+        self.in_channels = in_channels
         self.num_clusters = num_clusters
         self.cluster_dim = cluster_dim
         self.token_dim = token_dim
@@ -112,28 +121,26 @@ class SALAD(nn.Module):
             return nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
         self.token_features = nn.Sequential(
-            nn.Linear(num_channels, hidden), nn.ReLU(), nn.Linear(hidden, token_dim)
+            nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, token_dim)
         )
         self.cluster_features = nn.Sequential(
-            nn.Conv2d(num_channels, hidden, 1), maybe_dropout(), nn.ReLU(), nn.Conv2d(hidden, cluster_dim, 1)
+            nn.Conv2d(in_channels, hidden, 1), maybe_dropout(), nn.ReLU(), nn.Conv2d(hidden, cluster_dim, 1)
         )
         self.score = nn.Sequential(
-            nn.Conv2d(num_channels, hidden, 1), maybe_dropout(), nn.ReLU(), nn.Conv2d(hidden, num_clusters, 1)
+            nn.Conv2d(in_channels, hidden, 1), maybe_dropout(), nn.ReLU(), nn.Conv2d(hidden, num_clusters, 1)
         )
         self.dust_bin = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        """``(features [B, C, h, w], token [B, C])`` or ``features`` -> descriptors ``[B, g + m*l]``."""
-        if isinstance(inputs, torch.Tensor):
-            features, token = inputs, inputs.mean(dim=(2, 3))
-        else:
-            features, token = inputs
+    def aggregate(self, inputs: BackboneOutput) -> torch.Tensor:
+        """``feature_map [B, C, h, w]`` and ``token [B, C]`` (or None) -> descriptors ``[B, g + m*l]``."""
+        features = inputs.feature_map
+        token = inputs.token if inputs.token is not None else features.mean(dim=(2, 3))
         local = self.cluster_features(features).flatten(2)  # [B, l, n]
         scores = self.score(features).flatten(2)  # [B, m, n]
         global_token = self.token_features(token)  # [B, g]
 
         # Transport and aggregation run in float32 even under autocast.
-        with torch.autocast(device_type=features.device.type, enabled=False):
+        with float32_region(features.device):
             assignment = sinkhorn_assignment(scores, self.dust_bin, self.sinkhorn_iters)[:, :-1]  # [B, m, n]
             # sum_n local[b, l, n] * assignment[b, m, n]: one batched matmul, never [B, l, m, n].
             clusters = torch.bmm(local.float(), assignment.transpose(1, 2))  # [B, l, m]

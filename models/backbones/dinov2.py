@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.contract import Backbone, BackboneOutput, building_on_meta_device
 from models.pretrained import fetch_state_dict
 from models.registry import BACKBONES
 
@@ -108,7 +109,7 @@ def resize_dinov2_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -
     return torch.cat((class_embed, table), dim=1)
 
 
-class DINOv2(nn.Module):
+class DINOv2(Backbone):
     """DINOv2 ViT with its first blocks frozen, returning a patch feature map and the class token.
 
     Args:
@@ -116,14 +117,15 @@ class DINOv2(nn.Module):
         num_trainable_blocks: the last N blocks train; the others (and the embeddings) are frozen
             and run without gradients.
         norm_layer: apply the final LayerNorm to the tokens.
-        return_token: return ``(features, token)`` rather than ``features`` alone.
+        return_token: return the class token with the feature map (``False``: ``token`` is
+            ``None``, and an aggregator that uses one falls back on the map).
         pretrained: load the official DINOv2 weights (downloaded through torch.hub's cache).
         pretrained_path: a local official ``dinov2_vit*14[_reg4]_pretrain.pth`` file to load
             instead of downloading (implies ``pretrained``).
 
     Shapes:
-        input ``[B, 3, H, W]`` with H and W multiples of 14; features ``[B, C, H/14, W/14]``;
-        token ``[B, C]``.
+        input ``[B, 3, H, W]`` with H and W multiples of 14; output ``BackboneOutput`` with
+        ``feature_map [B, C, H/14, W/14]`` and ``token [B, C]``.
     """
 
     def __init__(
@@ -147,6 +149,8 @@ class DINOv2(nn.Module):
             num_classes=0,
             global_pool="",
             dynamic_img_size=True,
+            # On the meta device (shapes only, e.g. to load a checkpoint into) there is nothing to initialise.
+            weight_init="skip" if building_on_meta_device() else "",
         )
         depth = len(self.model.blocks)
         if not 0 <= num_trainable_blocks <= depth:
@@ -164,12 +168,20 @@ class DINOv2(nn.Module):
         self.norm_layer = norm_layer
         self.return_token = return_token
         self.out_channels = arch.embed_dim
-        self.stride = PATCH_SIZE
+        self.patch_size = PATCH_SIZE
 
         if pretrained or pretrained_path is not None:
             state_dict = fetch_state_dict(official_weights_url(model_name), pretrained_path, f"{model_name} weights")
             self.model.load_state_dict(state_dict, strict=True)
         self._freeze_leading_parts()
+
+    def pretrained_weights_hint(self) -> str:
+        """The official DINOv2 file: downloaded, or a local copy."""
+        file_name = official_weights_url(self.model_name).rsplit("/", 1)[-1]
+        return (
+            f"""DINOv2's weights: --model.backbone_config '{{"pretrained": true}}' downloads {file_name} """
+            f"""(or "pretrained_path": a local copy of it)"""
+        )
 
     def _register_swiglu_key_hooks(self) -> None:
         def to_official(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
@@ -194,11 +206,7 @@ class DINOv2(nn.Module):
     def prepare_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Patch-embed ``images [B, 3, H, W]`` into tokens ``[B, 1 + R + H*W/196, C]``."""
         batch, _, height, width = images.shape
-        if height % PATCH_SIZE or width % PATCH_SIZE:
-            raise ValueError(
-                f"image size {height}x{width} is not a multiple of the patch size {PATCH_SIZE} "
-                f"(e.g. use {height // PATCH_SIZE * PATCH_SIZE or PATCH_SIZE}x{width // PATCH_SIZE * PATCH_SIZE or PATCH_SIZE})"
-            )
+        self.check_image_size(int(height), int(width))
         patches = self.model.patch_embed(images).flatten(1, 2)  # [B, H/14 * W/14, C]
         tokens = torch.cat((self.model.cls_token.expand(batch, -1, -1), patches), dim=1)
         # int(): under tracing (ONNX export) shapes are tensors; the grid is fixed per export.
@@ -209,8 +217,8 @@ class DINOv2(nn.Module):
             tokens = torch.cat((tokens[:, :1], registers, tokens[:, 1:]), dim=1)
         return tokens
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """``images [B, 3, H, W]`` -> features ``[B, C, H/14, W/14]`` (and token ``[B, C]``)."""
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/14, W/14]`` and token ``[B, C]``."""
         batch, _, height, width = images.shape
         tokens = self.prepare_tokens(images)
         frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
@@ -226,9 +234,7 @@ class DINOv2(nn.Module):
         token = tokens[:, 0]
         patches = tokens[:, 1 + self.num_register_tokens :]
         features = patches.reshape(batch, height // PATCH_SIZE, width // PATCH_SIZE, -1).permute(0, 3, 1, 2)
-        if self.return_token:
-            return features, token
-        return features
+        return BackboneOutput(features, token if self.return_token else None)
 
 
 def _dinov2_builder(name: str):

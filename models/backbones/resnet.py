@@ -25,11 +25,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torchvision.models as tvm
 
+from models.contract import Backbone, BackboneOutput
 from models.pretrained import fetch_state_dict
 from models.registry import BACKBONES
 
@@ -81,17 +83,18 @@ def _validate_crop(layers_to_crop: Sequence[int]) -> frozenset[int]:
     return cropped
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(Backbone):
     """A torchvision ResNet without its classifier head and, optionally, its last stages.
 
-    ``forward(images [B, 3, H, W]) -> features [B, out_channels, H/stride, W/stride]`` (sizes rounded
-    up, as the convolutions pad). The torchvision network is kept as ``self.model`` so that state
-    dicts use the published key names (``model.layer1.0.conv1.weight`` ...).
+    ``forward(images [B, 3, H, W]) -> BackboneOutput(feature_map [B, out_channels, H/stride,
+    W/stride], token=None)`` (sizes rounded up, as the convolutions pad: any input size works).
+    The torchvision network is kept as ``self.model`` so that state dicts use the published key
+    names (``model.layer1.0.conv1.weight`` ...).
 
     Attributes:
         out_channels: channels of the feature map (ResNet-50: 2048, 1024 with layer4 cropped, 512
             with layer3 and layer4 cropped; ResNet-18/34: 512, 256, 128).
-        stride: input pixels per feature-map cell (32, 16 or 8).
+        patch_size: input pixels per feature-map cell, the network's stride (32, 16 or 8).
     """
 
     def __init__(
@@ -124,7 +127,7 @@ class ResNetBackbone(nn.Module):
             self._load_torchvision_state_dict(state_dict, pretrained_path)
             self._freeze(layers_to_freeze)
         elif layers_to_freeze >= 0:
-            log.info("ResNet-%d has random weights: nothing is frozen (frozen only when pretrained)", depth)
+            log.debug("ResNet-%d has random weights: nothing is frozen (frozen only when pretrained)", depth)
 
         # The classifier head and the cropped stages go: None removes them from the state dict.
         self.model.avgpool = None
@@ -135,7 +138,27 @@ class ResNetBackbone(nn.Module):
         last_stage = min(cropped, default=5) - 1
         expansion: int = getattr(self.model.layer1[0], "expansion")
         self.out_channels: int = STAGE1_WIDTH * 2 ** (last_stage - 1) * expansion
-        self.stride: int = STAGE_STRIDES[last_stage]
+        self.patch_size: int = STAGE_STRIDES[last_stage]
+
+    def pretrained_weights_hint(self) -> str:
+        """torchvision's ImageNet weights: the cache they download into, or a local file."""
+        file_name = RESNET_VARIANTS[self.depth].weights.url.rsplit("/", 1)[-1]
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        return (
+            f"""ImageNet weights: --model.backbone_config '{{"pretrained": true}}' downloads torchvision's {file_name} """
+            f"""into {cache} (or "pretrained_path": a local copy of it)"""
+        )
+
+    @property
+    def stride(self) -> int:
+        """The network's stride: its ``patch_size``, by the name CNNs use."""
+        return self.patch_size
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Any positive size: the convolutions pad (a side that is not a multiple of the stride
+        gives a feature map rounded up)."""
+        if height < 1 or width < 1:
+            raise ValueError(f"image size {height}x{width}: both sides must be positive")
 
     def _load_torchvision_state_dict(
         self, state_dict: dict[str, torch.Tensor], pretrained_path: str | PathLike[str] | None
@@ -160,14 +183,14 @@ class ResNetBackbone(nn.Module):
         for stage in range(1, layers_to_freeze + 1):
             getattr(self.model, f"layer{stage}").requires_grad_(False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [B, 3, H, W]`` -> ``features [B, out_channels, H/stride, W/stride]``."""
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        """``images [B, 3, H, W]`` -> ``feature_map [B, out_channels, H/stride, W/stride]``, no token."""
         x = self.model.maxpool(self.model.relu(self.model.bn1(self.model.conv1(images))))
         for stage in range(1, 5):
             layer: nn.Module | None = getattr(self.model, f"layer{stage}")
             if layer is not None:
                 x = layer(x)
-        return x
+        return BackboneOutput(x)
 
 
 def _build(

@@ -51,7 +51,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = VPRModel(
         "resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "SALAD",
-        {"num_channels": 128, "num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},
+        {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},
     )
     trainer = pl.Trainer(
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
