@@ -278,6 +278,53 @@ def test_native_resolution_batches_images_by_size(
     assert entry["image_size"] == "native" and entry["recall@k"]["1"] == 100.0
 
 
+def test_one_image_size_is_a_square_and_a_size_off_the_patch_grid_names_the_flag(
+    sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--batch_size", "16", "--num_workers", "0", "--device", "cpu", "--log_dir", str(tmp_path / "logs")]
+    common = ["--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped", *flags]
+    run_dir = run_eval([*common, "--image_size", str(IMAGE_SIDE)])
+    assert read_results(run_dir)["sped"]["image_size"] == [IMAGE_SIDE, IMAGE_SIDE]
+    line = run_eval_error([*common, "--image_size", "60", "56"], capsys)
+    assert line == (
+        "eval.py: error: --image_size: image size 60x56 is not a multiple of the patch size 14 of DINOv2 (e.g. use 56x56)"
+    )
+    line = run_eval_error([*common, "--image_size", "56", "56", "56"], capsys)
+    assert "--image_size takes one or two positive integers" in line
+
+
+def test_released_name_describes_a_bare_state_dict_and_sets_the_image_size(
+    sped_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from models.released import build_released
+
+    path = tmp_path / "dino_salad_512_32.ckpt"
+    torch.save(build_released("dinov2_salad_512_32", pretrained=False).state_dict(), path)
+    with caplog.at_level(logging.INFO):
+        run_dir = run_eval([
+            "--released", "dinov2_salad_512_32", "--ckpt_path", str(path), "--data_dir", str(sped_dir),
+            "--val_datasets", "sped", "--num_workers", "0", "--device", "cpu", "--log_dir", str(tmp_path / "logs"),
+        ])
+    entry = read_results(run_dir)["sped"]
+    assert entry["image_size"] == [322, 322]  # the release's evaluation size
+    assert entry["architecture"]["agg_config"]["num_clusters"] == 16
+    assert "architecture from the command-line flags" in caplog.text
+
+
+def test_no_architecture_flag_says_the_defaults_are_used(
+    sped_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eval as module
+
+    monkeypatch.setattr(module, "DEFAULT_RELEASE", "dinov2_salad_512_32")  # a smaller paper model, same code path
+    with caplog.at_level(logging.INFO):
+        run_eval([  # 5 x 5 patches: more than the 16 clusters
+            "--random_weights", "--data_dir", str(sped_dir), "--val_datasets", "sped", "--image_size", "70",
+            "--num_workers", "0", "--device", "cpu", "--log_dir", str(tmp_path / "logs"),
+        ])
+    assert "architecture from the defaults: dinov2_salad_512_32's" in caplog.text
+
+
 # ------------------------------------------------------------------------------ folder sets
 def test_folders_with_utm_labels(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
     db_folder, query_folder = tmp_path / "db", tmp_path / "queries"
