@@ -9,30 +9,25 @@ Examples (from the repository root)::
     python eval.py --ckpt_path last.ckpt --database_folder db/ --queries_folder q/ \\
         --no_labels --save_predictions predictions.csv
 
-Every run writes into a new folder ``<--log_dir>/<checkpoint name>_<time>/``: ``results.json``
-(one entry per labelled set), ``recall_<set>.png``, the MSLS challenge file for ``msls_test``
-and, with ``--num_preds_to_save``, ``predictions/<set>/*.png``.
+Every run writes into a new folder ``<--log_dir>/<checkpoint name>_<time>/`` (``run.json`` with
+what ran, ``results.json`` with each labelled set's recall, ``recall_<set>.png``, predictions CSVs,
+the MSLS challenge file, prediction images, descriptor files: see ``utils/eval_outputs.py``).
+
+This is a thin command line over ``utils.eval_pipeline`` (the evaluation itself, usable from
+Python without argparse) and ``utils.eval_outputs`` (one writer per output).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import logging
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.eval_sets import (
-    EvalSet,
     EvalSetRegistry,
     add_data_root_arguments,
     data_roots_from_args,
@@ -40,22 +35,34 @@ from dataloaders.eval_sets import (
 )
 from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
 from dataloaders.image_io import ImageDecodeError
-from dataloaders.size_buckets import native_size_batches
-from dataloaders.transforms import decode_size, eval_transform
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
 from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, released_model
 from utils.cli import json_object
-from utils.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
-from utils.evaluation import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
-from utils.inference import (
-    CPU_BF16_FLAGS, CPUINFO, Precision, autocast_context, compute_descriptors, cpu_bf16_support, default_device,
+from utils.eval_outputs import (
+    DescriptorFiles,
+    MslsChallengeFile,
+    OutputWriter,
+    PredictionImages,
+    PredictionsCsv,
+    RecallCurvePlot,
+    RecallTable,
+    ResultsJson,
+    write_run_info,
 )
-from utils.msls_challenge import write_msls_predictions
-from utils.predictions_csv import write_predictions_csv
-from utils.results import format_recall_table, make_set_result, new_run_dir, write_results_json
-from utils.visualize import plot_recall_curves, save_prediction_images
+from utils.eval_pipeline import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_NUM_WORKERS,
+    DescribedModel,
+    EvalOptions,
+    Evaluator,
+    SpeedOptions,
+    evaluate_sets,
+)
+from utils.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
+from utils.metrics import RECALL_KS
+from utils.results import new_run_dir
 
 log = logging.getLogger("eval")
 
@@ -65,15 +72,6 @@ DEFAULT_RELEASE = "dinov2_salad"
 """The architecture of a bare state dict when no flag describes it: the paper's model."""
 SALAD_SIZE_FLAGS = ("num_clusters", "cluster_dim", "token_dim")
 ARCHITECTURE_FLAGS = ("released", "backbone", "backbone_config", "agg_arch", *SALAD_SIZE_FLAGS, "agg_config")
-MSLS_CHALLENGE_SET = "msls_test"
-MSLS_CHALLENGE_TOP_K = 25
-MSLS_CHALLENGE_FILE = "msls_challenge_predictions.txt"
-RESULTS_FILE = "results.json"
-NATIVE_SIZE_CACHE_KEY = (0, 0)
-"""``image_size`` of the descriptor-cache key when images keep their native resolution."""
-DEFAULT_NUM_WORKERS = min(16, os.cpu_count() or 1)
-"""Decoding workers: the published 16, or fewer where the machine has fewer cores (a GPU outruns
-fewer workers; more than the cores only adds contention)."""
 USER_ERRORS = (OSError, ValueError, ImportError, ImageDecodeError, torch.OutOfMemoryError)
 
 
@@ -117,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         "patch size, images batched by size",
     )
     inference.add_argument(
+        "--max_side", type=int, default=DEFAULT_MAX_SIDE,
+        help=f"at native resolution, scale an image whose longer side exceeds this down to it first (default "
+        f"{DEFAULT_MAX_SIDE}; 0: no cap; a line names the images it scales)",
+    )
+    inference.add_argument(
+        "--draft_decode", action="store_true",
+        help="decode JPEGs at 1/2, 1/4 or 1/8 scale when --image_size allows it: faster on large photos, but not "
+        "the published preprocessing (descriptors move, e.g. cosine 0.99997 on a 1331 x 1331 photo at 322)",
+    )
+    inference.add_argument(
         "--batch_size", type=int, default=256,
         help="images per forward pass (default 256); at native resolution, images of one size, and no more "
         "pixels than this many images of 322 x 322",
@@ -125,9 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num_workers", type=int, default=DEFAULT_NUM_WORKERS,
         help=f"image-loading processes (default: the CPU cores, at most 16 as published; here {DEFAULT_NUM_WORKERS})",
     )
-    inference.add_argument(
-        "--device", default=str(default_device()), help="torch device (default: cuda if available, else cpu)"
-    )
+    inference.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     inference.add_argument(
         "--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
         help="auto: fp16 autocast on CUDA (as published), fp32 on CPU (bf16: faster on CPUs with AVX-512 BF16 or AMX)",
@@ -157,20 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--per_city", action="store_true",
         help="search each query only among the database images of its own city (sets with cities: MSLS)",
     )
-    parser.add_argument(
+    data.add_argument(
+        "--recall_values", type=int, nargs="+", default=list(RECALL_KS), metavar="K",
+        help=f"the K of Recall@K (default: {' '.join(map(str, RECALL_KS))})",
+    )
+
+    speed = parser.add_argument_group("speed (the same results, up to rounding)")
+    speed.add_argument(
         "--channels_last", action="store_true",
         help="run convolutions in channels-last layout (faster for ResNet backbones on CPU, no effect on ViTs)",
     )
-    parser.add_argument(
+    speed.add_argument(
         "--decode_on_device", action="store_true",
         help="decode JPEGs on --device with torchvision (nvJPEG on CUDA), resize and normalise there, instead of "
-        "PIL in the workers (for GPUs that outrun the workers; other formats and EXIF-rotated photos still use PIL)",
+        "PIL in the workers (for GPUs that outrun the workers; other formats and EXIF-rotated photos still use "
+        "PIL; descriptors agree to a cosine of about 0.999)",
     )
-    parser.add_argument(
+    speed.add_argument(
         "--compile", action="store_true",
         help="torch.compile the model (compiling takes a while on the first batch; same descriptors)",
     )
-    parser.add_argument(
+    speed.add_argument(
         "--search_storage", choices=["fp32", "fp16"], default="fp32",
         help="how the search stores the database: fp16 halves its memory (e.g. SF-XL), recall@1 unchanged on a 1M x 8448 bench",
     )
@@ -185,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each query's top-K predictions and distances (FILE_<set>.csv when several sets run)",
     )
     output.add_argument(
-        "--top_k", type=int, default=25, help="predictions per query in --save_predictions (default 25, at most "
+        "--top_k", type=int, default=25, help="predictions per query in the predictions CSVs (default 25, at most "
         "the database size)",
     )
     output.add_argument(
@@ -198,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--save_descriptors", action="store_true",
-        help="cache descriptors in --cache_dir; a later run with the same weights and settings reuses them",
+        help="write each set's descriptors, image paths (and positions where known) and settings to "
+        "descriptors_<set>.npz in the run folder (read with numpy alone)",
+    )
+    output.add_argument(
+        "--cache_descriptors", action="store_true",
+        help="reuse descriptors cached in --cache_dir by an earlier run with the same weights, images and settings "
+        "(checked by checksum), and cache new ones",
     )
     output.add_argument(
         "--cache_dir", type=Path, default=Path("logs/descriptor_cache"),
@@ -207,27 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass(frozen=True)
-class EvalContext:
-    """What every set is evaluated with."""
-
-    loaded: LoadedModel
-    ckpt_path: Path | None
-    device: torch.device
-    precision: Precision
-    image_size: tuple[int, int] | None
-    batch_size: int
-    num_workers: int
-    run_dir: Path
-    channels_last: bool = False
-    compile_model: bool = False
-    decode_on_device: bool = False
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot work, before anything is loaded."""
     if args.ckpt_path is None and not args.random_weights:
         raise ValueError("--ckpt_path is required (or --random_weights with the architecture flags)")
+    if args.ckpt_path is not None and args.ckpt_path.is_dir():
+        raise IsADirectoryError(f"--ckpt_path {args.ckpt_path} is a folder; give the checkpoint file in it (e.g. last.ckpt)")
     if args.ckpt_path is not None and not args.ckpt_path.is_file():
         raise FileNotFoundError(f"--ckpt_path {args.ckpt_path} does not exist")
     if (args.database_folder is None) != (args.queries_folder is None):
@@ -236,11 +240,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--no_labels applies to --database_folder/--queries_folder")
     if args.save_only_wrong_preds and args.num_preds_to_save < 1:
         raise ValueError("--save_only_wrong_preds needs --num_preds_to_save K >= 1")
-    for flag in ("batch_size", "top_k"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
-    if args.num_preds_to_save < 0 or args.num_workers < 0:
-        raise ValueError("--num_preds_to_save and --num_workers must not be negative")
+    if args.num_preds_to_save < 0:
+        raise ValueError(f"--num_preds_to_save must not be negative, got {args.num_preds_to_save}")
+    if args.max_side < 0:
+        raise ValueError(f"--max_side must be a positive number of pixels (0: no cap), got {args.max_side}")
     if args.image_size is not None and (len(args.image_size) > 2 or min(args.image_size) < 1):
         raise ValueError(f"--image_size takes one or two positive integers (N, or H W), got {args.image_size}")
 
@@ -268,40 +271,14 @@ def architecture_from_args(args: argparse.Namespace) -> Architecture:
     return Architecture(backbone, backbone_config, agg_arch, agg_config).with_configs(args.backbone_config, args.agg_config)
 
 
-def resolve_image_size(args: argparse.Namespace, loaded: LoadedModel) -> tuple[int, int] | None:
+def resolve_image_size(args: argparse.Namespace) -> tuple[int, int] | None:
     """``(height, width)`` from ``--image_size`` (one value: a square) or ``--released``; ``None`` for
-    native resolution. A size the backbone cannot take is an error naming the flag."""
+    native resolution."""
     if args.image_size is not None:
-        size = (args.image_size[0], args.image_size[-1])
-        flag = "--image_size"
-    elif args.released is not None:
-        size = released_model(args.released).image_size
-        flag = f"--released {args.released}"
-    else:
-        return None
-    try:
-        loaded.model.backbone.check_image_size(*size)
-    except ValueError as error:
-        raise ValueError(f"{flag}: {error}") from None
-    return size
-
-
-def resolve_device(name: str) -> torch.device:
-    """``--device`` as a torch device that exists here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``--precision`` for ``device``; ``auto`` is fp16 autocast on CUDA (as published), fp32 elsewhere."""
-    precision: Precision = ("fp16" if device.type == "cuda" else "fp32") if name == "auto" else name
-    autocast_context(device, precision)  # raises ValueError for a precision the device lacks
-    return precision
+        return args.image_size[0], args.image_size[-1]
+    if args.released is not None:
+        return released_model(args.released).image_size
+    return None
 
 
 def log_cpu_bf16_hint(name: str, device: torch.device, cpuinfo: Path = CPUINFO) -> None:
@@ -326,171 +303,37 @@ def select_sets(args: argparse.Namespace, registry: EvalSetRegistry) -> list[str
     return list(dict.fromkeys(canonical))
 
 
-def predictions_csv_paths(requested: Path | None, set_names: list[str]) -> dict[str, Path]:
-    """Where each set's predictions CSV goes; existing files are refused before any work."""
-    if requested is None:
-        return {}
-    if len(set_names) == 1:
-        paths = {set_names[0]: requested}
-    else:
-        paths = {
-            name: requested.with_name(f"{requested.stem}_{name}{requested.suffix}") for name in set_names
-        }
-    for path in paths.values():
-        if path.exists():
-            raise FileExistsError(f"--save_predictions: {path} already exists, not overwriting it")
-    return paths
-
-
-def descriptor_cache_key(eval_set: EvalSet, context: EvalContext) -> CacheKey:
-    """Everything that changes a set's descriptors: the checkpoint's content (SHA-256), the set and
-    its image list, the image size, the precision, the architecture and random weights' seed, and
-    the decoding when it is not PIL's (no key changes for runs cached before ``--decode_on_device``)."""
-    image_list = "\n".join(
-        [str(eval_set.image_root.expanduser().absolute()), *eval_set.db_paths, *eval_set.query_paths]
-    )
-    return make_cache_key(
-        context.ckpt_path,
-        eval_set.name,
-        context.image_size or NATIVE_SIZE_CACHE_KEY,
-        precision=context.precision,
-        weights=context.loaded.weights,
-        architecture=context.loaded.architecture.as_dict(),
-        images_sha256=hashlib.sha256(image_list.encode("utf-8")).hexdigest(),
-        **({"decoding": "device"} if context.decode_on_device else {}),
+def eval_options(args: argparse.Namespace) -> EvalOptions:
+    """The library's options from the flags."""
+    return EvalOptions(
+        image_size=resolve_image_size(args),
+        max_side=args.max_side or None,
+        draft_decode=args.draft_decode,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        precision=args.precision,
+        recall_values=tuple(args.recall_values),
+        per_city=args.per_city,
+        top_k=args.top_k,
+        speed=SpeedOptions(args.channels_last, args.decode_on_device, args.compile, args.search_storage),
+        cache_dir=args.cache_dir if args.cache_descriptors else None,
     )
 
 
-def set_descriptors(eval_set: EvalSet, context: EvalContext, cache: DescriptorCache | None) -> np.ndarray:
-    """``[num_db + num_queries, D]`` descriptors of ``eval_set``, from the cache when there."""
-    key = descriptor_cache_key(eval_set, context) if cache is not None else None
-    if cache is not None and key is not None:
-        cached = cache.load(key)
-        if cached is not None:
-            return cached
-    paths = eval_set.image_paths()
-    patch_size = context.loaded.model.patch_size
-    batches = None
-    if context.image_size is None:  # native resolution: batches of one size
-        batches = native_size_batches(paths, context.batch_size, patch_size)
-        log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, batches.num_sizes, len(batches))
-    if context.decode_on_device:
-        images: Dataset = EncodedImages(paths)
-        decoder = DeviceDecoder(paths, context.image_size, context.device, patch_size)
-        decoding: dict[str, Any] = {"collate_fn": collate_encoded, "prepare_batch": decoder}
-    else:
-        transform = eval_transform(context.image_size, patch_size)
-        images = eval_set.images(transform, decode_size=decode_size(context.image_size))
-        decoding = {}
-    descriptors = compute_descriptors(
-        context.loaded.model, images, context.batch_size, context.num_workers, context.device,
-        context.precision, description=f"{eval_set.name} descriptors", channels_last=context.channels_last,
-        compile_model=context.compile_model, batch_sampler=batches, **decoding,
-    )
-    if cache is not None and key is not None:
-        cache.save(key, descriptors)
-    return descriptors
-
-
-def num_results_for(eval_set: EvalSet, per_group: bool, top_k: int) -> int:
-    """Predictions to keep per query: enough for Recall@25, the curve and ``top_k``; never more
-    than the database (or, searching per city, the smallest city database) holds."""
-    wanted = max(*RECALL_KS, CURVE_LENGTH, top_k)
-    if not per_group:
-        return min(wanted, eval_set.num_db)
-    db_groups = np.asarray(eval_set.db_groups)
-    city_sizes = {group: int(np.sum(db_groups == group)) for group in dict.fromkeys(eval_set.query_groups)}
-    smallest = min(city_sizes, key=city_sizes.__getitem__)
-    if city_sizes[smallest] == 0:
-        raise ValueError(f"--per_city: city {smallest!r} of {eval_set.name} has queries but no database images")
-    if city_sizes[smallest] < wanted:
-        log.info(
-            "%s: per-city search keeps %d predictions per query (the database of %s)",
-            eval_set.name, city_sizes[smallest], smallest,
-        )
-    return min(wanted, city_sizes[smallest])
-
-
-def save_outputs(
-    eval_set: EvalSet, retrieval: Retrieval, args: argparse.Namespace, context: EvalContext, csv_path: Path | None
-) -> None:
-    """The files a set's predictions go to: challenge file, predictions CSV, prediction images."""
-    if eval_set.name == MSLS_CHALLENGE_SET:
-        path = write_msls_predictions(
-            context.run_dir / MSLS_CHALLENGE_FILE, eval_set.query_keys, eval_set.db_keys,
-            retrieval.indices[:, :MSLS_CHALLENGE_TOP_K],
-        )
-        print(f"MSLS challenge predictions: {path}")
-    all_paths = eval_set.image_paths()
-    db_paths, query_paths = all_paths[: eval_set.num_db], all_paths[eval_set.num_db :]
-    if csv_path is not None:
-        top_k = min(args.top_k, retrieval.indices.shape[1])
-        write_predictions_csv(
-            csv_path, query_paths, db_paths, retrieval.indices[:, :top_k], retrieval.distances[:, :top_k]
-        )
-        print(f"{eval_set.name} predictions: {csv_path}")
+def output_writers(args: argparse.Namespace, run_dir: Path) -> list[OutputWriter]:
+    """The run's outputs, results first: a recall is on disk before any optional output runs."""
+    writers: list[OutputWriter] = [ResultsJson(run_dir), RecallTable(), RecallCurvePlot(run_dir), MslsChallengeFile(run_dir)]
+    writers.append(PredictionsCsv(run_dir, args.save_predictions, args.top_k))
     if args.num_preds_to_save:
-        out_dir = context.run_dir / "predictions" / eval_set.name
-        written = save_prediction_images(
-            out_dir, query_paths, db_paths, retrieval.indices, retrieval.distances, eval_set.ground_truth,
-            num_preds=min(args.num_preds_to_save, retrieval.indices.shape[1]),
-            only_wrong=args.save_only_wrong_preds,
-        )
-        log.info("%s: %d prediction images in %s", eval_set.name, len(written), out_dir)
+        writers.append(PredictionImages(run_dir, args.num_preds_to_save, args.save_only_wrong_preds))
+    if args.save_descriptors:
+        writers.append(DescriptorFiles(run_dir))
+    return writers
 
 
-def evaluate_set(
-    eval_set: EvalSet,
-    args: argparse.Namespace,
-    context: EvalContext,
-    cache: DescriptorCache | None,
-    csv_path: Path | None,
-) -> dict[str, Any] | None:
-    """Describe, search and score one set; returns its results entry (None without ground truth)."""
-    descriptors = set_descriptors(eval_set, context, cache)
-    per_group = args.per_city and eval_set.db_groups is not None and eval_set.query_groups is not None
-    if args.per_city and not per_group:
-        log.info("%s has no cities: --per_city does not apply, searching the whole database", eval_set.name)
-    num_results = num_results_for(eval_set, per_group, args.top_k)
-    retrieval = retrieve(eval_set, descriptors, RECALL_KS, num_results, per_group, storage=args.search_storage)
-    save_outputs(eval_set, retrieval, args, context, csv_path)
-    if retrieval.recalls is None or retrieval.curve is None:
-        log.info("%s has no ground truth: no recall", eval_set.name)
-        return None
-    print(format_recall_table(eval_set.name, retrieval.recalls))
-    plot_recall_curves(
-        {eval_set.name: retrieval.curve}, context.run_dir / f"recall_{eval_set.name}.png", f"{eval_set.name} Recall@N"
-    )
-    return make_set_result(
-        retrieval.recalls, retrieval.curve, eval_set.num_queries, eval_set.num_db,
-        image_size=list(context.image_size) if context.image_size else "native",
-        checkpoint=str(context.ckpt_path) if context.ckpt_path else None,
-        weights=context.loaded.weights, architecture=context.loaded.architecture.as_dict(),
-        precision=context.precision, per_city=per_group,
-    )
-
-
-def run(args: argparse.Namespace) -> Path:
-    """Evaluate every selected set; returns the run folder."""
-    check_arguments(args)
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    registry = published_registry()
-    set_names = select_sets(args, registry)
-    csv_paths = predictions_csv_paths(args.save_predictions, set_names)
-    roots = data_roots_from_args(args)
-    eval_sets = [registry.load(name, roots) for name in set_names]
-    for eval_set in eval_sets:
-        eval_set.check_files_exist()
-        if args.save_only_wrong_preds and not eval_set.has_ground_truth:
-            raise ValueError(f"--save_only_wrong_preds: {eval_set.name} has no ground truth to tell wrong ones")
-
-    loaded = load_model(
-        args.ckpt_path, architecture_from_args(args), args.random_weights, args.seed,
-        mismatch_hint="describe a bare state dict with --released, --backbone, --num_clusters, --cluster_dim, "
-        "--token_dim or --agg_config",
-        checkpoint_filter=released_model(args.released).checkpoint_filter if args.released else None,
-    )
+def log_model(args: argparse.Namespace, loaded: LoadedModel, evaluator: Evaluator) -> None:
+    """One line on what is evaluated and how, and the hints that go with it."""
     given = [f"--{flag}" for flag in ARCHITECTURE_FLAGS if getattr(args, flag)]
     if loaded.architecture_source == "checkpoint" and given:
         log.warning("the checkpoint carries its architecture: %s ignored", ", ".join(given))
@@ -502,28 +345,42 @@ def run(args: argparse.Namespace) -> Path:
         source = f"the defaults: {DEFAULT_RELEASE}'s"
     log.info(
         "%s + %s (architecture from %s, weights: %s) on %s, %s",
-        loaded.architecture.backbone_arch, loaded.architecture.agg_arch, source, loaded.weights, device, precision,
+        loaded.architecture.backbone_arch, loaded.architecture.agg_arch, source, loaded.weights,
+        evaluator.device, evaluator.precision,
     )
-    log_cpu_bf16_hint(args.precision, device)
-    image_size = resolve_image_size(args, loaded)
-    if image_size is None:
+    log_cpu_bf16_hint(args.precision, evaluator.device)
+    if evaluator.preprocessing.native:
         log.info(
-            "no --image_size: images at native resolution (sides rounded to multiples of %d, the patch size), "
-            "batched by size", loaded.model.patch_size,
+            "no --image_size: images at native resolution (sides rounded to multiples of %d, the patch size; "
+            "longer sides capped at %s), batched by size", loaded.model.patch_size, evaluator.preprocessing.max_side,
         )
-    run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
-    context = EvalContext(
-        loaded, args.ckpt_path, device, precision, image_size, args.batch_size, args.num_workers, run_dir,
-        args.channels_last, args.compile, args.decode_on_device,
-    )
-    cache = DescriptorCache(args.cache_dir) if args.save_descriptors else None
 
-    results: dict[str, dict[str, Any]] = {}
+
+def run(args: argparse.Namespace) -> Path:
+    """Evaluate every selected set; returns the run folder."""
+    check_arguments(args)
+    options = eval_options(args)
+    registry = published_registry()
+    set_names = select_sets(args, registry)
+    PredictionsCsv.check_requested(args.save_predictions, set_names)  # before any work
+    roots = data_roots_from_args(args)
+    eval_sets = [registry.load(name, roots) for name in set_names]
     for eval_set in eval_sets:
-        entry = evaluate_set(eval_set, args, context, cache, csv_paths.get(eval_set.name))
-        if entry is not None:
-            results[eval_set.name] = entry
-            write_results_json(run_dir / RESULTS_FILE, results, overwrite=True)
+        eval_set.check_files_exist()
+    if args.save_only_wrong_preds:
+        PredictionImages(args.log_dir, args.num_preds_to_save, only_wrong=True).check(eval_sets)
+
+    loaded = load_model(
+        args.ckpt_path, architecture_from_args(args), args.random_weights, args.seed,
+        mismatch_hint="describe a bare state dict with --released, --backbone, --num_clusters, --cluster_dim, "
+        "--token_dim or --agg_config",
+        checkpoint_filter=released_model(args.released).checkpoint_filter if args.released else None,
+    )
+    evaluator = Evaluator(DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights, args.ckpt_path), options)
+    log_model(args, loaded, evaluator)
+    run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
+    write_run_info(run_dir, evaluator, set_names)
+    evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
     print(f"run folder: {run_dir}")
     return run_dir
 

@@ -71,7 +71,7 @@ from bench.inference_speed import (
 )
 from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.eval_sets import EvalSet
-from dataloaders.transforms import decode_size, eval_transform
+from dataloaders.transforms import EvalPreprocessing, decode_size, eval_transform
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def describe_all(
     """One pass over ``loader``: descriptors ``[N, D]`` (float32, CPU), copied back batch by batch."""
     parts: list[torch.Tensor] = []
     order: list[torch.Tensor] = []
-    decoder = DeviceDecoder(loader.dataset.paths, image_size, device) if variant.gpu_decode else None
+    decoder = DeviceDecoder(loader.dataset.paths, EvalPreprocessing(image_size), device) if variant.gpu_decode else None
     for batch, indices in tqdm(loader, desc=description, unit="batch", leave=False):
         if decoder is not None:
             images = decoder(batch, indices)

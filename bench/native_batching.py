@@ -33,7 +33,7 @@ from bench.common import add_device_flag, check_device, device_name, require_at_
 from bench.inference_speed import build_model, random_state_dict
 from dataloaders.eval_sets.base import EvalImages
 from dataloaders.size_buckets import native_size_batches
-from dataloaders.transforms import ResizeToPatchMultiple, eval_transform
+from dataloaders.transforms import EvalPreprocessing, ResizeToPatchMultiple
 from models.backbones.dinov2 import DINOV2_ARCHS
 from utils.inference import Precision, compute_descriptors
 
@@ -58,11 +58,12 @@ def timed_descriptors(
     model: torch.nn.Module, paths: list[Path], batch_size: int, device: torch.device, precision: Precision, by_size: bool
 ) -> tuple[float, np.ndarray]:
     """Seconds and ``[N, D]`` descriptors of the images at ``paths``, one by one or by size."""
-    images = EvalImages(paths, eval_transform(None, model.patch_size))
+    preprocessing = EvalPreprocessing(None, model.patch_size)
+    images = EvalImages(paths, preprocessing.transform())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    batches = native_size_batches(paths, batch_size, model.patch_size) if by_size else None
+    batches = native_size_batches(paths, batch_size, preprocessing) if by_size else None
     descriptors = compute_descriptors(
         model, images, 1 if batches is None else batch_size, 0, device, precision,
         description="by size" if by_size else "one by one", batch_sampler=batches,

@@ -32,7 +32,7 @@ from PIL import ExifTags, Image
 from torch.utils.data import Dataset
 
 from dataloaders.image_io import load_image
-from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, ResizeToPatchMultiple
+from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -104,22 +104,16 @@ class DeviceDecoder:
 
     Args:
         paths: the dataset's paths (to name a file that fails to decode).
-        image_size: ``(height, width)`` every image is resized to, or ``None`` for the sides
-            rounded to multiples of ``patch_size`` (``ResizeToPatchMultiple``; a batch must then
-            hold one size, see ``dataloaders.size_buckets``).
+        preprocessing: the sizes images are resized to (at native resolution a batch must hold
+            images of one output size, see ``dataloaders.size_buckets``); its JPEG draft decoding
+            does not apply here.
         device: where to decode, resize and normalise.
-        patch_size: the model's patch size (needed when ``image_size`` is ``None``).
     """
 
-    def __init__(
-        self, paths: Sequence[Path], image_size: tuple[int, int] | None, device: torch.device, patch_size: int | None = None
-    ) -> None:
-        if image_size is None and patch_size is None:
-            raise ValueError("native-resolution decoding (image_size None) needs the model's patch_size")
+    def __init__(self, paths: Sequence[Path], preprocessing: EvalPreprocessing, device: torch.device) -> None:
         self.paths = list(paths)
-        self.image_size = image_size
+        self.preprocessing = preprocessing
         self.device = device
-        self.resize_to_patches = ResizeToPatchMultiple(patch_size) if image_size is None else None
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
@@ -157,11 +151,8 @@ class DeviceDecoder:
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 ``[3, h, w]`` -> float ``[1, 3, H, W]`` at the target size (bilinear, antialiased)."""
-        if self.resize_to_patches is None:
-            size = self.image_size
-        else:
-            width, height = self.resize_to_patches.target_size(image.shape[2], image.shape[1])
-            size = (height, width)
+        width, height = self.preprocessing.output_size(image.shape[2], image.shape[1])
+        size = (height, width)
         image = image.unsqueeze(0).float()
         if tuple(image.shape[2:]) == tuple(size):
             return image

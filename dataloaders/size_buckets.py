@@ -1,7 +1,7 @@
 """Batches of same-size images for evaluation at native resolution.
 
 Without a fixed ``--image_size`` every image keeps its aspect ratio (sides rounded to multiples
-of the model's patch size, ``dataloaders.transforms.ResizeToPatchMultiple``), so images of different sizes cannot
+of the model's patch size, ``dataloaders.transforms.EvalPreprocessing``), so images of different sizes cannot
 share a batch. Most sets hold a handful of sizes (a camera's frames, its portrait frames), so
 grouping the images by their size after resizing batches nearly everything; a batch is capped
 by pixels as well as by count, so that large photos do not hold more tokens than a batch of the
@@ -13,6 +13,7 @@ The sizes come from the file headers (no decoding), with the EXIF orientation ap
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from os import PathLike
 
@@ -21,10 +22,14 @@ from torch.utils.data import Sampler
 from tqdm import tqdm
 
 from dataloaders.image_io import ImageDecodeError
-from dataloaders.transforms import ResizeToPatchMultiple
+from dataloaders.transforms import EvalPreprocessing
+
+log = logging.getLogger(__name__)
 
 #: EXIF orientations that ``ImageOps.exif_transpose`` turns by 90 degrees (width and height swap).
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+#: How many file names a note about large images quotes.
+NAMES_SHOWN = 3
 REFERENCE_SIDE = 322
 """Side of the published evaluation size: a native-resolution batch holds at most as many pixels
 as ``batch_size`` images of ``REFERENCE_SIDE x REFERENCE_SIDE``."""
@@ -49,13 +54,22 @@ def oriented_size(path: str | PathLike[str]) -> tuple[int, int]:
     return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
 
 
-def resized_sizes(paths: Sequence[str | PathLike[str]], multiple: int) -> list[tuple[int, int]]:
-    """``(width, height)`` of each image after ``ResizeToPatchMultiple(multiple)``, in order."""
-    resize = ResizeToPatchMultiple(multiple)
-    return [
-        resize.target_size(*oriented_size(path))
-        for path in tqdm(paths, desc="reading image sizes", unit="image", leave=False)
-    ]
+def resized_sizes(paths: Sequence[str | PathLike[str]], preprocessing: EvalPreprocessing) -> list[tuple[int, int]]:
+    """``(width, height)`` of each image as the model sees it (``preprocessing.output_size``), in
+    order. Images that ``preprocessing.max_side`` scales down are named in one log line."""
+    sizes, capped = [], []
+    for path in tqdm(paths, desc="reading image sizes", unit="image", leave=False):
+        width, height = oriented_size(path)
+        if preprocessing.exceeds_max_side(width, height):
+            capped.append(f"{path} ({width}x{height})")
+        sizes.append(preprocessing.output_size(width, height))
+    if capped:
+        more = f" and {len(capped) - NAMES_SHOWN} more" if len(capped) > NAMES_SHOWN else ""
+        log.info(
+            "%d images are larger than --max_side %d and are scaled down to it: %s%s",
+            len(capped), preprocessing.max_side, ", ".join(capped[:NAMES_SHOWN]), more,
+        )
+    return sizes
 
 
 class SizeBucketBatchSampler(Sampler[list[int]]):
@@ -93,10 +107,13 @@ class SizeBucketBatchSampler(Sampler[list[int]]):
 
 
 def native_size_batches(
-    paths: Sequence[str | PathLike[str]], batch_size: int, patch_size: int, reference_side: int = REFERENCE_SIDE
+    paths: Sequence[str | PathLike[str]],
+    batch_size: int,
+    preprocessing: EvalPreprocessing,
+    reference_side: int = REFERENCE_SIDE,
 ) -> SizeBucketBatchSampler:
-    """Same-size batches for the images at ``paths`` at native resolution (sides rounded to
-    multiples of ``patch_size``): at most ``batch_size`` images, and at most the pixels of
+    """Same-size batches for the images at ``paths`` at native resolution (their sizes as
+    ``preprocessing`` makes them): at most ``batch_size`` images, and at most the pixels of
     ``batch_size`` images of ``reference_side`` squared."""
-    sizes = resized_sizes(paths, patch_size)
+    sizes = resized_sizes(paths, preprocessing)
     return SizeBucketBatchSampler(sizes, batch_size, max_pixels=batch_size * reference_side**2)

@@ -7,12 +7,14 @@ multiple of the model's patch size (``VPRNet.patch_size``: 14 for DINOv2, 16 for
 
 Images are decoded before these transforms by :func:`dataloaders.image_io.load_image`;
 :func:`decode_size` gives the ``min_size`` to pass so that JPEG draft mode decodes large
-files at a reduced scale when the target is at most half their size.
+files at a reduced scale when the target is at most half their size (training does; evaluation
+only when asked, :class:`EvalPreprocessing`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torchvision.transforms as T
@@ -65,18 +67,77 @@ class ResizeToPatchMultiple:
         return f"{type(self).__name__}(multiple={self.multiple})"
 
 
+@dataclass(frozen=True)
+class EvalPreprocessing:
+    """How evaluation turns an image file into the model's input: decided once, passed to the
+    dataset (:meth:`transform`, :attr:`decode_size`), the size batcher and the device decoder
+    (:meth:`output_size`).
+
+    By default it reproduces the published preprocessing exactly: the full JPEG is decoded and
+    resized with PIL's bilinear filter.
+
+    Attributes:
+        image_size: ``(height, width)`` every image is resized to; ``None`` for native
+            resolution (aspect ratio kept, sides snapped to multiples of ``patch_size``).
+        patch_size: the model's patch size (required at native resolution).
+        max_side: at native resolution, the longest side an image keeps (a larger one is scaled
+            down to it first); ``None`` for no cap.
+        draft_decode: decode JPEGs at 1/2, 1/4 or 1/8 scale when the fixed size allows it
+            (faster on large photos; the descriptors move slightly: an opt-in speed setting).
+    """
+
+    image_size: tuple[int, int] | None = None
+    patch_size: int | None = None
+    max_side: int | None = None
+    draft_decode: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", _check_size(self.image_size))
+        elif self.patch_size is None:
+            raise ValueError("native-resolution evaluation (image_size None) needs the model's patch_size")
+        if self.max_side is not None and self.max_side < 1:
+            raise ValueError(f"max_side must be a positive integer, got {self.max_side}")
+
+    @property
+    def native(self) -> bool:
+        """Whether each image keeps its own (snapped) size."""
+        return self.image_size is None
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` the model sees for an upright image of ``width x height``."""
+        if self.image_size is not None:
+            return self.image_size[1], self.image_size[0]
+        if self.max_side is not None and max(width, height) > self.max_side:
+            scale = self.max_side / max(width, height)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        return ResizeToPatchMultiple(self.patch_size or 1).target_size(width, height)
+
+    def exceeds_max_side(self, width: int, height: int) -> bool:
+        """Whether :meth:`output_size` scales this image down to ``max_side``."""
+        return self.native and self.max_side is not None and max(width, height) > self.max_side
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        """``image`` at :meth:`output_size`, resized with PIL's bilinear filter."""
+        size = self.output_size(*image.size)
+        return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
+
+    def transform(self) -> ImageTransform:
+        """PIL image -> ``[3, H, W]``: :meth:`resize`, ToTensor, ImageNet normalisation."""
+        return T.Compose([self.resize, T.ToTensor(), T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
+
+    @property
+    def decode_size(self) -> tuple[int, int] | None:
+        """``min_size`` for :func:`~dataloaders.image_io.load_image`: the fixed size with
+        ``draft_decode``, else ``None`` (the full image is decoded)."""
+        return self.image_size if self.draft_decode else None
+
+
 def eval_transform(image_size: tuple[int, int] | None, patch_size: int | None = None) -> ImageTransform:
     """Resize to ``(height, width)`` (bilinear), or with ``None`` to the nearest multiples of
     ``patch_size`` (the model's) keeping the aspect ratio; then ToTensor and ImageNet
-    normalisation."""
-    resize: Callable[[Image.Image], Image.Image]
-    if image_size is None:
-        if patch_size is None:
-            raise ValueError("native-resolution evaluation (image_size None) needs the model's patch_size")
-        resize = ResizeToPatchMultiple(patch_size)
-    else:
-        resize = T.Resize(_check_size(image_size), interpolation=T.InterpolationMode.BILINEAR)
-    return T.Compose([resize, T.ToTensor(), T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
+    normalisation (:meth:`EvalPreprocessing.transform`)."""
+    return EvalPreprocessing(image_size, patch_size).transform()
 
 
 def decode_size(image_size: tuple[int, int] | None) -> tuple[int, int] | None:

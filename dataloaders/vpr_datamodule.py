@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from dataloaders.eval_sets import DataRoots, EvalSet, load_eval_set
 from dataloaders.gsv_cities import GSVCitiesDataModule
-from dataloaders.transforms import eval_transform
+from dataloaders.transforms import EvalPreprocessing, eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,13 @@ class VPRDataModule(GSVCitiesDataModule):
                 log.info("validation set %s: %d database images, %d queries", eval_set.name, eval_set.num_db, eval_set.num_queries)
 
     def val_dataloader(self) -> list[DataLoader]:
-        size = self.val_image_size or tuple(self.image_size)
+        """Validation images decoded and resized exactly as eval.py does by default (full JPEG
+        decode, PIL bilinear resize), so validation recall is evaluation recall."""
+        preprocessing = EvalPreprocessing(self.val_image_size or tuple(self.image_size))
         batch_size = self.val_batch_size or self.batch_size * self.img_per_place
         return [
             DataLoader(
-                eval_set.images(eval_transform(size), decode_size=size),
+                eval_set.images(preprocessing.transform(), decode_size=preprocessing.decode_size),
                 batch_size=batch_size,
                 shuffle=False,
                 num_workers=self.num_workers,

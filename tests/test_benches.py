@@ -56,7 +56,8 @@ def test_eval_throughput_prints_both_variants_and_ratios() -> None:
         fields = row(output, label)
         end_to_end, model_only, fraction = float(fields[1]), float(fields[2]), fields[3]
         assert end_to_end > 0 and model_only > 0
-        assert fraction == f"{end_to_end / model_only:.0%}"  # the printed ratio is of the printed figures
+        # the printed ratio is of the figures (printed rounded, so recomputing may be one percent off)
+        assert abs(int(fraction.rstrip("%")) - 100 * end_to_end / model_only) <= 1
         assert settings in " ".join(fields[4:])
     ratios = re.search(rf"ours vs baseline: {NUMBER}x end-to-end, {NUMBER}x model-only images/s; descriptor cosine min {NUMBER}", output)
     assert ratios is not None, output

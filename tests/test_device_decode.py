@@ -13,7 +13,7 @@ from PIL import Image
 from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded, needs_pil
 from dataloaders.eval_sets.base import EvalImages
 from dataloaders.image_io import ImageDecodeError, load_image
-from dataloaders.transforms import eval_transform
+from dataloaders.transforms import EvalPreprocessing, eval_transform
 
 EXIF_ORIENTATION = 0x0112
 CPU = torch.device("cpu")
@@ -70,7 +70,7 @@ def test_device_batches_match_the_pil_evaluation_transform(mixed_files: dict[str
     paths = list(mixed_files.values())
     encoded = EncodedImages(paths)
     batch, indices = collate_encoded([encoded[i] for i in range(len(paths))])
-    images = DeviceDecoder(paths, image_size, CPU, patch_size=14)(batch, indices)
+    images = DeviceDecoder(paths, EvalPreprocessing(image_size, patch_size=14), CPU)(batch, indices)
     expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform(image_size, patch_size=14))])
     assert images.shape == expected.shape == (len(paths), 3, *(image_size or (154, 196)))  # 150x200 -> 154x196
     differences = (images - expected).abs().mean(dim=(1, 2, 3))
@@ -86,7 +86,7 @@ def test_a_file_the_device_cannot_decode_is_named(tmp_path: Path, mixed_files: d
     assert encoded[1][0].encoded  # its header looked fine to the worker
     batch, indices = collate_encoded([encoded[0], encoded[1]])
     with pytest.raises(ImageDecodeError, match="truncated.jpg"):
-        DeviceDecoder(paths, (56, 56), CPU)(batch, indices)
+        DeviceDecoder(paths, EvalPreprocessing((56, 56)), CPU)(batch, indices)
 
 
 def test_a_jpeg_the_device_rejects_is_decoded_by_pil_with_a_warning(
@@ -107,7 +107,7 @@ def test_a_jpeg_the_device_rejects_is_decoded_by_pil_with_a_warning(
     monkeypatch.setattr(torchvision.io, "decode_jpeg", decode_all_but_one)
     encoded = EncodedImages(paths)
     batch, indices = collate_encoded([encoded[0], encoded[1]])
-    images = DeviceDecoder(paths, (84, 112), CPU)(batch, indices)
+    images = DeviceDecoder(paths, EvalPreprocessing((84, 112)), CPU)(batch, indices)
     expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform((84, 112)))])
     assert (images - expected).abs().mean(dim=(1, 2, 3)).max().item() < 0.02
     assert "grey.jpg: not decodable on cpu (unsupported JPEG); decoding it with PIL" in caplog.text
@@ -130,7 +130,7 @@ def test_descriptors_through_device_decoding_match_pil_ones(mixed_files: dict[st
     pil = compute_descriptors(model, EvalImages(paths, eval_transform((84, 112))), 2, 0, CPU)
     device = compute_descriptors(
         model, EncodedImages(paths), 2, 0, CPU,
-        collate_fn=collate_encoded, prepare_batch=DeviceDecoder(paths, (84, 112), CPU),
+        collate_fn=collate_encoded, prepare_batch=DeviceDecoder(paths, EvalPreprocessing((84, 112)), CPU),
     )
     cosines = (pil * device).sum(axis=1) / np.linalg.norm(pil, axis=1) / np.linalg.norm(device, axis=1)
     assert cosines.min() > 0.999

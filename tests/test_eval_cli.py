@@ -216,8 +216,9 @@ def test_recalls_match_the_predictions_and_both_checkpoint_kinds_agree(
     db_index = {str(db_root / f"ref/{i:07d}.jpg"): i for i in range(SPED_DB)}
     predictions = np.array([[db_index[path] for path in row[1::2]] for row in bare])
     assert predictions[:, 0].tolist() == QUERY_COPIES  # each copy is found first
-    expected = recall_at_k(predictions, [np.array([1]), np.array([0]), np.array([5])], list(recalls["bare"]))
-    assert recalls["bare"] == pytest.approx(expected)
+    assert list(recalls["bare"]) == [1, 5, 10, 15, 20, 25]  # K beyond the 6 database images: recall@6
+    expected = recall_at_k(predictions, [np.array([1]), np.array([0]), np.array([5])], [1, 5, 6])
+    assert recalls["bare"] == pytest.approx({1: expected[1], 5: expected[5], **{k: expected[6] for k in (10, 15, 20, 25)}})
 
 
 def test_descriptor_cache_is_reused_and_every_run_gets_a_new_folder(
@@ -226,7 +227,7 @@ def test_descriptor_cache_is_reused_and_every_run_gets_a_new_folder(
 ) -> None:
     argv = [
         "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped",
-        "--save_descriptors", "--cache_dir", str(tmp_path / "cache"), *common_flags(tmp_path),
+        "--cache_descriptors", "--cache_dir", str(tmp_path / "cache"), *common_flags(tmp_path),
     ]
     first_run = run_eval(argv)
     assert len(list((tmp_path / "cache").glob("sped_*.npy"))) == 1
@@ -234,7 +235,9 @@ def test_descriptor_cache_is_reused_and_every_run_gets_a_new_folder(
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("descriptors were computed again instead of read from the cache")
 
-    monkeypatch.setattr(eval_cli, "compute_descriptors", must_not_run)
+    import utils.eval_pipeline
+
+    monkeypatch.setattr(utils.eval_pipeline, "compute_descriptors", must_not_run)
     with caplog.at_level(logging.INFO):
         second_run = run_eval(argv)
     assert "reusing cached descriptors" in caplog.text
@@ -249,7 +252,7 @@ def test_decoding_on_the_device_gives_the_same_recall_and_its_own_cache_entry(
 ) -> None:
     argv = [
         "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped",
-        "--save_descriptors", "--cache_dir", str(tmp_path / "cache"), *common_flags(tmp_path),
+        "--cache_descriptors", "--cache_dir", str(tmp_path / "cache"), *common_flags(tmp_path),
     ]
     with_pil = read_results(run_eval(argv))["sped"]
     on_device = read_results(run_eval([*argv, "--decode_on_device"]))["sped"]

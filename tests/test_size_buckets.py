@@ -12,7 +12,7 @@ from PIL import Image
 from dataloaders.eval_sets.base import EvalImages
 from dataloaders.image_io import ImageDecodeError, load_image
 from dataloaders.size_buckets import SizeBucketBatchSampler, native_size_batches, oriented_size, resized_sizes
-from dataloaders.transforms import eval_transform
+from dataloaders.transforms import EvalPreprocessing, eval_transform
 
 EXIF_ORIENTATION = 0x0112
 
@@ -46,8 +46,10 @@ def test_unreadable_and_missing_files_are_named(tmp_path: Path) -> None:
 
 def test_resized_sizes_round_to_multiples_of_14(tmp_path: Path) -> None:
     paths = [write_jpeg(tmp_path / "a.jpg", (640, 480)), write_jpeg(tmp_path / "b.jpg", (30, 5), orientation=6)]
-    assert resized_sizes(paths, 14) == [(644, 476), (14, 28)]  # 5 -> 14 at least, 30 -> 28
-    assert resized_sizes(paths, 16) == [(640, 480), (16, 32)]  # DINOv3's patch: 5 -> 16 at least, 30 -> 32
+    native = EvalPreprocessing(None, patch_size=14, max_side=None)
+    assert resized_sizes(paths, native) == [(644, 476), (14, 28)]  # 5 -> 14 at least, 30 -> 28
+    dinov3 = EvalPreprocessing(None, patch_size=16, max_side=None)
+    assert resized_sizes(paths, dinov3) == [(640, 480), (16, 32)]  # DINOv3's patch: 5 -> 16 at least, 30 -> 32
 
 
 def test_batches_hold_one_size_and_cover_every_index_once() -> None:
@@ -83,7 +85,7 @@ def test_size_batches_give_the_descriptors_of_one_image_at_a_time(tmp_path: Path
     model = build_vpr_net("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "GeM", {})
     images = EvalImages(paths, eval_transform(None, model.patch_size))
     one_at_a_time = compute_descriptors(model, images, 1, 0, torch.device("cpu"))
-    batches = native_size_batches(paths, batch_size=8, patch_size=model.patch_size)
+    batches = native_size_batches(paths, 8, EvalPreprocessing(None, model.patch_size))
     assert batches.num_sizes == 3 and len(batches) == 3
     batched = compute_descriptors(model, images, 8, 0, torch.device("cpu"), batch_sampler=batches)
     np.testing.assert_allclose(batched, one_at_a_time, atol=1e-5)

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
-from utils.metrics import recall_at_k, recall_curve
+from utils.metrics import RECALL_KS, recall_at_k, recall_curve
 from utils.search import search, search_per_group
 
-RECALL_KS: tuple[int, ...] = (1, 5, 10, 15, 20, 25)
 CURVE_LENGTH = 25
 
 
@@ -49,7 +48,8 @@ def retrieve(
     Args:
         eval_set: the set; ``descriptors`` hold its database then its queries.
         descriptors: ``[num_db + num_queries, D]`` float32, L2-normalised.
-        ks: recall cut-offs.
+        ks: recall cut-offs. A K beyond the database size is reported too: every database
+            image is then retrieved, so Recall@K is Recall@(database size).
         num_results: predictions kept per query (default: the largest of ``ks`` and the curve).
         per_group: search each query only among database images of its group (MSLS city).
         backend: search backend of :func:`utils.search.search`.
@@ -71,7 +71,9 @@ def retrieve(
         distances, indices = search(database, queries, k, metric="l2", backend=backend, storage=storage)
     if eval_set.ground_truth is None:
         return Retrieval(distances, indices, None, None)
-    usable_ks = [kk for kk in ks if kk <= k]
-    recalls = recall_at_k(indices, eval_set.ground_truth, usable_ks)
+    # K beyond what was retrieved: exact when everything was (k is the database size), else unknown.
+    usable_ks = [kk for kk in ks if kk <= k or k == eval_set.num_db]
+    at_k = recall_at_k(indices, eval_set.ground_truth, sorted({min(kk, k) for kk in usable_ks}))
+    recalls = {kk: at_k[min(kk, k)] for kk in usable_ks}
     curve = recall_curve(indices, eval_set.ground_truth, min(CURVE_LENGTH, k))
     return Retrieval(distances, indices, recalls, curve)

@@ -4,7 +4,7 @@ device runs them in (autocast; which CPUs multiply in bf16 natively)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,7 @@ def compute_descriptors(
     batch_sampler: Sampler[list[int]] | None = None,
     collate_fn: Callable[[list[Any]], tuple[Any, torch.Tensor]] | None = None,
     prepare_batch: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Run ``model`` over ``images`` (items ``(tensor [3, H, W], index)``), in batches of
     ``batch_size`` in order, or in the batches of indices ``batch_sampler`` yields (e.g. images
@@ -71,7 +72,8 @@ def compute_descriptors(
     ``channels_last`` runs convolutions on NHWC tensors: measured 1.2x (fp32) to 2.9x (bf16)
     faster for a ResNet on this project's CPU; it changes nothing for a ViT.
     ``compile_model`` runs ``torch.compile(model)`` (compiled on the first batch, and once more
-    for a last batch of another size).
+    for a last batch of another size). ``names`` (item ``i``'s file) let a ``ValueError`` of the
+    model (an image too small for it, ...) name the image it came from.
 
     Returns:
         ``[len(images), D]`` float32 descriptors, row ``i`` for item ``i``.
@@ -96,7 +98,12 @@ def compute_descriptors(
         else:
             inputs = prepare_batch(batch, indices).contiguous(memory_format=memory_format)
         with autocast_context(device, precision):
-            descriptors = runner(inputs)
+            try:
+                descriptors = runner(inputs)
+            except ValueError as error:
+                if names is None:
+                    raise
+                raise ValueError(f"{describe_batch(names, indices, inputs)}: {error}") from None
         descriptors = descriptors.float().cpu().numpy()
         if output is None:
             output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
@@ -104,3 +111,10 @@ def compute_descriptors(
     if output is None:
         raise ValueError(f"{description}: no images to describe")
     return output
+
+
+def describe_batch(names: Sequence[str], indices: torch.Tensor, inputs: torch.Tensor) -> str:
+    """``"<first image> (W x H as the model sees it) and N more in its batch"``, for messages."""
+    first = names[int(indices[0])]
+    more = f" and {len(indices) - 1} more in its batch" if len(indices) > 1 else ""
+    return f"{first} ({inputs.shape[-1]}x{inputs.shape[-2]} as the model sees it){more}"

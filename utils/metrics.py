@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 15, 20, 25)
+RECALL_KS: tuple[int, ...] = (1, 5, 10, 15, 20, 25)
+"""The K of Recall@K reported by default (the published tables: 1, 5, 10, ..., 25)."""
 
 
 def first_correct_rank(
@@ -50,7 +51,7 @@ def first_correct_rank(
 def recall_at_k(
     predictions: np.ndarray,
     ground_truth: Sequence[np.ndarray] | np.ndarray,
-    ks: Sequence[int] = DEFAULT_KS,
+    ks: Sequence[int] = RECALL_KS,
 ) -> dict[int, float]:
     """Recall@K in percent for every K of ``ks``.
 

@@ -3,21 +3,24 @@ curves.
 
 Prediction strip layout (all sizes in pixels)::
 
-    +--------+ gap +--------+ gap +--------+
-    | query  |     | pred 1 |     | pred 2 |   <- every image resized to ``height``, aspect kept
-    +--------+     +--------+     +--------+
-      query      #1  d=0.412    #2  d=0.530    <- caption strip, ``caption_height`` tall
+    +--------+ gap +--------+ gap +--------+ gap +----------+
+    | query  |     | pred 1 |     | pred 2 |     | positive |  <- every image resized to ``height``
+    +--------+     +--------+     +--------+     +----------+
+      query       #1 d=0.412     #2 d=0.530     true #37 d=0.9   <- caption strip, ``caption_height``
+      q_12.jpg    db_0871.jpg    db_0103.jpg    db_4410.jpg         tall: the rank, then the file
 
 so the image is ``sum(resized widths) + gap * (tiles - 1)`` wide and
 ``height + caption_height`` tall. With ground truth each prediction gets a frame
 ``frame_width`` wide drawn over its edges, green (:data:`CORRECT_COLOUR`) when it is a
 positive and red (:data:`WRONG_COLOUR`) when not; without ground truth there is no frame.
-The background is white.
+A query whose first prediction is wrong also shows, last, its nearest true positive (framed
+green) with its rank and distance among all database images. The background is white.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -33,6 +36,28 @@ BACKGROUND_COLOUR: tuple[int, int, int] = (255, 255, 255)
 TEXT_COLOUR: tuple[int, int, int] = (0, 0, 0)
 
 
+@dataclass(frozen=True)
+class NearestPositive:
+    """A query's nearest true positive in the whole database: its file, rank (1-based) and distance."""
+
+    path: str | PathLike[str]
+    rank: int
+    distance: float
+
+
+def nearest_positive(database: np.ndarray, query: np.ndarray, positives: np.ndarray) -> tuple[int, int, float]:
+    """``(database index, rank, squared L2 distance)`` of the positive nearest to ``query``.
+
+    Args:
+        database: ``[N, D]`` descriptors.
+        query: ``[D]`` descriptor.
+        positives: indices of the query's positives (at least one).
+    """
+    distances = np.square(database - query[None, :], dtype=np.float32).sum(axis=1)
+    best = int(positives[np.argmin(distances[positives])])
+    return best, int(np.sum(distances < distances[best])) + 1, float(distances[best])
+
+
 def save_prediction_image(
     out_path: str | PathLike[str],
     query_path: str | PathLike[str],
@@ -41,8 +66,9 @@ def save_prediction_image(
     correct: Sequence[bool] | None,
     height: int = 256,
     gap: int = 8,
-    caption_height: int = 32,
+    caption_height: int = 40,
     frame_width: int = 6,
+    positive: NearestPositive | None = None,
 ) -> Path:
     """Draw one query and its ranked predictions side by side (layout in the module docstring).
 
@@ -55,8 +81,10 @@ def save_prediction_image(
         correct: ``K`` flags (frame green when true, red when false), or None for no frames.
         height: common height of the images.
         gap: white space between two images.
-        caption_height: height of the text strip under the images.
+        caption_height: height of the text strip under the images (two lines: rank and
+            distance, then the file name).
         frame_width: thickness of the coloured frames.
+        positive: the query's nearest true positive, drawn last (for a wrong query).
 
     Raises:
         FileExistsError: ``out_path`` exists.
@@ -76,25 +104,33 @@ def save_prediction_image(
             f"{height}, {gap}, {caption_height}, {frame_width}"
         )
 
-    tiles = [_load_at_height(path, height) for path in [query_path, *pred_paths]]
+    paths = [query_path, *pred_paths]
     captions = ["query"] + [f"#{rank}  d={float(d):.3f}" for rank, d in enumerate(distances, start=1)]
-    frames: list[tuple[int, int, int] | None] = [None] * len(tiles)
+    frames: list[tuple[int, int, int] | None] = [None] * len(paths)
     if correct is not None:
         frames[1:] = [CORRECT_COLOUR if flag else WRONG_COLOUR for flag in correct]
+    if positive is not None:
+        paths.append(positive.path)
+        captions.append(f"true #{positive.rank}  d={positive.distance:.3f}")
+        frames.append(CORRECT_COLOUR)
+    tiles = [_load_at_height(path, height) for path in paths]
 
     width = sum(tile.width for tile in tiles) + gap * (len(tiles) - 1)
     canvas = Image.new("RGB", (width, height + caption_height), BACKGROUND_COLOUR)
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(1, int(caption_height * 0.6)))
+    font_size = max(1, int(caption_height * 0.36))
+    font = ImageFont.load_default(size=font_size)
     left = 0
-    for tile, caption, frame in zip(tiles, captions, frames):
+    for tile, caption, frame, path in zip(tiles, captions, frames, paths):
         canvas.paste(tile, (left, 0))
         if frame is not None and frame_width > 0:
             box = (left, 0, left + tile.width - 1, height - 1)
             draw.rectangle(box, outline=frame, width=frame_width)
         if caption_height > 0:
-            text_origin = (left + 2, height + caption_height // 2)
-            draw.text(text_origin, caption, fill=TEXT_COLOUR, font=font, anchor="lm")
+            name = _fit(Path(path).name, (tile.width + gap) // max(1, int(font_size * 0.6)))
+            for line, text in enumerate((caption, name)):
+                text_origin = (left + 2, height + caption_height * (1 + 2 * line) // 4)
+                draw.text(text_origin, text, fill=TEXT_COLOUR, font=font, anchor="lm")
         left += tile.width + gap
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +152,7 @@ def save_prediction_images(
     num_preds: int = 5,
     only_wrong: bool = False,
     height: int = 256,
+    descriptors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Path]:
     """Save one prediction strip per query as ``out_dir/<query index:05d>_<query stem>.png``.
 
@@ -130,6 +167,8 @@ def save_prediction_images(
         only_wrong: keep only the queries whose first prediction is not a positive
             (needs ``ground_truth``).
         height: common image height.
+        descriptors: ``(database [N, D], queries [M, D])``: with ground truth, a wrong query's
+            strip ends with its nearest true positive, its rank and distance.
 
     Returns:
         The written files, in query order.
@@ -152,11 +191,15 @@ def save_prediction_images(
     written = []
     for query in tqdm(range(len(query_paths)), desc="prediction images", unit="query"):
         predicted = indices[query, :num_preds]
-        correct = None
+        correct, positive = None, None
         if ground_truth is not None:
-            correct = np.isin(predicted, np.asarray(ground_truth[query]).ravel()).tolist()
+            positives = np.asarray(ground_truth[query]).ravel()
+            correct = np.isin(predicted, positives).tolist()
             if only_wrong and correct[0]:
                 continue
+            if not correct[0] and descriptors is not None and positives.size:
+                index, rank, distance = nearest_positive(descriptors[0], descriptors[1][query], positives)
+                positive = NearestPositive(db_paths[index], rank, distance)
         out_path = out_dir / f"{query:05d}_{Path(query_paths[query]).stem}.png"
         written.append(
             save_prediction_image(
@@ -166,6 +209,7 @@ def save_prediction_images(
                 distances[query, :num_preds],
                 correct,
                 height=height,
+                positive=positive,
             )
         )
     return written
@@ -216,6 +260,14 @@ def plot_recall_curves(
     except FileExistsError:
         raise FileExistsError(f"figure already exists, not overwriting it: {out_path}") from None
     return out_path
+
+
+def _fit(text: str, max_chars: int) -> str:
+    """``text``, shortened in the middle to ``max_chars`` characters (file names under a tile)."""
+    if len(text) <= max_chars or max_chars < 5:
+        return text
+    keep = max_chars - 1
+    return text[: keep // 2] + "…" + text[len(text) - (keep - keep // 2) :]
 
 
 def _load_at_height(path: str | PathLike[str], height: int) -> Image.Image:

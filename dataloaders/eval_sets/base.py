@@ -42,6 +42,9 @@ class EvalSet:
         query_groups: optional group of each query, same meaning.
         query_keys: optional name of each query in prediction files (MSLS: bare image stems).
         db_keys: optional name of each database image in prediction files.
+        db_positions: optional ``[num_db, 2]`` UTM (easting, northing) of the database images,
+            where the format records them (gmberton names, Pittsburgh ``.mat``).
+        query_positions: optional ``[num_queries, 2]``, the same for the queries.
     """
 
     name: str
@@ -53,6 +56,8 @@ class EvalSet:
     query_groups: list[str] | None = None
     query_keys: list[str] | None = None
     db_keys: list[str] | None = None
+    db_positions: np.ndarray | None = None
+    query_positions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.image_root = Path(self.image_root)
@@ -62,6 +67,8 @@ class EvalSet:
         _check_length(self.name, "db_keys", self.db_keys, self.num_db)
         _check_length(self.name, "query_groups", self.query_groups, self.num_queries)
         _check_length(self.name, "query_keys", self.query_keys, self.num_queries)
+        _check_length(self.name, "db_positions", self.db_positions, self.num_db)
+        _check_length(self.name, "query_positions", self.query_positions, self.num_queries)
         if self.ground_truth is not None:
             _check_length(self.name, "ground_truth", self.ground_truth, self.num_queries)
             self.ground_truth = [

@@ -81,14 +81,15 @@ def read_gmberton_folders(
         if image_root is not None
         else common_root(database_folder, queries_folder)
     )
+    db_utm, query_utm = utm_of(db_images), utm_of(query_images)
     return EvalSet(
         name=name,
         image_root=root,
         db_paths=[_relative(path, root) for path in db_images],
         query_paths=[_relative(path, root) for path in query_images],
-        ground_truth=positives_within(
-            utm_of(db_images), utm_of(query_images), positive_dist_threshold
-        ),
+        ground_truth=positives_within(db_utm, query_utm, positive_dist_threshold),
+        db_positions=db_utm,
+        query_positions=query_utm,
     )
 
 

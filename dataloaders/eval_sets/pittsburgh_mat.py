@@ -108,6 +108,8 @@ def read_pittsburgh_mat(
         db_paths=struct.db_images,
         query_paths=[f"{QUERY_FOLDER}/{file_name}" for file_name in struct.query_images],
         ground_truth=positives_within(struct.db_utm, struct.query_utm, radius),
+        db_positions=struct.db_utm,
+        query_positions=struct.query_utm,
     )
 
 

@@ -1,0 +1,330 @@
+"""The evaluation pipeline, for eval.py and for Python users (a notebook needs no argparse).
+
+One :class:`Evaluator` holds a model and an :class:`EvalOptions`; ``evaluate(eval_set)``
+computes the set's descriptors (from the descriptor cache when allowed and valid), searches
+its queries against its database and scores recall, returning a :class:`SetEvaluation` that
+the output writers (``utils.eval_outputs``) turn into files::
+
+    from dataloaders.eval_sets import DataRoots, load_eval_set
+    from models.released import build_released
+    from utils.eval_pipeline import DescribedModel, EvalOptions, Evaluator
+
+    model = DescribedModel.of(build_released("dinov2_salad", ckpt_path="weights/dino_salad.ckpt"))
+    evaluator = Evaluator(model, EvalOptions(image_size=(322, 322)))
+    result = evaluator.evaluate(load_eval_set("msls_val", DataRoots(data_dir="../data")))
+    print(result.retrieval.recalls)
+
+The decisions made once here, and passed along as objects rather than repeated: how images
+become tensors (``dataloaders.transforms.EvalPreprocessing``: fixed or native size, the cap on
+large photos, exact or draft JPEG decoding), how they are decoded (PIL in the workers or on the
+device), how they are batched (fixed size, or by size at native resolution), how many
+predictions are kept per query, and whether cached descriptors may be reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
+from dataloaders.eval_sets import EvalSet
+from dataloaders.size_buckets import native_size_batches
+from dataloaders.transforms import EvalPreprocessing
+from utils.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
+from utils.evaluation import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
+from utils.inference import Precision, autocast_context, compute_descriptors, default_device
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NUM_WORKERS = min(16, os.cpu_count() or 1)
+"""Decoding workers: the published 16, or fewer where the machine has fewer cores (a GPU outruns
+fewer workers; more than the cores only adds contention)."""
+DEFAULT_MAX_SIDE = 1024
+"""At native resolution, the longest side an image keeps: a 6000 x 4000 photo is 122k ViT/14
+tokens (minutes per image on a CPU), 1024 x 683 is 3.6k; the usual sets (MSLS, Pittsburgh,
+640 x 480) are not affected."""
+NATIVE_SIZE_CACHE_KEY = (0, 0)
+"""``image_size`` of the descriptor-cache key when images keep their native resolution."""
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Settings that make evaluation faster without changing what it measures.
+
+    Attributes:
+        channels_last: run convolutions on NHWC tensors (ResNets on CPU; nothing for ViTs).
+        decode_on_device: decode JPEGs on the device (nvJPEG on CUDA) instead of PIL in the
+            workers; descriptors agree with PIL's to a cosine of about 0.999, not bit for bit.
+        compile: ``torch.compile`` the model (same descriptors; compiling takes a while).
+        search_storage: ``"fp16"`` halves the memory of the search's database copy.
+    """
+
+    channels_last: bool = False
+    decode_on_device: bool = False
+    compile: bool = False
+    search_storage: Literal["fp32", "fp16"] = "fp32"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate. Names are eval.py's flags (``--batch_size`` is ``batch_size``).
+
+    Attributes:
+        image_size: ``(height, width)`` every image is resized to; ``None``: native resolution,
+            sides rounded to multiples of the model's patch size, images batched by size.
+        max_side: at native resolution, the longest side an image keeps (``None``: no cap).
+        draft_decode: decode JPEGs at a reduced scale when the fixed size allows (faster, not
+            the published preprocessing).
+        batch_size: images per forward pass (at native resolution, also capped by pixels).
+        num_workers: image-loading processes.
+        device: torch device name; ``None``: CUDA when available, else the CPU.
+        precision: ``"auto"`` (fp16 autocast on CUDA as published, fp32 elsewhere), ``"fp32"``,
+            ``"fp16"`` or ``"bf16"``.
+        recall_values: the K of Recall@K.
+        per_city: search each query among its own city's database images (MSLS).
+        top_k: predictions kept per query for the outputs (at most the database size).
+        speed: :class:`SpeedOptions`.
+        cache_dir: reuse and store descriptors there (``None``: no cache).
+        cache_content_hash: key cached descriptors on the images' content (a hash of every
+            file) rather than on their sizes and modification times.
+    """
+
+    image_size: tuple[int, int] | None = None
+    max_side: int | None = DEFAULT_MAX_SIDE
+    draft_decode: bool = False
+    batch_size: int = 256
+    num_workers: int = DEFAULT_NUM_WORKERS
+    device: str | None = None
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    recall_values: tuple[int, ...] = RECALL_KS
+    per_city: bool = False
+    top_k: int = 25
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+    cache_dir: Path | None = None
+    cache_content_hash: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "top_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"--num_workers must not be negative, got {self.num_workers}")
+        if not self.recall_values or min(self.recall_values) < 1:
+            raise ValueError(f"--recall_values must be positive integers, got {list(self.recall_values)}")
+        object.__setattr__(self, "recall_values", tuple(sorted(set(int(k) for k in self.recall_values))))
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[-1])))
+
+
+@dataclass(frozen=True)
+class DescribedModel:
+    """A network and what it is, for results, metadata and the descriptor cache.
+
+    Attributes:
+        network: ``images [B, 3, H, W] -> descriptors [B, D]``, with a ``patch_size`` (a
+            ``models.VPRNet``).
+        architecture: registry names and arguments (``Architecture.as_dict()``).
+        weights: where the weights come from (``"checkpoint"``, ``"random (seed 1)"``, ...).
+        checkpoint: the weights file, if any (hashed for the cache key).
+    """
+
+    network: nn.Module
+    architecture: Mapping[str, Any]
+    weights: str = "checkpoint"
+    checkpoint: Path | None = None
+
+    @classmethod
+    def of(cls, network: nn.Module, weights: str = "given", checkpoint: Path | None = None) -> DescribedModel:
+        """A ``models.VPRNet`` built by ``models.build_network`` (it knows its architecture)."""
+        architecture = getattr(network, "architecture", None)
+        return cls(network, architecture.as_dict() if architecture is not None else {}, weights, checkpoint)
+
+
+@dataclass
+class SetEvaluation:
+    """One set, evaluated.
+
+    Attributes:
+        eval_set: the set.
+        descriptors: ``[num_db + num_queries, D]`` float32, database first.
+        retrieval: ranked predictions (``[M, K]`` indices and distances) and, with ground
+            truth, Recall@K and the recall curve.
+        per_city: whether each query was searched among its own city only.
+    """
+
+    eval_set: EvalSet
+    descriptors: np.ndarray
+    retrieval: Retrieval
+    per_city: bool = False
+
+    @property
+    def labelled(self) -> bool:
+        return self.retrieval.recalls is not None
+
+
+class Evaluator:
+    """Evaluates sets with one model and one :class:`EvalOptions`.
+
+    Raises (on construction):
+        ValueError: a device that does not exist here, a precision the device lacks, or an
+            ``image_size`` the model's backbone cannot take.
+    """
+
+    def __init__(self, model: DescribedModel, options: EvalOptions) -> None:
+        self.model = model
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.precision = resolve_precision(options.precision, self.device)
+        network = model.network
+        if options.image_size is not None and hasattr(network, "backbone"):
+            try:
+                network.backbone.check_image_size(*options.image_size)
+            except ValueError as error:
+                raise ValueError(f"--image_size: {error}") from None
+        self.preprocessing = EvalPreprocessing(
+            options.image_size, network.patch_size, options.max_side, options.draft_decode
+        )
+        self.cache = DescriptorCache(options.cache_dir) if options.cache_dir is not None else None
+
+    # ---------------------------------------------------------------------------- descriptors
+    def describe(self, eval_set: EvalSet) -> np.ndarray:
+        """``[num_db + num_queries, D]`` descriptors of ``eval_set``, from the cache when there."""
+        key = self.cache_key(eval_set) if self.cache is not None else None
+        if self.cache is not None and key is not None:
+            cached = self.cache.load(key)
+            if cached is not None:
+                return cached
+        descriptors = self.compute(eval_set)
+        if self.cache is not None and key is not None:
+            self.cache.save(key, descriptors)
+        return descriptors
+
+    def compute(self, eval_set: EvalSet) -> np.ndarray:
+        """Run the model over the set's images, decoded and batched as the options say."""
+        paths = eval_set.image_paths()
+        speed = self.options.speed
+        batches = None
+        if self.preprocessing.native:  # images of one size per batch
+            batches = native_size_batches(paths, self.options.batch_size, self.preprocessing)
+            log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, batches.num_sizes, len(batches))
+        images: Dataset
+        decoding: dict[str, Any] = {}
+        if speed.decode_on_device:
+            images = EncodedImages(paths)
+            decoder = DeviceDecoder(paths, self.preprocessing, self.device)
+            decoding = {"collate_fn": collate_encoded, "prepare_batch": decoder}
+        else:
+            images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size)
+        return compute_descriptors(
+            self.model.network, images, self.options.batch_size, self.options.num_workers, self.device,
+            self.precision, description=f"{eval_set.name} descriptors", channels_last=speed.channels_last,
+            compile_model=speed.compile, batch_sampler=batches, names=[str(path) for path in paths], **decoding,
+        )
+
+    def cache_key(self, eval_set: EvalSet) -> CacheKey:
+        """Everything that changes a set's descriptors: the weights (the checkpoint's SHA-256, or the
+        random seed), the architecture, the set and its images, the preprocessing, the precision,
+        and the decoding when it is not PIL's."""
+        image_list = "\n".join(
+            [str(eval_set.image_root.expanduser().absolute()), *eval_set.db_paths, *eval_set.query_paths]
+        )
+        preprocessing = {"max_side": self.preprocessing.max_side, "draft_decode": self.preprocessing.draft_decode}
+        return make_cache_key(
+            self.model.checkpoint,
+            eval_set.name,
+            self.options.image_size or NATIVE_SIZE_CACHE_KEY,
+            precision=self.precision,
+            weights=self.model.weights,
+            architecture=dict(self.model.architecture),
+            images_sha256=hashlib.sha256(image_list.encode("utf-8")).hexdigest(),
+            preprocessing=preprocessing,
+            **({"decoding": "device"} if self.options.speed.decode_on_device else {}),
+        )
+
+    # ---------------------------------------------------------------------------- retrieval
+    def num_results(self, eval_set: EvalSet, per_city: bool) -> int:
+        """Predictions kept per query: enough for the largest Recall@K, the curve and ``top_k``;
+        never more than the database (or, per city, the smallest city database) holds."""
+        wanted = max(*self.options.recall_values, CURVE_LENGTH, self.options.top_k)
+        if not per_city:
+            return min(wanted, eval_set.num_db)
+        db_groups = np.asarray(eval_set.db_groups)
+        city_sizes = {group: int(np.sum(db_groups == group)) for group in dict.fromkeys(eval_set.query_groups)}
+        smallest = min(city_sizes, key=city_sizes.__getitem__)
+        if city_sizes[smallest] == 0:
+            raise ValueError(f"--per_city: city {smallest!r} of {eval_set.name} has queries but no database images")
+        if city_sizes[smallest] < wanted:
+            log.info(
+                "%s: per-city search keeps %d predictions per query (the database of %s)",
+                eval_set.name, city_sizes[smallest], smallest,
+            )
+        return min(wanted, city_sizes[smallest])
+
+    def evaluate(self, eval_set: EvalSet) -> SetEvaluation:
+        """Describe, search and score ``eval_set``."""
+        descriptors = self.describe(eval_set)
+        per_city = self.options.per_city and eval_set.db_groups is not None and eval_set.query_groups is not None
+        if self.options.per_city and not per_city:
+            log.info("%s has no cities: --per_city does not apply, searching the whole database", eval_set.name)
+        retrieval = retrieve(
+            eval_set, descriptors, self.options.recall_values, self.num_results(eval_set, per_city), per_city,
+            storage=self.options.speed.search_storage,
+        )
+        return SetEvaluation(eval_set, descriptors, retrieval, per_city)
+
+    # ---------------------------------------------------------------------------- description
+    def settings(self) -> dict[str, Any]:
+        """What every result of this evaluator was computed with (for results and metadata)."""
+        return {
+            "image_size": list(self.options.image_size) if self.options.image_size else "native",
+            "max_side": self.preprocessing.max_side if self.preprocessing.native else None,
+            "draft_decode": self.preprocessing.draft_decode,
+            "checkpoint": str(self.model.checkpoint) if self.model.checkpoint else None,
+            "weights": self.model.weights,
+            "architecture": dict(self.model.architecture),
+            "precision": self.precision,
+        }
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``--device`` as a torch device that exists here (``None``: CUDA when available)."""
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """``--precision`` for ``device``; ``auto`` is fp16 autocast on CUDA (as published), fp32 elsewhere."""
+    precision: Precision = ("fp16" if device.type == "cuda" else "fp32") if name == "auto" else name  # type: ignore[assignment]
+    autocast_context(device, precision)  # raises ValueError for a precision the device lacks
+    return precision
+
+
+def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: Sequence[Any] = ()) -> list[SetEvaluation]:
+    """Evaluate every set in turn and hand each result to every writer (``utils.eval_outputs``),
+    in their order; every writer's ``check()`` runs first, before any descriptor is computed."""
+    for writer in writers:
+        writer.check(eval_sets)
+    evaluations = []
+    for eval_set in eval_sets:
+        evaluation = evaluator.evaluate(eval_set)
+        for writer in writers:
+            writer.write(evaluation, evaluator)
+        evaluations.append(evaluation)
+    return evaluations
