@@ -33,6 +33,8 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
+from dataloaders.safe_npy import load_npy
+
 logger = logging.getLogger(__name__)
 
 HASH_BLOCK_BYTES = 1 << 20
@@ -145,7 +147,7 @@ class DescriptorCache:
             return None
         try:
             sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-            array = np.load(array_path, mmap_mode=mmap_mode, allow_pickle=False)
+            array = load_npy(array_path, "cached descriptors", mmap_mode=mmap_mode, allow_objects=False)
         except (OSError, ValueError) as error:
             logger.warning("ignoring unreadable cached descriptors %s: %s", array_path, error)
             return None
