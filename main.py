@@ -17,11 +17,12 @@ from collections.abc import Sequence
 
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
 from models.vpr_model import NonFiniteError, VPRModel
+from utils.resume import check_resume_path
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -32,6 +33,13 @@ def monitored_metric(val_set_names: Sequence[str]) -> str:
 
 
 class VPRTrainingCLI(LightningCLI):
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.resume`)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_resume_path(self.config[subcommand].get("ckpt_path"))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(

@@ -3,8 +3,6 @@ index files, and the published files still load exactly as numpy reads them."""
 
 from __future__ import annotations
 
-import builtins
-import os
 import shutil
 from pathlib import Path
 
@@ -15,30 +13,11 @@ import eval as eval_cli
 from dataloaders.safe_npy import RefusedPickleError, load_npy
 from dataloaders.toy_world import generate_toy_world
 from dataloaders.vpr_datamodule import VPRDataModule
+from tests.planted_pickles import RunsPython, RunsShell
 from tools import build_index
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PUBLISHED = sorted((FIXTURES / "salad_index").glob("*.npy")) + sorted((FIXTURES / "vprbench").glob("*.npy"))
-
-
-class RunsShell:
-    """Pickles as ``os.system(command)``: unpickling it runs the command."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple:
-        return os.system, (self.command,)
-
-
-class RunsPython:
-    """Pickles as ``builtins.exec(source)``."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def __reduce__(self) -> tuple:
-        return builtins.exec, (self.source,)
 
 
 def plant(path: Path, marker: Path, template: Path, payload: str = "shell") -> Path:

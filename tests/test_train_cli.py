@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +92,41 @@ def test_eval_reads_every_format_of_the_toy_world(toy_world: Path, short_run, tm
                    "--log_dir", str(tmp_path / "gmberton")])
     folder_results = json.loads(next((tmp_path / "gmberton").rglob("results.json")).read_text())
     assert folder_results["folders"]["num_queries"] == 4
+
+
+class RunsShell:
+    """Pickles as ``os.system(command)``: unpickling it runs the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple:
+        return os.system, (self.command,)
+
+
+@pytest.mark.parametrize("damage", ["planted", "torn"])
+def test_a_bad_resume_checkpoint_is_one_line_before_lightning_opens_it(toy_world: Path, short_run, tmp_path: Path, damage: str):
+    _, checkpoint = short_run
+    folder, marker = tmp_path / "checkpoints", tmp_path / "marker"
+    folder.mkdir()
+    shutil.copy(checkpoint, folder / "last.ckpt")
+    bad = folder / "resume-latest.ckpt"
+    if damage == "planted":
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        payload["hyper_parameters"]["note"] = RunsShell(f"touch {marker}")
+        torch.save(payload, bad)
+        expected = (f"main.py: error: checkpoint {bad} holds a pickled ", "refused, not executed")
+    else:
+        bad.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 3])  # a write killed one third in
+        expected = (f"main.py: error: checkpoint {bad} is torn", f"resume from one of last.ckpt in {folder} instead")
+    completed = subprocess.run(
+        [sys.executable, "main.py", *train_args(toy_world, tmp_path / "run", "--trainer.max_epochs", "2"), "--ckpt_path", str(bad)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode != 0 and "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(expected[0]) and last_line.endswith(expected[1])
+    assert not marker.exists()
 
 
 class StopAtStep(pl.Callback):
