@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import eval as eval_cli
 import main as train_cli
 from dataloaders.toy_world import generate_toy_world
 from models.vpr_model import NonFiniteError
+from tests.planted_pickles import RunsShell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,16 +92,6 @@ def test_eval_reads_every_format_of_the_toy_world(toy_world: Path, short_run, tm
                    "--log_dir", str(tmp_path / "gmberton")])
     folder_results = json.loads(next((tmp_path / "gmberton").rglob("results.json")).read_text())
     assert folder_results["folders"]["num_queries"] == 4
-
-
-class RunsShell:
-    """Pickles as ``os.system(command)``: unpickling it runs the command."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple:
-        return os.system, (self.command,)
 
 
 @pytest.mark.parametrize("damage", ["planted", "torn"])
