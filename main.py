@@ -22,7 +22,7 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
 from models.vpr_model import NonFiniteError, VPRModel
-from utils.resume import check_resume_path
+from utils.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -39,6 +39,11 @@ class VPRTrainingCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_resume_path(self.config[subcommand].get("ckpt_path"))
+
+    def before_fit(self) -> None:
+        """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.resume`)."""
+        config = self.config["fit"]
+        continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -91,7 +96,7 @@ def default_trainer_settings() -> dict:
         "check_val_every_n_epoch": 1,
         "num_sanity_val_steps": 0,
         "reload_dataloaders_every_n_epochs": 1,
-        "callbacks": [LearningRateMonitor(logging_interval="step")],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RandomStateCheckpoint()],
     }
 
 

@@ -13,7 +13,9 @@ newest first). A batch of ``P`` places is ``[P, K, 3, H, W]`` and ``[P, K]``.
 
 Draws are reproducible: :class:`PlaceSampler` hands every place a seed derived from
 ``(seed, epoch)``, and the dataset seeds both its image choice and the augmentation from
-it, so batches do not depend on the number of workers.
+it, so batches do not depend on the number of workers. :class:`PlaceLoader` saves where an epoch
+is in that order in every checkpoint, so a run resumed mid-epoch trains on the batches the
+uninterrupted run would have.
 
 A file that cannot be read (corrupt, truncated, missing) is replaced by another image of
 the same place, with a :class:`CorruptImageWarning` naming it; failures are counted across
@@ -26,10 +28,10 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from prettytable import PrettyTable
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from dataloaders.image_io import ImageDecodeError, load_image
 from dataloaders.transforms import decode_size, train_transform
@@ -193,6 +195,92 @@ class PlaceSampler(Sampler[tuple[int, int]]):
         draw_seeds = rng.integers(0, 2**62, self.num_places)
         for index in order:
             yield int(index), int(draw_seeds[index])
+
+
+class PlaceBatchSampler(BatchSampler):
+    """Batches of places; the first iteration after a resume skips the batches already trained on.
+
+    Only indices are skipped, no image is read. ``len()`` stays the whole epoch's, as Lightning
+    counts the resumed epoch's batches from its start.
+    """
+
+    def __init__(self, sampler: Sampler | Iterable, batch_size: int, drop_last: bool = False) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[list]:
+        skip, self.skip = self.skip, 0
+        for number, batch in enumerate(super().__iter__()):
+            if number >= skip:
+                yield batch
+
+
+class PlaceLoader(DataLoader):
+    """The training DataLoader of places, resumable mid-epoch.
+
+    Lightning saves :meth:`state_dict` in every checkpoint (under ``loops.fit_loop.state_dict.
+    combined_loader``) and passes it to :meth:`load_state_dict` on resume, before iterating:
+    the resumed epoch goes on with the next batch of the same order and the same draw seeds
+    instead of starting the epoch over. Under DDP Lightning rebuilds the loader and its batch
+    sampler around a distributed wrapper of the :class:`PlaceSampler`; each rank then skips its
+    own batches. Worker seeds come from a generator of the loader's own, so that creating an
+    iterator draws nothing from the global RNG (a resumed run draws its dropout masks as the
+    uninterrupted one does).
+
+    Args:
+        dataset: the places.
+        batch_sampler: a :class:`PlaceBatchSampler` over a :class:`PlaceSampler` (or over
+            Lightning's distributed wrapper of one).
+        generator: seeds the workers; default ``torch.Generator().manual_seed(0)``.
+        **kwargs: the other DataLoader arguments (``num_workers``, ``pin_memory``, ...).
+    """
+
+    def __init__(self, dataset: Dataset, batch_sampler: PlaceBatchSampler, generator: torch.Generator | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(dataset, batch_sampler=batch_sampler,
+                         generator=generator if generator is not None else torch.Generator().manual_seed(0), **kwargs)
+        self._epoch, self._batches_done = self._sampler_epoch(), 0
+
+    def _sampler_epoch(self) -> int:
+        return int(getattr(self.batch_sampler.sampler, "epoch", 0))
+
+    def _places_per_batch(self) -> int:
+        """Places of the order consumed per batch: ``batch_size`` x the number of processes."""
+        return self.batch_sampler.batch_size * int(getattr(self.batch_sampler.sampler, "num_replicas", 1))
+
+    def __iter__(self) -> Iterator:
+        self._epoch, self._batches_done = self._sampler_epoch(), self.batch_sampler.skip
+        for batch in super().__iter__():
+            self._batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the training loop is: ``{"epoch", "batches_done", "places_per_batch", "num_places"}``."""
+        return {"epoch": self._epoch, "batches_done": self._batches_done,
+                "places_per_batch": self._places_per_batch(), "num_places": len(self.dataset)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from ``state``: its epoch, after its batches (a finished epoch: the next one).
+
+        Raises:
+            ValueError: the state is for another number of places (other cities or
+                ``min_img_per_place``): its order cannot be continued.
+        """
+        num_places = len(self.dataset)
+        if int(state["num_places"]) != num_places:
+            raise ValueError(
+                f"the checkpoint's data order is over {state['num_places']} GSV-Cities places but the data now has "
+                f"{num_places}: resume with the run's --data.cities and --data.min_img_per_place"
+            )
+        epoch, places_done = int(state["epoch"]), int(state["batches_done"]) * int(state["places_per_batch"])
+        if places_done >= num_places:
+            epoch, places_done = epoch + 1, 0
+        if places_done % self._places_per_batch():
+            logger.warning("resuming with %d places per step instead of %d: the data order goes on from place %d "
+                           "approximately", self._places_per_batch(), state["places_per_batch"], places_done)
+        self.batch_sampler.sampler.set_epoch(epoch)
+        self.batch_sampler.skip = places_done // self._places_per_batch()
+        self._epoch, self._batches_done = epoch, self.batch_sampler.skip
 
 
 class GSVCitiesDataset(Dataset):
@@ -385,11 +473,13 @@ class GSVCitiesDataModule(pl.LightningDataModule):
         table.add_row(["iterations per epoch", self.iterations_per_epoch])
         return table.get_string()
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> PlaceLoader:
+        """Batches of ``batch_size`` places, resumable mid-epoch (see :class:`PlaceLoader`)."""
         dataset = self._dataset()
-        return DataLoader(
-            dataset, batch_size=self.batch_size,
-            sampler=PlaceSampler(dataset.num_places, shuffle=self.shuffle_all, seed=self.seed),
-            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), drop_last=False,
+        places = PlaceSampler(dataset.num_places, shuffle=self.shuffle_all, seed=self.seed)
+        return PlaceLoader(
+            dataset, batch_sampler=PlaceBatchSampler(places, self.batch_size, drop_last=False),
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )

@@ -295,6 +295,48 @@ def test_batches_do_not_depend_on_workers_and_change_with_epochs(gsv_root: Path)
     assert ids[0] != ids[1] or not torch.equal(images[0], images[1])
 
 
+def test_the_loader_resumes_an_epoch_after_the_batches_trained_on(gsv_root: Path) -> None:
+    def batches(loader: object, count: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        iterator = iter(loader)  # type: ignore[call-overload]
+        return [next(iterator) for _ in range(count)] if count is not None else list(iterator)
+
+    def module() -> GSVCitiesDataModule:
+        return make_module(gsv_root, batch_size=1, shuffle_all=True, train_transform=PLAIN)
+
+    uninterrupted = module().train_dataloader()
+    epochs = [batches(uninterrupted) for _ in range(3)]  # 4 places, 1 per batch: 4 batches per epoch
+    interrupted = module().train_dataloader()
+    batches(interrupted)
+    assert len(batches(interrupted, 2)) == 2  # epoch 1: killed after 2 batches
+    state = interrupted.state_dict()
+    assert state == {"epoch": 1, "batches_done": 2, "places_per_batch": 1, "num_places": 4}
+
+    resumed = module().train_dataloader()
+    resumed.load_state_dict(state)
+    rest = batches(resumed)
+    assert len(rest) == 2 and len(resumed) == 4  # Lightning counts the resumed epoch from its start
+    for (images, ids), (expected_images, expected_ids) in zip(rest, epochs[1][2:]):
+        assert torch.equal(ids, expected_ids) and torch.equal(images, expected_images)
+    assert resumed.state_dict()["batches_done"] == 4
+
+    finished = module().train_dataloader()
+    finished.load_state_dict({**state, "batches_done": 4})  # saved at the end of epoch 1: go on with epoch 2
+    assert [ids.tolist() for _, ids in batches(finished)] == [ids.tolist() for _, ids in epochs[2]]
+
+
+def test_iterating_the_loader_draws_nothing_from_the_global_generator(gsv_root: Path) -> None:
+    loader = make_module(gsv_root, train_transform=PLAIN).train_dataloader()
+    before = torch.get_rng_state()
+    list(loader)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_data_order_for_other_places_is_a_one_line_error(gsv_root: Path) -> None:
+    loader = make_module(gsv_root).train_dataloader()
+    with pytest.raises(ValueError, match=r"over 5 GSV-Cities places but the data now has 4: resume with the run's --data"):
+        loader.load_state_dict({"epoch": 0, "batches_done": 1, "places_per_batch": 3, "num_places": 5})
+
+
 def test_failures_in_worker_processes_are_counted(gsv_root: Path) -> None:
     newest = path_of(gsv_root, 18)  # the newest image of PRS place 7
     newest.write_bytes(b"garbage")

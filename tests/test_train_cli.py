@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -119,33 +121,47 @@ def test_a_bad_resume_checkpoint_is_one_line_before_lightning_opens_it(toy_world
     assert not marker.exists()
 
 
-class StopAtStep(pl.Callback):
-    """Simulates a killed run: interrupts training after ``step`` optimizer steps."""
+def resumable_run_args(world: Path, out: Path) -> list[str]:
+    """A run of 2 epochs x 4 steps (16 places, 4 per batch, shuffled) with dropout, validated on SPED
+    each epoch and a resume checkpoint every step, its checkpoints in Lightning's default folder
+    ``<out>/lightning_logs/version_N/checkpoints``."""
+    args = train_args(
+        world, out, "--trainer.max_epochs", "2", "--data.cities", '["Bangkok", "Boston"]', "--data.shuffle_all", "true",
+        "--data.val_set_names", '["sped"]', "--resume_checkpoint.every_n_train_steps", "1",
+        "--model.agg_config", '{"num_channels": 128, "num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.3}',
+    )
+    for flag in ("--checkpoint.dirpath", "--resume_checkpoint.dirpath"):
+        del args[args.index(flag):args.index(flag) + 2]
+    return args
 
-    def __init__(self, step: int) -> None:
-        self.step = step
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
+def test_a_run_killed_mid_epoch_resumes_bit_exact_in_its_own_folder(toy_world: Path, tmp_path: Path):
+    full = run_training(resumable_run_args(toy_world, tmp_path / "full"))
 
+    args = resumable_run_args(toy_world, tmp_path / "killed")
+    killed = subprocess.run([sys.executable, "-m", "tests.scripts.train_killed_at_step", "5", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    folder = tmp_path / "killed" / "lightning_logs" / "version_0"
+    resume_from = folder / "checkpoints" / "resume-latest.ckpt"
+    assert torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"] == 5  # epoch 1, batch 2 of 4
+    config = (folder / "config.yaml").read_bytes()
+    resumed = run_training([*args, "--ckpt_path", str(resume_from)])
 
-def test_a_run_killed_mid_epoch_resumes_to_the_same_number_of_steps(toy_world: Path, tmp_path: Path, monkeypatch):
-    common = ("--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--resume_checkpoint.every_n_train_steps", "1")
-    full = run_training(train_args(toy_world, tmp_path / "full", *common))
-
-    killed_args = train_args(toy_world, tmp_path / "killed", *common)
-    monkeypatch.setattr(train_cli, "default_trainer_settings",
-                        lambda original=train_cli.default_trainer_settings: {**original(), "callbacks": [StopAtStep(8)]})
-    with pytest.raises(SystemExit):
-        run_training(killed_args)
-    monkeypatch.undo()
-    resume_from = tmp_path / "killed" / "checkpoints" / "resume-latest.ckpt"
-    assert resume_from.is_file()
-    resumed = run_training([*killed_args, "--ckpt_path", str(resume_from)])
-    assert 6 < 8 < full.global_step == 12
-    assert resumed.global_step == full.global_step
-    assert resumed.current_epoch == full.current_epoch
+    assert resumed.global_step == full.global_step == 8 and resumed.current_epoch == full.current_epoch
+    expected, weights = full.lightning_module.state_dict(), resumed.lightning_module.state_dict()
+    assert weights.keys() == expected.keys()
+    assert [name for name in expected if not torch.equal(weights[name], expected[name])] == []
+    # the same run folder: no new version, the best checkpoints of both epochs ranked together
+    assert [path.name for path in folder.parent.iterdir()] == ["version_0"]
+    assert Path(resumed.logger.log_dir) == folder
+    ranking = next(callback for callback in resumed.checkpoint_callbacks if callback.monitor)
+    assert sorted(Path(path).name for path in ranking.best_k_models) == ["epoch00-step4.ckpt", "epoch01-step8.ckpt"]
+    # nothing written before is lost: the first configuration, the first epoch's metrics
+    assert (folder / "config.yaml").read_bytes() == config and (folder / "config_resumed1.yaml").is_file()
+    with (folder / "metrics.csv").open() as stream:
+        validated_epochs = [row["epoch"] for row in csv.DictReader(stream) if row.get("sped/R1")]
+    assert validated_epochs == ["0", "1"]
 
 
 class PoisonWeights(pl.Callback):
