@@ -21,19 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from dataloaders.safe_npy import load_npy
+from utils.atomic_write import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -179,21 +177,9 @@ class DescriptorCache:
             "dtype": str(array.dtype),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_atomically(array_path, lambda stream: np.save(stream, array, allow_pickle=False))
-        _write_atomically(
+        write_atomically(array_path, lambda stream: np.save(stream, array, allow_pickle=False))
+        write_atomically(
             sidecar_path, lambda stream: stream.write(json.dumps(sidecar, indent=2).encode("utf-8"))
         )
         logger.info("cached descriptors %s (shape %s)", array_path, tuple(array.shape))
         return array_path
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it."""
-    file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(file_descriptor, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
