@@ -314,7 +314,8 @@ def predictions_csv_paths(requested: Path | None, set_names: list[str]) -> dict[
 def descriptor_cache_key(eval_set: EvalSet, context: EvalContext) -> CacheKey:
     """Everything that changes a set's descriptors: the checkpoint's content (SHA-256), the set and
     its image list, the image size, the precision, the architecture and random weights' seed, and
-    the decoding when it is not PIL's (no key changes for runs cached before ``--decode_on_device``)."""
+    the decoding when it is not PIL's (no key changes for runs cached before ``--decode_on_device``), and each
+    image file's size and modification time."""
     image_list = "\n".join(
         [str(eval_set.image_root.expanduser().absolute()), *eval_set.db_paths, *eval_set.query_paths]
     )
@@ -322,6 +323,7 @@ def descriptor_cache_key(eval_set: EvalSet, context: EvalContext) -> CacheKey:
         context.ckpt_path,
         eval_set.name,
         context.image_size or NATIVE_SIZE_CACHE_KEY,
+        image_paths=eval_set.image_paths(),
         precision=context.precision,
         weights=context.loaded.weights,
         architecture=context.loaded.architecture.as_dict(),
