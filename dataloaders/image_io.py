@@ -10,15 +10,37 @@ resize still works from at least as many pixels as it outputs.
 
 from __future__ import annotations
 
+import functools
 from os import PathLike
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import EpsImagePlugin, Image, ImageFile, ImageOps
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 """Pillow's 16-bit greyscale modes, and its 32-bit integer mode, which 16-bit files also open as."""
 SIXTEEN_BIT_TO_EIGHT = 257.0
 """65535 / 255: 16-bit values scale to 8 bits by this divisor (0 -> 0, 65535 -> 255)."""
+
+
+NOT_DECODED_FORMATS = ("MPEG",)
+"""Formats Pillow opens (identifies) but has no decoder for."""
+
+
+@functools.cache
+def decodable_image_suffixes() -> frozenset[str]:
+    """File suffixes (lower case, with the dot) of the formats this Pillow build can decode.
+
+    Pillow's registered extensions of the formats it can open, less its stub formats (BUFR,
+    GRIB, HDF5, WMF: identified, not decoded), MPEG, and EPS without Ghostscript. Formats whose
+    library this build lacks (WebP, AVIF, ...) are not registered for opening at all.
+    """
+    Image.init()
+    decodable = {
+        name for name, (factory, _) in Image.OPEN.items()
+        if not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+        and name not in NOT_DECODED_FORMATS and (name != "EPS" or EpsImagePlugin.has_ghostscript())
+    }
+    return frozenset(suffix for suffix, name in Image.registered_extensions().items() if name in decodable)
 
 
 class ImageDecodeError(RuntimeError):

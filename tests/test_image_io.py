@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
-from dataloaders.image_io import ImageDecodeError, load_image
+from dataloaders.image_io import ImageDecodeError, decodable_image_suffixes, load_image
 
 
 def _photo(width: int = 64, height: int = 48) -> Image.Image:
@@ -82,3 +82,11 @@ def test_high_bit_depth_greyscale_scales_to_eight_bits(tmp_path: Path, suffix: s
     for channel in range(3):
         assert np.abs(pixels[..., channel] - expected).max() <= 1  # rounding: >> 8 and / 257 differ by 1 at most
     assert abs(pixels.mean() - 97) < 1  # Pillow's own conversion gives ~255, nearly white
+
+
+def test_image_suffixes_are_the_formats_pillow_decodes_here() -> None:
+    suffixes = decodable_image_suffixes()
+    assert {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"} <= suffixes
+    assert (".webp" in suffixes) == features.check("webp")
+    # identified but never decoded (stubs, MPEG) or written only (PDF)
+    assert not {".h5", ".hdf", ".grib", ".bufr", ".wmf", ".mpg", ".pdf", ".txt"} & suffixes
