@@ -65,6 +65,21 @@ class CorruptImageWarning(UserWarning):
     """A training image could not be read and another image of its place was used."""
 
 
+class UnreadablePlaceError(ValueError):
+    """No image of a place can be read: training cannot draw its ``K`` images.
+
+    The message stays one line when a DataLoader worker raised it: the main process re-raises
+    it as ``UnreadablePlaceError("Caught UnreadablePlaceError in DataLoader worker process 0.
+    Original Traceback ...")``, of which only the original message is kept.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "Original Traceback" in message:
+            last_line = message.strip().splitlines()[-1]
+            message = last_line.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+
 def image_file_name(place_id: int, year: int, month: int, northdeg: int, city_id: str, lat: str, lon: str,
                     panoid: str) -> str:
     """GSV-Cities file name of one image (arguments in CSV column order); ``lat`` and ``lon``
@@ -77,13 +92,20 @@ def read_city_csv(root: Path, city: str) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: the CSV is absent.
-        ValueError: a column is missing, an integer column holds something else, or a place id
+        ValueError: the file is empty or not CSV, a column is missing, an integer column holds something else, or a place id
             is too large to be made unique with ``city_index * 10**5``.
     """
     path = root / "Dataframes" / f"{city}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"GSV-Cities: no CSV for city {city!r}: {path} does not exist")
-    frame = pd.read_csv(path, dtype={"city_id": str, "lat": str, "lon": str, "panoid": str})
+    try:
+        frame = pd.read_csv(path, dtype={"city_id": str, "lat": str, "lon": str, "panoid": str})
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"GSV-Cities CSV {path} is empty (no header, no rows): re-download it, or leave {city} "
+                         f"out of --data.cities") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"GSV-Cities CSV {path} is not a readable CSV ({str(error).strip().splitlines()[0]}): "
+                         f"re-download it, or leave {city} out of --data.cities") from None
     missing = [column for column in CSV_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"GSV-Cities CSV {path} lacks column(s) {', '.join(missing)}; "
@@ -372,11 +394,18 @@ class GSVCitiesDataset(Dataset):
                           f"{place_id} instead", CorruptImageWarning, stacklevel=3)
             return None
 
+    def _unreadable_place_message(self, place_id: int, paths: list[Path]) -> str:
+        city = self.cities[place_id // PLACE_ID_STRIDE]
+        shown = ", ".join(path.name for path in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        return (f"GSV-Cities: none of the {len(paths)} images of place {place_id % PLACE_ID_STRIDE} of {city} can be "
+                f"read ({shown} in {paths[0].parent}); restore those files, or delete the place's rows from "
+                f"{self.root / 'Dataframes' / f'{city}.csv'}")
+
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images [K, 3, H, W], place_ids [K] int64)`` of place ``index``.
 
         Raises:
-            RuntimeError: no image of the place can be read.
+            UnreadablePlaceError: no image of the place can be read.
         """
         place_index, draw_seed = (int(index), self.seed) if isinstance(index, (int, np.integer)) else index
         place_id = int(self.places.place_ids[place_index])
@@ -390,8 +419,7 @@ class GSVCitiesDataset(Dataset):
             if len(images) == self.img_per_place:
                 break
         if not images:
-            raise RuntimeError(f"GSV-Cities: none of the {len(paths)} images of place {place_id} "
-                               f"can be read (first: {paths[0]})")
+            raise UnreadablePlaceError(self._unreadable_place_message(place_id, paths))
         readable = len(images)
         while len(images) < self.img_per_place:  # too few readable images: repeat them
             images.append(images[len(images) % readable])

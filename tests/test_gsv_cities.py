@@ -23,6 +23,7 @@ from dataloaders.gsv_cities import (
     GSVCitiesDataModule,
     GSVCitiesDataset,
     PlaceSampler,
+    UnreadablePlaceError,
 )
 from dataloaders.toy_world import GSV_CITY_CENTRES
 from dataloaders.transforms import (
@@ -188,15 +189,23 @@ def test_missing_files_are_replaced_and_repeated_when_too_few_remain(gsv_root: P
     assert dataset.failed_image_count == 3
 
 
-def test_place_without_any_readable_image_raises(gsv_root: Path) -> None:
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_place_without_any_readable_image_is_one_line_naming_it_and_its_files(
+    gsv_root: Path, num_workers: int
+) -> None:
     for g in (5, 6, 7, 8):
         path_of(gsv_root, g).write_bytes(b"not a jpeg")
-    dataset = GSVCitiesDataset(gsv_root, cities=["Boston"], img_per_place=2, min_img_per_place=4, transform=PLAIN)
-    index = dataset.places.place_ids.tolist().index(1)
+    module = make_module(gsv_root, cities=["Boston"], batch_size=3, img_per_place=2, num_workers=num_workers,
+                         persistent_workers=False, train_transform=PLAIN)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorruptImageWarning)
-        with pytest.raises(RuntimeError, match="none of the 4 images of place 1 can be read"):
-            dataset[index]
+        with pytest.raises(UnreadablePlaceError) as info:  # a ValueError: main.py prints it as one line
+            list(module.train_dataloader())
+    message = str(info.value)
+    assert "\n" not in message and isinstance(info.value, ValueError)
+    assert message.startswith("GSV-Cities: none of the 4 images of place 1 of Boston can be read (")
+    assert path_of(gsv_root, 5).name in message and str(path_of(gsv_root, 5).parent) in message
+    assert message.endswith(f"restore those files, or delete the place's rows from {gsv_root / 'Dataframes' / 'Boston.csv'}")
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -219,6 +228,14 @@ def test_csv_without_expected_columns(gsv_root: Path) -> None:
     pd.read_csv(csv).drop(columns=["panoid"]).to_csv(csv, index=False)
     with pytest.raises(ValueError, match=rf"{csv} lacks column\(s\) panoid; expected columns place_id, year"):
         GSVCitiesDataset(gsv_root, cities=["Boston"])
+
+
+def test_empty_city_csv_is_named(gsv_root: Path) -> None:
+    csv = gsv_root / "Dataframes" / "PRS.csv"
+    csv.write_bytes(b"")  # e.g. a download that stopped before the first byte
+    with pytest.raises(ValueError, match=rf"GSV-Cities CSV {csv} is empty \(no header, no rows\): re-download it, or "
+                                         r"leave PRS out of --data.cities"):
+        GSVCitiesDataset(gsv_root, cities=["Boston", "PRS"])
 
 
 def test_csv_with_non_integer_column(gsv_root: Path) -> None:
