@@ -2,7 +2,10 @@
 
 Every option is a flag and a YAML key (Lightning's CLI): ``python3 main.py --help`` lists them,
 ``--config file.yaml`` loads a file, and the resolved configuration is saved with each run
-under ``logs/``. ``--ckpt_path last.ckpt`` resumes an interrupted run.
+under ``logs/``. ``--ckpt_path last.ckpt`` resumes an interrupted run: the file is checked
+first (a torn or code-running checkpoint is refused in one line), and the run goes on in the
+checkpoint's version folder, from the same place in the data order with the same random state,
+so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``utils/resume.py``).
 
     python3 main.py --data.data_root ../data/gsv-cities --data.data_dir ../data
     python3 main.py --config configs/toy.yaml
