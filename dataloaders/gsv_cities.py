@@ -219,19 +219,33 @@ class PlaceSampler(Sampler[tuple[int, int]]):
             yield int(index), int(draw_seeds[index])
 
 
+def sampler_epoch(sampler: Sampler | Iterable) -> int:
+    """The epoch a :class:`PlaceSampler` (or a distributed wrapper Lightning put around it) will
+    iterate next."""
+    return int(getattr(sampler, "epoch", 0))
+
+
 class PlaceBatchSampler(BatchSampler):
-    """Batches of places; the first iteration after a resume skips the batches already trained on.
+    """Batches of places; after a resume, the resumed epoch skips the batches already trained on.
 
     Only indices are skipped, no image is read. ``len()`` stays the whole epoch's, as Lightning
     counts the resumed epoch's batches from its start.
+
+    Attributes:
+        resume_at: ``(epoch, batches)`` to skip at the start of that epoch's iteration (used
+            once), or None.
     """
 
     def __init__(self, sampler: Sampler | Iterable, batch_size: int, drop_last: bool = False) -> None:
         super().__init__(sampler, batch_size, drop_last)
-        self.skip = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def skip_for(self, epoch: int) -> int:
+        """Batches the iteration of ``epoch`` skips."""
+        return self.resume_at[1] if self.resume_at is not None and self.resume_at[0] == epoch else 0
 
     def __iter__(self) -> Iterator[list]:
-        skip, self.skip = self.skip, 0
+        skip, self.resume_at = self.skip_for(sampler_epoch(self.sampler)), None
         for number, batch in enumerate(super().__iter__()):
             if number >= skip:
                 yield batch
@@ -261,17 +275,15 @@ class PlaceLoader(DataLoader):
                  **kwargs: Any) -> None:
         super().__init__(dataset, batch_sampler=batch_sampler,
                          generator=generator if generator is not None else torch.Generator().manual_seed(0), **kwargs)
-        self._epoch, self._batches_done = self._sampler_epoch(), 0
-
-    def _sampler_epoch(self) -> int:
-        return int(getattr(self.batch_sampler.sampler, "epoch", 0))
+        self._epoch, self._batches_done = sampler_epoch(self.batch_sampler.sampler), 0
 
     def _places_per_batch(self) -> int:
         """Places of the order consumed per batch: ``batch_size`` x the number of processes."""
         return self.batch_sampler.batch_size * int(getattr(self.batch_sampler.sampler, "num_replicas", 1))
 
     def __iter__(self) -> Iterator:
-        self._epoch, self._batches_done = self._sampler_epoch(), self.batch_sampler.skip
+        self._epoch = sampler_epoch(self.batch_sampler.sampler)
+        self._batches_done = self.batch_sampler.skip_for(self._epoch)
         for batch in super().__iter__():
             self._batches_done += 1
             yield batch
@@ -301,8 +313,8 @@ class PlaceLoader(DataLoader):
             logger.warning("resuming with %d places per step instead of %d: the data order goes on from place %d "
                            "approximately", self._places_per_batch(), state["places_per_batch"], places_done)
         self.batch_sampler.sampler.set_epoch(epoch)
-        self.batch_sampler.skip = places_done // self._places_per_batch()
-        self._epoch, self._batches_done = epoch, self.batch_sampler.skip
+        self.batch_sampler.resume_at = (epoch, places_done // self._places_per_batch())
+        self._epoch, self._batches_done = self.batch_sampler.resume_at
 
 
 class GSVCitiesDataset(Dataset):

@@ -340,6 +340,11 @@ def test_the_loader_resumes_an_epoch_after_the_batches_trained_on(gsv_root: Path
     finished.load_state_dict({**state, "batches_done": 4})  # saved at the end of epoch 1: go on with epoch 2
     assert [ids.tolist() for _, ids in batches(finished)] == [ids.tolist() for _, ids in epochs[2]]
 
+    moved_on = module().train_dataloader()
+    moved_on.load_state_dict(state)
+    moved_on.batch_sampler.sampler.set_epoch(2)  # Lightning ended epoch 1 early (limit_train_batches): no skip in 2
+    assert [ids.tolist() for _, ids in batches(moved_on)] == [ids.tolist() for _, ids in epochs[2]]
+
 
 def test_iterating_the_loader_draws_nothing_from_the_global_generator(gsv_root: Path) -> None:
     loader = make_module(gsv_root, train_transform=PLAIN).train_dataloader()
