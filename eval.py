@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache_dir", type=Path, default=Path("logs/descriptor_cache"),
         help="descriptor cache folder (default logs/descriptor_cache)",
     )
+    output.add_argument(
+        "--cache_content_hash", action="store_true",
+        help="with --cache_descriptors: tell images apart by a hash of their content (reads every file) rather "
+        "than by their size and modification time",
+    )
     return parser
 
 
@@ -318,6 +323,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         top_k=args.top_k,
         speed=SpeedOptions(args.channels_last, args.decode_on_device, args.compile, args.search_storage),
         cache_dir=args.cache_dir if args.cache_descriptors else None,
+        cache_content_hash=args.cache_content_hash,
     )
 
 

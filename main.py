@@ -2,7 +2,10 @@
 
 Every option is a flag and a YAML key (Lightning's CLI): ``python3 main.py --help`` lists them,
 ``--config file.yaml`` loads a file, and the resolved configuration is saved with each run
-under ``logs/``. ``--ckpt_path last.ckpt`` resumes an interrupted run.
+under ``logs/``. ``--ckpt_path last.ckpt`` resumes an interrupted run: the file is checked
+first (a torn or code-running checkpoint is refused in one line), and the run goes on in the
+checkpoint's version folder, from the same place in the data order with the same random state,
+so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``utils/resume.py``).
 
     python3 main.py --data.data_root ../data/gsv-cities --data.data_dir ../data
     python3 main.py --config configs/toy.yaml
@@ -18,12 +21,13 @@ from pathlib import Path
 
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from dataloaders.gsv_cities import check_gsv_root
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
 from models.vpr_model import NonFiniteError, VPRModel
+from utils.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -34,6 +38,18 @@ def monitored_metric(val_set_names: Sequence[str]) -> str:
 
 
 class VPRTrainingCLI(LightningCLI):
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.resume`)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_resume_path(self.config[subcommand].get("ckpt_path"))
+
+    def before_fit(self) -> None:
+        """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.resume`)."""
+        config = self.config["fit"]
+        continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -94,7 +110,7 @@ def default_trainer_settings() -> dict:
         "check_val_every_n_epoch": 1,
         "num_sanity_val_steps": 0,
         "reload_dataloaders_every_n_epochs": 1,
-        "callbacks": [LearningRateMonitor(logging_interval="step")],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RandomStateCheckpoint()],
     }
 
 

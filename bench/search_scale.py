@@ -50,6 +50,7 @@ import torch
 from prettytable import PrettyTable
 from tqdm import tqdm
 
+from dataloaders.safe_npy import load_npy
 from utils.search import default_db_chunk, search
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         query_places = torch.randint(centres.shape[0], (args.num_queries,), generator=generator)
         queries = noisy_views(centres[query_places], args.noise, generator).numpy()
         del centres
-        database = np.load(path, mmap_mode="r")
+        database = load_npy(path, "benchmark database", mmap_mode="r", allow_objects=False)
         measurements = [measure(label, database, queries, args.k, db_chunk) for label in args.variants]
         del database
 

@@ -13,7 +13,9 @@ newest first). A batch of ``P`` places is ``[P, K, 3, H, W]`` and ``[P, K]``.
 
 Draws are reproducible: :class:`PlaceSampler` hands every place a seed derived from
 ``(seed, epoch)``, and the dataset seeds both its image choice and the augmentation from
-it, so batches do not depend on the number of workers.
+it, so batches do not depend on the number of workers. :class:`PlaceLoader` saves where an epoch
+is in that order in every checkpoint, so a run resumed mid-epoch trains on the batches the
+uninterrupted run would have.
 
 A file that cannot be read (corrupt, truncated, missing) is replaced by another image of
 the same place, with a :class:`CorruptImageWarning` naming it; failures are counted across
@@ -26,10 +28,10 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from prettytable import PrettyTable
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from dataloaders.image_io import ImageDecodeError, load_image
 from dataloaders.transforms import decode_size, train_transform
@@ -63,6 +65,21 @@ class CorruptImageWarning(UserWarning):
     """A training image could not be read and another image of its place was used."""
 
 
+class UnreadablePlaceError(ValueError):
+    """No image of a place can be read: training cannot draw its ``K`` images.
+
+    The message stays one line when a DataLoader worker raised it: the main process re-raises
+    it as ``UnreadablePlaceError("Caught UnreadablePlaceError in DataLoader worker process 0.
+    Original Traceback ...")``, of which only the original message is kept.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "Original Traceback" in message:
+            last_line = message.strip().splitlines()[-1]
+            message = last_line.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+
 def image_file_name(place_id: int, year: int, month: int, northdeg: int, city_id: str, lat: str, lon: str,
                     panoid: str) -> str:
     """GSV-Cities file name of one image (arguments in CSV column order); ``lat`` and ``lon``
@@ -82,13 +99,20 @@ def read_city_csv(root: Path, city: str) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: the CSV is absent.
-        ValueError: a column is missing, an integer column holds something else, or a place id
+        ValueError: the file is empty or not CSV, a column is missing, an integer column holds something else, or a place id
             is too large to be made unique with ``city_index * 10**5``.
     """
     path = root / "Dataframes" / f"{city}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"GSV-Cities: no CSV for city {city!r}: {path} does not exist")
-    frame = pd.read_csv(path, dtype={"city_id": str, "lat": str, "lon": str, "panoid": str})
+    try:
+        frame = pd.read_csv(path, dtype={"city_id": str, "lat": str, "lon": str, "panoid": str})
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"GSV-Cities CSV {path} is empty (no header, no rows): re-download it, or leave {city} "
+                         f"out of --data.cities") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"GSV-Cities CSV {path} is not a readable CSV ({str(error).strip().splitlines()[0]}): "
+                         f"re-download it, or leave {city} out of --data.cities") from None
     missing = [column for column in CSV_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"GSV-Cities CSV {path} lacks column(s) {', '.join(missing)}; "
@@ -202,6 +226,104 @@ class PlaceSampler(Sampler[tuple[int, int]]):
             yield int(index), int(draw_seeds[index])
 
 
+def sampler_epoch(sampler: Sampler | Iterable) -> int:
+    """The epoch a :class:`PlaceSampler` (or a distributed wrapper Lightning put around it) will
+    iterate next."""
+    return int(getattr(sampler, "epoch", 0))
+
+
+class PlaceBatchSampler(BatchSampler):
+    """Batches of places; after a resume, the resumed epoch skips the batches already trained on.
+
+    Only indices are skipped, no image is read. ``len()`` stays the whole epoch's, as Lightning
+    counts the resumed epoch's batches from its start.
+
+    Attributes:
+        resume_at: ``(epoch, batches)`` to skip at the start of that epoch's iteration (used
+            once), or None.
+    """
+
+    def __init__(self, sampler: Sampler | Iterable, batch_size: int, drop_last: bool = False) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.resume_at: tuple[int, int] | None = None
+
+    def skip_for(self, epoch: int) -> int:
+        """Batches the iteration of ``epoch`` skips."""
+        return self.resume_at[1] if self.resume_at is not None and self.resume_at[0] == epoch else 0
+
+    def __iter__(self) -> Iterator[list]:
+        skip, self.resume_at = self.skip_for(sampler_epoch(self.sampler)), None
+        for number, batch in enumerate(super().__iter__()):
+            if number >= skip:
+                yield batch
+
+
+class PlaceLoader(DataLoader):
+    """The training DataLoader of places, resumable mid-epoch.
+
+    Lightning saves :meth:`state_dict` in every checkpoint (under ``loops.fit_loop.state_dict.
+    combined_loader``) and passes it to :meth:`load_state_dict` on resume, before iterating:
+    the resumed epoch goes on with the next batch of the same order and the same draw seeds
+    instead of starting the epoch over. Under DDP Lightning rebuilds the loader and its batch
+    sampler around a distributed wrapper of the :class:`PlaceSampler`; each rank then skips its
+    own batches. Worker seeds come from a generator of the loader's own, so that creating an
+    iterator draws nothing from the global RNG (a resumed run draws its dropout masks as the
+    uninterrupted one does).
+
+    Args:
+        dataset: the places.
+        batch_sampler: a :class:`PlaceBatchSampler` over a :class:`PlaceSampler` (or over
+            Lightning's distributed wrapper of one).
+        generator: seeds the workers; default ``torch.Generator().manual_seed(0)``.
+        **kwargs: the other DataLoader arguments (``num_workers``, ``pin_memory``, ...).
+    """
+
+    def __init__(self, dataset: Dataset, batch_sampler: PlaceBatchSampler, generator: torch.Generator | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(dataset, batch_sampler=batch_sampler,
+                         generator=generator if generator is not None else torch.Generator().manual_seed(0), **kwargs)
+        self._epoch, self._batches_done = sampler_epoch(self.batch_sampler.sampler), 0
+
+    def _places_per_batch(self) -> int:
+        """Places of the order consumed per batch: ``batch_size`` x the number of processes."""
+        return self.batch_sampler.batch_size * int(getattr(self.batch_sampler.sampler, "num_replicas", 1))
+
+    def __iter__(self) -> Iterator:
+        self._epoch = sampler_epoch(self.batch_sampler.sampler)
+        self._batches_done = self.batch_sampler.skip_for(self._epoch)
+        for batch in super().__iter__():
+            self._batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the training loop is: ``{"epoch", "batches_done", "places_per_batch", "num_places"}``."""
+        return {"epoch": self._epoch, "batches_done": self._batches_done,
+                "places_per_batch": self._places_per_batch(), "num_places": len(self.dataset)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from ``state``: its epoch, after its batches (a finished epoch: the next one).
+
+        Raises:
+            ValueError: the state is for another number of places (other cities or
+                ``min_img_per_place``): its order cannot be continued.
+        """
+        num_places = len(self.dataset)
+        if int(state["num_places"]) != num_places:
+            raise ValueError(
+                f"the checkpoint's data order is over {state['num_places']} GSV-Cities places but the data now has "
+                f"{num_places}: resume with the run's --data.cities and --data.min_img_per_place"
+            )
+        epoch, places_done = int(state["epoch"]), int(state["batches_done"]) * int(state["places_per_batch"])
+        if places_done >= num_places:
+            epoch, places_done = epoch + 1, 0
+        if places_done % self._places_per_batch():
+            logger.warning("resuming with %d places per step instead of %d: the data order goes on from place %d "
+                           "approximately", self._places_per_batch(), state["places_per_batch"], places_done)
+        self.batch_sampler.sampler.set_epoch(epoch)
+        self.batch_sampler.resume_at = (epoch, places_done // self._places_per_batch())
+        self._epoch, self._batches_done = self.batch_sampler.resume_at
+
+
 class GSVCitiesDataset(Dataset):
     """Places of GSV-Cities; item ``i`` is ``(images [K, 3, H, W], place_ids [K])``.
 
@@ -289,11 +411,18 @@ class GSVCitiesDataset(Dataset):
                           f"{place_id} instead", CorruptImageWarning, stacklevel=3)
             return None
 
+    def _unreadable_place_message(self, place_id: int, paths: list[Path]) -> str:
+        city = self.cities[place_id // PLACE_ID_STRIDE]
+        shown = ", ".join(path.name for path in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        return (f"GSV-Cities: none of the {len(paths)} images of place {place_id % PLACE_ID_STRIDE} of {city} can be "
+                f"read ({shown} in {paths[0].parent}); restore those files, or delete the place's rows from "
+                f"{self.root / 'Dataframes' / f'{city}.csv'}")
+
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images [K, 3, H, W], place_ids [K] int64)`` of place ``index``.
 
         Raises:
-            RuntimeError: no image of the place can be read.
+            UnreadablePlaceError: no image of the place can be read.
         """
         place_index, draw_seed = (int(index), self.seed) if isinstance(index, (int, np.integer)) else index
         place_id = int(self.places.place_ids[place_index])
@@ -307,8 +436,7 @@ class GSVCitiesDataset(Dataset):
             if len(images) == self.img_per_place:
                 break
         if not images:
-            raise RuntimeError(f"GSV-Cities: none of the {len(paths)} images of place {place_id} "
-                               f"can be read (first: {paths[0]})")
+            raise UnreadablePlaceError(self._unreadable_place_message(place_id, paths))
         readable = len(images)
         while len(images) < self.img_per_place:  # too few readable images: repeat them
             images.append(images[len(images) % readable])
@@ -390,11 +518,13 @@ class GSVCitiesDataModule(pl.LightningDataModule):
         table.add_row(["iterations per epoch", self.iterations_per_epoch])
         return table.get_string()
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> PlaceLoader:
+        """Batches of ``batch_size`` places, resumable mid-epoch (see :class:`PlaceLoader`)."""
         dataset = self._dataset()
-        return DataLoader(
-            dataset, batch_size=self.batch_size,
-            sampler=PlaceSampler(dataset.num_places, shuffle=self.shuffle_all, seed=self.seed),
-            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), drop_last=False,
+        places = PlaceSampler(dataset.num_places, shuffle=self.shuffle_all, seed=self.seed)
+        return PlaceLoader(
+            dataset, batch_sampler=PlaceBatchSampler(places, self.batch_size, drop_last=False),
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )

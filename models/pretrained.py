@@ -21,10 +21,16 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint file safely: a bare state dict or a Lightning checkpoint dict.
 
     ``weights_only=True``: a file that would run code when unpickled is refused, never executed.
+    An empty file, a file that is not a torch checkpoint and a torn one are told apart first.
     """
+    from utils.checkpoint_files import checkpoint_file_problem  # the same test main.py's resume makes
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    problem = checkpoint_file_problem(path)
+    if problem is not None:
+        raise ValueError(f"checkpoint {path} {problem}: pass a .ckpt/.pth file saved by main.py or torch.save")
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...

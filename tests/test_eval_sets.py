@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import shutil
 from pathlib import Path
 
@@ -404,6 +405,55 @@ def test_unlabelled_folders_recursive_sorted_images_only(tmp_path: Path) -> None
     assert eval_set.query_paths == ["queries/q.jpg"]
     assert eval_set.ground_truth is None
     assert eval_set.image_paths()[0] == tmp_path / "database" / "a" / "1.JPG"
+
+
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64)
+"""The start of a macOS AppleDouble file (``._name``): resource fork and metadata, not an image."""
+
+
+def test_folders_take_every_format_pillow_decodes_and_say_what_they_skip(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "database"
+    database.mkdir()
+    for name in ("a.webp", "b.tif", "c.bmp", "d.JPG"):
+        Image.new("RGB", (32, 24), (10, 200, 30)).save(database / name)
+    for name in ("notes.txt", "gps.csv", "e.json", "f.yaml"):
+        (database / name).write_text("not an image")
+    write_jpeg(tmp_path / "queries" / "q.jpg")
+
+    with caplog.at_level(logging.INFO, logger="dataloaders.eval_sets.folders"):
+        eval_set = read_image_folders("mine", database, tmp_path / "queries")
+
+    assert eval_set.db_paths == ["database/a.webp", "database/b.tif", "database/c.bmp", "database/d.JPG"]
+    skipped = [record.getMessage() for record in caplog.records if "skipped" in record.getMessage()]
+    assert skipped == [
+        f"database folder {database}: skipped 4 file(s) that are not images this Pillow build can read: "
+        "e.json, f.yaml, gps.csv, ..."
+    ]
+    images = eval_set.images(to_tensor)
+    assert [tuple(images[i][0].shape) for i in range(4)] == [(3, 24, 32)] * 4  # each one decodes
+
+
+def test_hidden_files_are_skipped_and_counted_in_every_folder_reader(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for east in (100.0, 130.0):
+        write_jpeg(tmp_path / "database" / gmberton_name(east, 50.0))
+        (tmp_path / "database" / f"._{gmberton_name(east, 50.0)}").write_bytes(APPLE_DOUBLE)  # copied from a Mac
+    write_jpeg(tmp_path / "database" / ".ipynb_checkpoints" / gmberton_name(100.0, 50.0))
+    write_jpeg(tmp_path / "queries" / gmberton_name(110.0, 50.0))
+
+    with caplog.at_level(logging.INFO, logger="dataloaders.eval_sets.folders"):
+        labelled = read_gmberton(tmp_path, "mac_copy")
+        unlabelled = read_image_folders("mac_copy", tmp_path / "database", tmp_path / "queries")
+
+    expected = [f"database/{gmberton_name(east, 50.0)}" for east in (100.0, 130.0)]
+    assert labelled.db_paths == expected and unlabelled.db_paths == expected
+    labelled.images(to_tensor)[0]  # the run goes on: every listed file decodes
+    skipped = [record.getMessage() for record in caplog.records if "skipped" in record.getMessage()]
+    assert len(skipped) == 2 and all("skipped 3 hidden file(s)" in message for message in skipped)
+    assert f"._{gmberton_name(100.0, 50.0)}" in skipped[0]
 
 
 def test_empty_or_missing_folder_is_an_error(tmp_path: Path) -> None:

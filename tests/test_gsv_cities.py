@@ -23,6 +23,7 @@ from dataloaders.gsv_cities import (
     GSVCitiesDataModule,
     GSVCitiesDataset,
     PlaceSampler,
+    UnreadablePlaceError,
 )
 from dataloaders.toy_world import GSV_CITY_CENTRES
 from dataloaders.transforms import (
@@ -188,15 +189,23 @@ def test_missing_files_are_replaced_and_repeated_when_too_few_remain(gsv_root: P
     assert dataset.failed_image_count == 3
 
 
-def test_place_without_any_readable_image_raises(gsv_root: Path) -> None:
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_place_without_any_readable_image_is_one_line_naming_it_and_its_files(
+    gsv_root: Path, num_workers: int
+) -> None:
     for g in (5, 6, 7, 8):
         path_of(gsv_root, g).write_bytes(b"not a jpeg")
-    dataset = GSVCitiesDataset(gsv_root, cities=["Boston"], img_per_place=2, min_img_per_place=4, transform=PLAIN)
-    index = dataset.places.place_ids.tolist().index(1)
+    module = make_module(gsv_root, cities=["Boston"], batch_size=3, img_per_place=2, num_workers=num_workers,
+                         persistent_workers=False, train_transform=PLAIN)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorruptImageWarning)
-        with pytest.raises(RuntimeError, match="none of the 4 images of place 1 can be read"):
-            dataset[index]
+        with pytest.raises(UnreadablePlaceError) as info:  # a ValueError: main.py prints it as one line
+            list(module.train_dataloader())
+    message = str(info.value)
+    assert "\n" not in message and isinstance(info.value, ValueError)
+    assert message.startswith("GSV-Cities: none of the 4 images of place 1 of Boston can be read (")
+    assert path_of(gsv_root, 5).name in message and str(path_of(gsv_root, 5).parent) in message
+    assert message.endswith(f"restore those files, or delete the place's rows from {gsv_root / 'Dataframes' / 'Boston.csv'}")
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -219,6 +228,14 @@ def test_csv_without_expected_columns(gsv_root: Path) -> None:
     pd.read_csv(csv).drop(columns=["panoid"]).to_csv(csv, index=False)
     with pytest.raises(ValueError, match=rf"{csv} lacks column\(s\) panoid; expected columns place_id, year"):
         GSVCitiesDataset(gsv_root, cities=["Boston"])
+
+
+def test_empty_city_csv_is_named(gsv_root: Path) -> None:
+    csv = gsv_root / "Dataframes" / "PRS.csv"
+    csv.write_bytes(b"")  # e.g. a download that stopped before the first byte
+    with pytest.raises(ValueError, match=rf"GSV-Cities CSV {csv} is empty \(no header, no rows\): re-download it, or "
+                                         r"leave PRS out of --data.cities"):
+        GSVCitiesDataset(gsv_root, cities=["Boston", "PRS"])
 
 
 def test_csv_with_non_integer_column(gsv_root: Path) -> None:
@@ -293,6 +310,53 @@ def test_batches_do_not_depend_on_workers_and_change_with_epochs(gsv_root: Path)
     ids = [torch.cat([b[1][:, 0] for b in epoch]).tolist() for epoch in inline]
     images = [torch.cat([b[0].flatten(0, 1) for b in epoch]) for epoch in inline]
     assert ids[0] != ids[1] or not torch.equal(images[0], images[1])
+
+
+def test_the_loader_resumes_an_epoch_after_the_batches_trained_on(gsv_root: Path) -> None:
+    def batches(loader: object, count: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        iterator = iter(loader)  # type: ignore[call-overload]
+        return [next(iterator) for _ in range(count)] if count is not None else list(iterator)
+
+    def module() -> GSVCitiesDataModule:
+        return make_module(gsv_root, batch_size=1, shuffle_all=True, train_transform=PLAIN)
+
+    uninterrupted = module().train_dataloader()
+    epochs = [batches(uninterrupted) for _ in range(3)]  # 4 places, 1 per batch: 4 batches per epoch
+    interrupted = module().train_dataloader()
+    batches(interrupted)
+    assert len(batches(interrupted, 2)) == 2  # epoch 1: killed after 2 batches
+    state = interrupted.state_dict()
+    assert state == {"epoch": 1, "batches_done": 2, "places_per_batch": 1, "num_places": 4}
+
+    resumed = module().train_dataloader()
+    resumed.load_state_dict(state)
+    rest = batches(resumed)
+    assert len(rest) == 2 and len(resumed) == 4  # Lightning counts the resumed epoch from its start
+    for (images, ids), (expected_images, expected_ids) in zip(rest, epochs[1][2:]):
+        assert torch.equal(ids, expected_ids) and torch.equal(images, expected_images)
+    assert resumed.state_dict()["batches_done"] == 4
+
+    finished = module().train_dataloader()
+    finished.load_state_dict({**state, "batches_done": 4})  # saved at the end of epoch 1: go on with epoch 2
+    assert [ids.tolist() for _, ids in batches(finished)] == [ids.tolist() for _, ids in epochs[2]]
+
+    moved_on = module().train_dataloader()
+    moved_on.load_state_dict(state)
+    moved_on.batch_sampler.sampler.set_epoch(2)  # Lightning ended epoch 1 early (limit_train_batches): no skip in 2
+    assert [ids.tolist() for _, ids in batches(moved_on)] == [ids.tolist() for _, ids in epochs[2]]
+
+
+def test_iterating_the_loader_draws_nothing_from_the_global_generator(gsv_root: Path) -> None:
+    loader = make_module(gsv_root, train_transform=PLAIN).train_dataloader()
+    before = torch.get_rng_state()
+    list(loader)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_data_order_for_other_places_is_a_one_line_error(gsv_root: Path) -> None:
+    loader = make_module(gsv_root).train_dataloader()
+    with pytest.raises(ValueError, match=r"over 5 GSV-Cities places but the data now has 4: resume with the run's --data"):
+        loader.load_state_dict({"epoch": 0, "batches_done": 1, "places_per_batch": 3, "num_places": 5})
 
 
 def test_failures_in_worker_processes_are_counted(gsv_root: Path) -> None:

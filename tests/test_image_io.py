@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
-from dataloaders.image_io import ImageDecodeError, load_image
+from dataloaders.image_io import ImageDecodeError, decodable_image_suffixes, load_image
 
 
 def _photo(width: int = 64, height: int = 48) -> Image.Image:
@@ -56,3 +56,37 @@ def test_truncated_and_missing_files_name_the_file(tmp_path: Path):
         load_image(path)
     with pytest.raises(FileNotFoundError):
         load_image(tmp_path / "absent.jpg")
+
+
+def _sixteen_bit_values(width: int = 64, height: int = 48) -> np.ndarray:
+    """``[H, W]`` 16-bit values: a diagonal ramp around 97 * 257, the mean of a typical photo."""
+    ramp = np.add.outer(np.arange(height), np.arange(width)) * 300
+    return (97 * 257 - ramp.mean() + ramp).astype(np.uint16)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "stored"),
+    [
+        ("png", lambda raw: Image.fromarray(raw)),  # PNG 16-bit greyscale: mode I;16
+        ("tif", lambda raw: Image.fromarray(raw.astype(np.int32))),  # 32-bit integer TIFF: mode I
+        ("tif", lambda raw: Image.fromarray((raw / 65535).astype(np.float32))),  # float TIFF in [0, 1]: mode F
+    ],
+    ids=["I;16", "I", "F"],
+)
+def test_high_bit_depth_greyscale_scales_to_eight_bits(tmp_path: Path, suffix: str, stored) -> None:
+    raw = _sixteen_bit_values()
+    path = tmp_path / f"grey16.{suffix}"
+    stored(raw).save(path)
+    pixels = np.asarray(load_image(path)).astype(np.int64)
+    expected = raw.astype(np.int64) * 255 / 65535  # 16 bits to 8, computed from the raw values
+    for channel in range(3):
+        assert np.abs(pixels[..., channel] - expected).max() <= 1  # rounding: >> 8 and / 257 differ by 1 at most
+    assert abs(pixels.mean() - 97) < 1  # Pillow's own conversion gives ~255, nearly white
+
+
+def test_image_suffixes_are_the_formats_pillow_decodes_here() -> None:
+    suffixes = decodable_image_suffixes()
+    assert {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"} <= suffixes
+    assert (".webp" in suffixes) == features.check("webp")
+    # identified but never decoded (stubs, MPEG) or written only (PDF)
+    assert not {".h5", ".hdf", ".grib", ".bufr", ".wmf", ".mpg", ".pdf", ".txt"} & suffixes

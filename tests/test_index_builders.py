@@ -311,6 +311,22 @@ def test_pittsburgh_index_files_from_mat(tmp_path: Path) -> None:
     assert gt.dtype == object and [row.tolist() for row in gt] == PITTS_GT
 
 
+@pytest.mark.parametrize("damage", ["truncated", "cut_in_the_header", "text", "empty"])
+def test_a_broken_pittsburgh_mat_is_one_line_naming_it(tmp_path: Path, damage: str) -> None:
+    mat_file = tmp_path / "pitts30k_val.mat"
+    write_pittsburgh_mat(mat_file, PITTS_DB, PITTS_DB_UTM, PITTS_Q, PITTS_Q_UTM)
+    content = mat_file.read_bytes()
+    broken = {"truncated": content[: len(content) * 2 // 3], "cut_in_the_header": content[:100],
+              "text": b"<html>Service unavailable</html>\n", "empty": b""}[damage]
+    mat_file.write_bytes(broken)
+    with pytest.raises(SystemExit) as exit_info:
+        build_index.main(["pitts", "--mat", str(mat_file), "--out_dir", str(tmp_path / "out")])
+    message = str(exit_info.value)
+    assert message.startswith(f"build_index pitts: error: Pittsburgh .mat file {mat_file} is not a readable MATLAB file")
+    assert "\n" not in message and message.endswith("download it again")
+    assert not (tmp_path / "out").exists()
+
+
 def test_equal_length_positives_stay_an_object_array(tmp_path: Path) -> None:
     mat_file = tmp_path / "pitts30k_test.mat"
     write_pittsburgh_mat(mat_file, PITTS_DB, PITTS_DB_UTM, PITTS_Q[:1], PITTS_Q_UTM[:1])

@@ -80,6 +80,20 @@ def test_missing_curve_and_existing_figure(tmp_path: Path, capsys: pytest.Captur
     assert existing.read_bytes() == b"user file"
 
 
+def test_an_empty_results_file_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path / "run", {"sped": [70.0, 80.0]})
+    empty = tmp_path / "crashed" / "results.json"
+    empty.parent.mkdir()
+    empty.write_text("{}\n")
+    for runs in ([empty], [run, empty]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--runs", *map(str, runs), "--out", str(tmp_path / "f.png")])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith(f"python -m tools.plot_recalls: error: no evaluation set in {empty}")
+    assert not list(tmp_path.glob("*.png"))
+
+
 def test_help_runs_as_a_script() -> None:
     completed = subprocess.run(
         [sys.executable, "tools/plot_recalls.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +18,7 @@ import eval as eval_cli
 import main as train_cli
 from dataloaders.toy_world import generate_toy_world
 from models.vpr_model import NonFiniteError
+from tests.planted_pickles import RunsShell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,33 +96,72 @@ def test_eval_reads_every_format_of_the_toy_world(toy_world: Path, short_run, tm
     assert folder_results["folders"]["num_queries"] == 4
 
 
-class StopAtStep(pl.Callback):
-    """Simulates a killed run: interrupts training after ``step`` optimizer steps."""
+@pytest.mark.parametrize("damage", ["planted", "torn"])
+def test_a_bad_resume_checkpoint_is_one_line_before_lightning_opens_it(toy_world: Path, short_run, tmp_path: Path, damage: str):
+    _, checkpoint = short_run
+    folder, marker = tmp_path / "checkpoints", tmp_path / "marker"
+    folder.mkdir()
+    shutil.copy(checkpoint, folder / "last.ckpt")
+    bad = folder / "resume-latest.ckpt"
+    if damage == "planted":
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        payload["hyper_parameters"]["note"] = RunsShell(f"touch {marker}")
+        torch.save(payload, bad)
+        expected = (f"main.py: error: checkpoint {bad} holds a pickled ", "refused, not executed")
+    else:
+        bad.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 3])  # a write killed one third in
+        expected = (f"main.py: error: checkpoint {bad} is torn", f"resume from one of last.ckpt in {folder} instead")
+    completed = subprocess.run(
+        [sys.executable, "main.py", *train_args(toy_world, tmp_path / "run", "--trainer.max_epochs", "2"), "--ckpt_path", str(bad)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode != 0 and "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(expected[0]) and last_line.endswith(expected[1])
+    assert not marker.exists()
 
-    def __init__(self, step: int) -> None:
-        self.step = step
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
+def resumable_run_args(world: Path, out: Path) -> list[str]:
+    """A run of 2 epochs x 4 steps (16 places, 4 per batch, shuffled) with dropout, validated on SPED
+    each epoch and a resume checkpoint every step, its checkpoints in Lightning's default folder
+    ``<out>/lightning_logs/version_N/checkpoints``."""
+    args = train_args(
+        world, out, "--trainer.max_epochs", "2", "--data.cities", '["Bangkok", "Boston"]', "--data.shuffle_all", "true",
+        "--data.val_set_names", '["sped"]', "--resume_checkpoint.every_n_train_steps", "1",
+        "--model.agg_config", '{"num_channels": 128, "num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.3}',
+    )
+    for flag in ("--checkpoint.dirpath", "--resume_checkpoint.dirpath"):
+        del args[args.index(flag):args.index(flag) + 2]
+    return args
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_same_number_of_steps(toy_world: Path, tmp_path: Path, monkeypatch):
-    common = ("--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--resume_checkpoint.every_n_train_steps", "1")
-    full = run_training(train_args(toy_world, tmp_path / "full", *common))
+def test_a_run_killed_mid_epoch_resumes_bit_exact_in_its_own_folder(toy_world: Path, tmp_path: Path):
+    full = run_training(resumable_run_args(toy_world, tmp_path / "full"))
 
-    killed_args = train_args(toy_world, tmp_path / "killed", *common)
-    monkeypatch.setattr(train_cli, "default_trainer_settings",
-                        lambda original=train_cli.default_trainer_settings: {**original(), "callbacks": [StopAtStep(8)]})
-    with pytest.raises(SystemExit):
-        run_training(killed_args)
-    monkeypatch.undo()
-    resume_from = tmp_path / "killed" / "checkpoints" / "resume-latest.ckpt"
-    assert resume_from.is_file()
-    resumed = run_training([*killed_args, "--ckpt_path", str(resume_from)])
-    assert 6 < 8 < full.global_step == 12
-    assert resumed.global_step == full.global_step
-    assert resumed.current_epoch == full.current_epoch
+    args = resumable_run_args(toy_world, tmp_path / "killed")
+    killed = subprocess.run([sys.executable, "-m", "tests.scripts.train_killed_at_step", "5", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    folder = tmp_path / "killed" / "lightning_logs" / "version_0"
+    resume_from = folder / "checkpoints" / "resume-latest.ckpt"
+    assert torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"] == 5  # epoch 1, batch 2 of 4
+    config = (folder / "config.yaml").read_bytes()
+    resumed = run_training([*args, "--ckpt_path", str(resume_from)])
+
+    assert resumed.global_step == full.global_step == 8 and resumed.current_epoch == full.current_epoch
+    expected, weights = full.lightning_module.state_dict(), resumed.lightning_module.state_dict()
+    assert weights.keys() == expected.keys()
+    assert [name for name in expected if not torch.equal(weights[name], expected[name])] == []
+    # the same run folder: no new version, the best checkpoints of both epochs ranked together
+    assert [path.name for path in folder.parent.iterdir()] == ["version_0"]
+    assert Path(resumed.logger.log_dir) == folder
+    ranking = next(callback for callback in resumed.checkpoint_callbacks if callback.monitor)
+    assert sorted(Path(path).name for path in ranking.best_k_models) == ["epoch00-step4.ckpt", "epoch01-step8.ckpt"]
+    # nothing written before is lost: the first configuration, the first epoch's metrics
+    assert (folder / "config.yaml").read_bytes() == config and (folder / "config_resumed1.yaml").is_file()
+    with (folder / "metrics.csv").open() as stream:
+        validated_epochs = [row["epoch"] for row in csv.DictReader(stream) if row.get("sped/R1")]
+    assert validated_epochs == ["0", "1"]
 
 
 class PoisonWeights(pl.Callback):
@@ -208,6 +251,7 @@ def test_compile_network_compiles_in_place_and_trains_alike(compile_calls):
         "backbone_config": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
         "agg_config": {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},  # inductor draws other masks
     }
+    torch.manual_seed(1)  # the weights do not depend on the tests that ran before
     eager = VPRModel(**config)
     assert compile_calls == []
     fast = VPRModel(**config, compile_network=True)
@@ -222,12 +266,18 @@ def test_compile_network_compiles_in_place_and_trains_alike(compile_calls):
         loss.backward()
         losses.append(loss.detach())
     torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-4)
-    for (name, grad), (_, fast_grad) in zip(
-        ((n, p.grad) for n, p in eager.named_parameters()), ((n, p.grad) for n, p in fast.named_parameters())
-    ):
-        assert fast_grad is not None or grad is None, name
+    pairs = [(name, p.grad, q.grad) for (name, p), q in zip(eager.named_parameters(), fast.parameters())]
+    for name, grad, fast_grad in pairs:
+        assert (fast_grad is None) == (grad is None), name
+    # Compiled kernels sum in another order, and train-mode BatchNorm's backward amplifies it:
+    # measured up to 0.8% of the largest gradient (ResNet-18 conv1, seed 1).
+    scale = max(float(grad.abs().max()) for _, grad, _ in pairs if grad is not None)
+    for name, grad, fast_grad in pairs:
         if grad is not None:
-            torch.testing.assert_close(fast_grad, grad, atol=1e-4, rtol=1e-3, msg=name)
+            torch.testing.assert_close(fast_grad, grad, atol=0.01 * scale, rtol=1e-3, msg=name)
+    eager_flat = torch.cat([grad.flatten() for _, grad, _ in pairs if grad is not None])
+    fast_flat = torch.cat([fast_grad.flatten() for _, grad, fast_grad in pairs if grad is not None])
+    assert torch.nn.functional.cosine_similarity(eager_flat, fast_flat, dim=0) > 0.9999
 
 
 @pytest.mark.parametrize(

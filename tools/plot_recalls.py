@@ -63,10 +63,14 @@ def collect_curves(
 ) -> dict[str, dict[str, np.ndarray]]:
     """``{set name: {run label: [max_n] recall curve}}`` from the results files.
 
-    A set missing from a run is left out of that run's curves; a requested set that no run
-    has, or an entry without a recall curve, is a ``ValueError``.
+    A set missing from a run is left out of that run's curves; a run without any set (``{}``),
+    a requested set that no run has, or an entry without a recall curve, is a ``ValueError``.
     """
     results = [read_results_json(path) for path in runs]
+    empty = [str(path) for path, result in zip(runs, results) if not result]
+    if empty:
+        raise ValueError(f"no evaluation set in {', '.join(empty)} (an empty results file): nothing to plot; "
+                         "pass results.json files that eval.py wrote after evaluating at least one set")
     if set_names is None:
         set_names = list(dict.fromkeys(name for result in results for name in result))
     curves: dict[str, dict[str, np.ndarray]] = {}
@@ -96,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out must end in .png, got {args.out}")
     try:
         curves = collect_curves(args.runs, labels, args.sets)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
+    except (FileNotFoundError, ValueError) as error:  # the files, not the flags: one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     paths = output_paths(args.out, list(curves))
     existing = [str(path) for path in paths.values() if path.exists()]
     if existing:

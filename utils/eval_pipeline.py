@@ -23,7 +23,6 @@ predictions are kept per query, and whether cached descriptors may be reused.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -233,20 +232,19 @@ class Evaluator:
 
     def cache_key(self, eval_set: EvalSet) -> CacheKey:
         """Everything that changes a set's descriptors: the weights (the checkpoint's SHA-256, or the
-        random seed), the architecture, the set and its images, the preprocessing, the precision,
-        and the decoding when it is not PIL's."""
-        image_list = "\n".join(
-            [str(eval_set.image_root.expanduser().absolute()), *eval_set.db_paths, *eval_set.query_paths]
-        )
+        random seed), the architecture, the set and its images (paths, sizes and modification times,
+        or their content with ``cache_content_hash``), the preprocessing, the precision, and the
+        decoding when it is not PIL's."""
         preprocessing = {"max_side": self.preprocessing.max_side, "draft_decode": self.preprocessing.draft_decode}
         return make_cache_key(
             self.model.checkpoint,
             eval_set.name,
             self.options.image_size or NATIVE_SIZE_CACHE_KEY,
+            image_paths=eval_set.image_paths(),
+            content_hash=self.options.cache_content_hash,
             precision=self.precision,
             weights=self.model.weights,
             architecture=dict(self.model.architecture),
-            images_sha256=hashlib.sha256(image_list.encode("utf-8")).hexdigest(),
             preprocessing=preprocessing,
             **({"decoding": "device"} if self.options.speed.decode_on_device else {}),
         )

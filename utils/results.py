@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from os import PathLike
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 from prettytable import PrettyTable
+
+from utils.atomic_write import write_atomically
 
 RECALLS_FIELD = "recall@k"
 CURVE_FIELD = "recall_curve"
@@ -95,7 +96,7 @@ def write_results_json(
     """Write ``{set name: entry}`` as indented JSON.
 
     The file is written to a temporary name in the same folder and then renamed, so a reader
-    never sees half a file.
+    never sees half a file; its mode follows the umask (see :mod:`utils.atomic_write`).
 
     Args:
         path: output ``.json`` file; its folder must exist.
@@ -109,15 +110,7 @@ def write_results_json(
     if path.exists() and not overwrite:
         raise FileExistsError(f"results file already exists, not overwriting it: {path}")
     text = json.dumps(payload, indent=2, default=_json_default) + "\n"
-    file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(file_descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def read_results_json(path: str | PathLike[str]) -> dict[str, dict[str, Any]]:

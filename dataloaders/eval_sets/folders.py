@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from dataloaders.eval_sets.base import EvalSet
+from dataloaders.image_io import decodable_image_suffixes
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+log = logging.getLogger(__name__)
+
+SHOWN_SKIPPED = 3
+"""Names of skipped files quoted in the log line."""
 
 
 def list_images(folder: Path, flag: str = "folder") -> list[Path]:
-    """Image files under ``folder`` (recursive; .jpg/.jpeg/.png, any case), sorted by path.
+    """Image files under ``folder`` (recursive), sorted by path.
+
+    Images are the files whose suffix (any case) is one this Pillow build decodes (see
+    :func:`dataloaders.image_io.decodable_image_suffixes`: .jpg, .png, .webp, .tif, ...).
+    Hidden files, and files in hidden folders (names starting with ``.``: macOS ``._name.jpg``
+    resource forks, ``.ipynb_checkpoints``), are skipped; so are files of other types. Each
+    kind skipped is logged in one line with how many and the first names.
 
     Args:
         folder: directory to search.
@@ -24,14 +35,32 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{flag} {folder} is not a directory")
-    images = sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
+    suffixes = decodable_image_suffixes()
+    images: list[Path] = []
+    hidden: list[str] = []
+    others: list[str] = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            if path.is_file():
+                hidden.append(relative.as_posix())
+        elif path.suffix.lower() in suffixes and path.is_file():
+            images.append(path)
+        elif path.is_file():
+            others.append(relative.as_posix())
+    _log_skipped(flag, folder, hidden, "hidden file(s) (names starting with '.', e.g. macOS '._' files)")
+    _log_skipped(flag, folder, others, "file(s) that are not images this Pillow build can read")
     if not images:
-        raise ValueError(f"{flag} {folder} holds no {'/'.join(IMAGE_SUFFIXES)} image")
-    return images
+        example = f" (it holds {len(others)} other file(s): {', '.join(sorted(others)[:SHOWN_SKIPPED])})" if others else ""
+        raise ValueError(f"{flag} {folder} holds no image this Pillow build can read{example}")
+    return sorted(images)
+
+
+def _log_skipped(flag: str, folder: Path, names: list[str], what: str) -> None:
+    if names:
+        shown = ", ".join(sorted(names)[:SHOWN_SKIPPED])
+        log.info("%s %s: skipped %d %s: %s%s", flag, folder, len(names), what, shown,
+                 ", ..." if len(names) > SHOWN_SKIPPED else "")
 
 
 def common_root(*folders: Path) -> Path:

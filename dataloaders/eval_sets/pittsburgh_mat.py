@@ -59,12 +59,20 @@ def load_db_struct(mat_file: Path) -> PittsburghDbStruct:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: it has no ``dbStruct`` or its fields do not match the documented layout.
+        ValueError: it is not a readable ``.mat`` file (truncated, not MATLAB), has no
+            ``dbStruct``, or its fields do not match the documented layout.
     """
     mat_file = Path(mat_file)
     if not mat_file.is_file():
         raise FileNotFoundError(f"Pittsburgh .mat file {mat_file} does not exist")
-    contents = loadmat(mat_file)
+    try:
+        contents = loadmat(mat_file)
+    except Exception as error:  # scipy raises MatReadError, OSError, ValueError, IndexError, ... on broken files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no details"
+        raise ValueError(
+            f"Pittsburgh .mat file {mat_file} is not a readable MATLAB file ({type(error).__name__}: {reason}); "
+            "it may be truncated: download it again"
+        ) from None
     if "dbStruct" not in contents:
         raise ValueError(f"{mat_file}: no 'dbStruct' variable (found {sorted(contents)})")
     struct = contents["dbStruct"].item()

@@ -16,22 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet, as_path_list, path_stems
+from dataloaders.safe_npy import load_npy
 
 
 def load_index_array(path: Path) -> np.ndarray:
-    """Load one ``.npy`` index file (object arrays allowed: the published files need it).
+    """Load one ``.npy`` index file; object arrays (the published files need them) are rebuilt
+    without running anything the file holds (see :mod:`dataloaders.safe_npy`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a readable ``.npy`` array.
+        ValueError: the file is not a readable ``.npy`` array, or its pickle names anything
+            but numpy arrays and plain values (refused, not executed).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"index file {path} does not exist")
-    try:
-        return np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"index file {path} is not a readable .npy array: {error}") from error
+    return load_npy(path, "index file")
 
 
 def ground_truth_rows(ground_truth: np.ndarray, source: Path) -> list[np.ndarray]:

@@ -1,0 +1,71 @@
+"""Writing a file so that a reader never sees half of it, with the permissions the user's umask gives.
+
+:func:`write_atomically` writes to a temporary file beside the target and renames it over the
+target. ``tempfile.mkstemp`` creates that file with mode 0600 whatever the umask, so it is
+given the mode an ordinary ``open()`` would have (``0o666 & ~umask``: 0644 under the usual
+umask 022) before the rename: colleagues on a shared server can read results and caches.
+Temporary files are named ``.<target name>.<random>.tmp``; a killed write leaves one behind
+(see :func:`remove_stale_temporaries`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` where it is, else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The file gets mode ``0o666 & ~umask``. On any error the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    try:
+        with os.fdopen(file_descriptor, "wb") as stream:
+            write(stream)
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temporaries(folder: Path, older_than_s: float) -> list[Path]:
+    """Delete the temporary files of :func:`write_atomically` in ``folder`` not modified for
+    ``older_than_s`` seconds (left by killed writes; a live write keeps touching its file).
+
+    Returns:
+        the files removed.
+    """
+    removed = []
+    limit = time.time() - older_than_s
+    for candidate in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
+        try:
+            if candidate.is_file() and candidate.stat().st_mtime < limit:
+                candidate.unlink()
+                removed.append(candidate)
+        except FileNotFoundError:  # another process removed or renamed it meanwhile
+            continue
+    return removed

@@ -1,0 +1,137 @@
+"""Resuming a training run: the checkpoint is checked before Lightning opens it, the random
+generators continue where they were, and the run goes on in its own folder."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import os
+import random
+import re
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.cli import SaveConfigCallback
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from utils.checkpoint_files import check_resume_checkpoint
+
+log = logging.getLogger(__name__)
+
+RUN_VERSION = re.compile(r"version_(\d+)")
+"""A version folder of Lightning's default loggers, ``<save_dir>/<name>/version_<N>``."""
+
+
+def check_resume_path(ckpt_path: str | PathLike[str] | None) -> None:
+    """Check ``main.py --ckpt_path`` (see :func:`utils.checkpoint_files.check_resume_checkpoint`).
+
+    ``None`` and Lightning's keywords (``last``, ``hpc``, ``registry``) are left to Lightning,
+    as is a path that does not exist (it names it in its own error).
+
+    Raises:
+        ValueError: the file is refused (one line naming it and what to do instead).
+    """
+    if ckpt_path is None or not Path(ckpt_path).is_file():
+        return
+    check_resume_checkpoint(ckpt_path)
+
+
+class RandomStateCheckpoint(Callback):
+    """Saves the random generators' states in every checkpoint and restores them on resume, so
+    that a resumed run draws the dropout masks (and anything else random) that the uninterrupted
+    run draws. Lightning restores callback states before training starts.
+
+    States are stored as tensors, lists and numbers (``weights_only`` loads them): torch's CPU
+    generator, each CUDA device's, numpy's legacy global generator and Python's ``random``.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_kind, numpy_keys, numpy_position, has_gauss, cached_gauss = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [numpy_kind, torch.from_numpy(numpy_keys.astype(np.int64)), numpy_position, has_gauss, cached_gauss],
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available() and len(state_dict["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        kind, keys, position, has_gauss, cached_gauss = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+
+def run_folder_of(ckpt_path: str | PathLike[str]) -> tuple[Path, str, int] | None:
+    """``(save_dir, name, version)`` of a checkpoint at ``<save_dir>/<name>/version_<N>/checkpoints/<file>``
+    (where Lightning's default logger and checkpoints put it), else None."""
+    path = Path(ckpt_path).expanduser().absolute()
+    version = RUN_VERSION.fullmatch(path.parents[1].name) if len(path.parents) > 3 else None
+    if path.parent.name != "checkpoints" or version is None:
+        return None
+    return path.parents[3], path.parents[2].name, int(version.group(1))
+
+
+class AppendingMetricsWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued: its rows are
+    kept and its header is the start of the columns (Lightning's writer deletes the file)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as stream:
+                self.metrics_keys = next(csv.reader(stream), [])
+
+
+class ContinuedCSVLogger(CSVLogger):
+    """A :class:`CSVLogger` of an existing version folder that appends to its ``metrics.csv``."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingMetricsWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | None, logger_setting: object) -> Path | None:
+    """Log a resumed run into the version folder of its checkpoint instead of a new ``version_N``.
+
+    With the folder, the checkpoint callbacks (``dirpath`` unset) write to the same
+    ``checkpoints/`` as before, so Lightning restores their state (the best ``save_top_k``
+    checkpoints) rather than starting it over. Metrics are appended to ``metrics.csv`` and the
+    configuration is saved beside the first one as ``config_resumed<k>.yaml`` (nothing is
+    overwritten). Left alone: a checkpoint elsewhere, or a logger the user configured
+    (``logger_setting`` not ``None``/``True``).
+
+    Returns:
+        the version folder continued, or None.
+    """
+    located = None if ckpt_path is None else run_folder_of(ckpt_path)
+    if located is None or logger_setting not in (None, True) or trainer.logger is None:
+        return None
+    save_dir, name, version = located
+    if isinstance(trainer.logger, TensorBoardLogger):
+        trainer.logger = TensorBoardLogger(save_dir, name=name, version=version)
+    elif isinstance(trainer.logger, CSVLogger):
+        trainer.logger = ContinuedCSVLogger(save_dir, name=name, version=version)
+    else:
+        return None
+    folder = save_dir / name / f"version_{version}"
+    for callback in trainer.callbacks:
+        if isinstance(callback, SaveConfigCallback) and (folder / callback.config_filename).exists():
+            stem, suffix = os.path.splitext(callback.config_filename)
+            free = next(k for k in itertools.count(1) if not (folder / f"{stem}_resumed{k}{suffix}").exists())
+            callback.config_filename = f"{stem}_resumed{free}{suffix}"
+    log.info("resuming in %s", folder)
+    return folder
