@@ -1,4 +1,4 @@
-"""The BoQ aggregator on its own: the released layout, shapes, heads, errors, no warnings.
+"""The BoQ aggregator: the released layout, shapes, heads, errors, no warnings; its training config.
 
 Its descriptors are checked against the authors' code in ``test_boq_release.py`` (parity on
 seeded weights); here, what holds for any weights.
@@ -7,14 +7,18 @@ seeded weights); here, what holds for any weights.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
+import main as train_cli
 from models import AGGREGATORS, BackboneOutput
+from models.released import released_model
 from tests import parity
 
 torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {"in_channels": 8, "proj_channels": 16, "num_queries": 3, "num_layers": 2, "row_dim": 4}
 
@@ -91,3 +95,35 @@ def test_building_training_and_inference_emit_no_warning() -> None:
         assert boq.boqs[0].queries.grad is not None and boq.proj_c.weight.grad is not None
         with torch.no_grad():  # eval: torch's fused encoder and attention paths
             boq.eval()(torch.randn(2, SMALL["in_channels"], 2, 2))
+
+
+def test_the_training_config_runs_on_the_toy_world(small_toy_world: Path, tmp_path: Path) -> None:
+    """configs/dinov2_boq.yaml (the released BoQ on DINOv2, its optimizer, schedule, loss and data
+    settings): one fast_dev_run step and validation on the toy world. Overridden: the data, the
+    sizes (ViT-S/14 for ViT-B/14, 28 px, 2 places) and the weight source (no download)."""
+    trainer = train_cli.main([
+        "--config", str(REPO / "configs" / "dinov2_boq.yaml"), "--model.backbone_arch", "dinov2_vits14",
+        "--model.backbone_config", '{"num_trainable_blocks": 2, "norm_layer": false, "return_token": false}',
+        "--data.data_root", str(small_toy_world / "gsv-cities"), "--data.data_dir", str(small_toy_world),
+        "--data.cities", '["Bangkok", "Boston"]', "--data.batch_size", "2", "--data.img_per_place", "4",
+        "--data.image_size", "[28, 28]", "--data.val_image_size", "[28, 28]",  # 2 x 2 patches
+        "--data.val_batch_size", "128",  # each toy set in one batch: fast_dev_run validates one batch per set
+        "--data.num_workers", "0", "--data.persistent_workers", "false",
+        "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+        "--checkpoint.dirpath", str(tmp_path / "checkpoints"), "--resume_checkpoint.dirpath", str(tmp_path / "checkpoints"),
+        "--checkpoint.save_last", "false",  # nothing to keep from a dry run
+    ]).trainer
+    assert trainer.global_step == 1
+    network = trainer.lightning_module
+    released = released_model("dinov2_boq").architecture
+    assert network.hparams.agg_arch == "BoQ"
+    assert {k: network.hparams.agg_config[k] for k in released.agg_config} == released.agg_config
+    assert network.aggregator.out_dim == 12288 and not network.backbone.norm_layer
+    trainable = [any(p.requires_grad for p in block.parameters()) for block in network.backbone.model.blocks]
+    assert trainable == [False] * 10 + [True] * 2
+    optimizer = trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["weight_decay"] == 0.001
+    warmup = trainer.lr_scheduler_configs[0].scheduler
+    assert isinstance(warmup, torch.optim.lr_scheduler.LinearLR) and warmup.total_iters == 3900
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 2 / 3900, rel=1e-3)  # after 1 of 3900 steps
