@@ -1,4 +1,5 @@
-"""The BoQ aggregator: the released layout, shapes, heads, errors, no warnings; its training config.
+"""The BoQ aggregator: the released layout, shapes, heads, errors, no warnings; its training
+config on the toy world; ONNX export.
 
 Its descriptors are checked against the authors' code in ``test_boq_release.py`` (parity on
 seeded weights); here, what holds for any weights.
@@ -6,21 +7,27 @@ seeded weights); here, what holds for any weights.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
 import main as train_cli
-from models import AGGREGATORS, BackboneOutput
+from models import AGGREGATORS, Architecture, BackboneOutput, build_network
 from models.released import released_model
 from tests import parity
+from tools import export_onnx
 
 torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {"in_channels": 8, "proj_channels": 16, "num_queries": 3, "num_layers": 2, "row_dim": 4}
+#: Two heads of 64 channels (the attention's head split is in the graph), two blocks.
+SMALL_ONNX_BOQ = {"proj_channels": 128, "num_queries": 4, "num_layers": 2, "row_dim": 2}
 
 
 def small_boq(**overrides: int) -> torch.nn.Module:
@@ -127,3 +134,43 @@ def test_the_training_config_runs_on_the_toy_world(small_toy_world: Path, tmp_pa
     warmup = trainer.lr_scheduler_configs[0].scheduler
     assert isinstance(warmup, torch.optim.lr_scheduler.LinearLR) and warmup.total_iters == 3900
     assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 2 / 3900, rel=1e-3)  # after 1 of 3900 steps
+
+
+def onnx_descriptors(path: Path, images: torch.Tensor) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(["descriptors"], {"images": images.numpy()})[0]
+
+
+def test_a_boq_trained_here_exports_to_onnx_from_its_checkpoint_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    architecture = Architecture("resnet18", {"layers_to_crop": [4], "layers_to_freeze": -1}, "BoQ", SMALL_ONNX_BOQ)
+    torch.manual_seed(0)
+    network = build_network(architecture).eval()
+    checkpoint = tmp_path / "boq.ckpt"  # as VPRModel saves it: weights and architecture
+    torch.save({"state_dict": network.state_dict(), "hyper_parameters": network.architecture.as_dict()}, checkpoint)
+    output = tmp_path / "boq.onnx"
+
+    assert export_onnx.main(["--checkpoint", str(checkpoint), "--image_size", "48", "64", "--output", str(output)]) == 0
+    assert "max |onnxruntime - pytorch|" in capsys.readouterr().out
+    images = torch.randn(5, 3, 48, 64)  # a batch size the tool did not check
+    with torch.no_grad():
+        expected = network(images).numpy()
+    descriptors = onnx_descriptors(output, images)
+    assert descriptors.shape == (5, SMALL_ONNX_BOQ["proj_channels"] * SMALL_ONNX_BOQ["row_dim"])
+    assert np.abs(descriptors - expected).max() <= 1e-4
+
+
+def test_boq_on_dinov2_exports_to_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "dinov2_boq.onnx"
+    status = export_onnx.main([
+        "--backbone", "dinov2_vits14", "--backbone_config", '{"norm_layer": false, "return_token": false}',
+        "--aggregator", "BoQ", "--agg_config", json.dumps(SMALL_ONNX_BOQ),
+        "--image_size", "28", "42", "--output", str(output),
+    ])
+    assert status == 0
+    out = capsys.readouterr().out
+    difference = float(out.split("max |onnxruntime - pytorch| = ")[1].split()[0])
+    assert difference <= 1e-4
+    descriptors = onnx_descriptors(output, torch.randn(2, 3, 28, 42))
+    np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-5)
