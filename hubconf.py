@@ -1,6 +1,7 @@
-"""torch.hub entries: the released DINOv2 SALAD models (see the README for the repository string).
+"""torch.hub entries: the released DINOv2 SALAD models and the BoQ authors' released models (see the
+README for the repository string).
 
-A thin layer over ``models.released``: importing it needs only torch and timm. Every entry
+A thin layer over ``models.released``: importing it needs only torch, torchvision and timm. Every entry
 takes ``ckpt_path`` to load a local file instead of downloading.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-dependencies = ["torch", "timm"]
+dependencies = ["torch", "torchvision", "timm"]
 
 from models.released import build_released, released_model  # noqa: E402
 from models.vpr_net import VPRNet  # noqa: E402
@@ -45,3 +46,16 @@ def dinov2_salad_2048_64(pretrained: bool = True, ckpt_path: str | None = None) 
     """DINOv2 SALAD, 2112-d descriptors (32 clusters x 64 + 64). Its weights are published only
     for download by hand: pass the file as ``ckpt_path``."""
     return build_released("dinov2_salad_2048_64", pretrained, ckpt_path)
+
+
+def dinov2_boq(pretrained: bool = True, ckpt_path: str | None = None) -> VPRNet:
+    """BoQ on DINOv2 ViT-B/14 (Ali-bey et al., CVPR 2024), 12288-d descriptors, evaluated at
+    322 x 322. ``pretrained`` downloads the authors' ``dinov2_12288.pth`` through torch.hub's cache;
+    ``ckpt_path`` loads a local copy of it (or a fine-tune saved by this project)."""
+    return build_released("dinov2_boq", pretrained, ckpt_path)
+
+
+def resnet50_boq(pretrained: bool = True, ckpt_path: str | None = None) -> VPRNet:
+    """BoQ on ResNet-50 cropped after layer3, 16384-d descriptors, evaluated at 384 x 384.
+    ``pretrained`` downloads the authors' ``resnet50_16384.pth``; ``ckpt_path`` loads a local copy."""
+    return build_released("resnet50_boq", pretrained, ckpt_path)

@@ -14,16 +14,14 @@ with ``random_weights``, the seeded initialisation) supplies every weight.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from models.architecture import Architecture, architecture_from_mapping
-from models.pretrained import read_checkpoint, state_dict_of
+from models.pretrained import StateDictFilter, filter_state_dict, read_checkpoint, state_dict_of
 from models.vpr_net import VPRNet, build_network, build_network_with_weights
 
 log = logging.getLogger(__name__)
@@ -76,7 +74,7 @@ def load_model(
     random_weights: bool = False,
     seed: int = 1,
     mismatch_hint: str = "",
-    checkpoint_filter: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    checkpoint_filter: StateDictFilter | None = None,
 ) -> LoadedModel:
     """The model of a checkpoint, built from the architecture it carries or from ``fallback``.
 
@@ -118,8 +116,8 @@ def load_model(
         return LoadedModel(model, model.architecture, source, f"random (seed {seed})")
     try:
         state_dict = state_dict_of(payload, ckpt_path)
-        if checkpoint_filter is not None and source == "caller":
-            state_dict = checkpoint_filter(state_dict)
+        if source == "caller":
+            state_dict = filter_state_dict(state_dict, checkpoint_filter, ckpt_path)
         model = build_network_with_weights(architecture, state_dict, ckpt_path)
     except ValueError as error:
         if source == "checkpoint" or not mismatch_hint:

@@ -7,6 +7,7 @@ Nothing here runs at import; a download happens only when a builder is asked for
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ def state_dict_of(payload: dict[str, Any], source: str | PathLike[str]) -> dict[
 def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
     """The state dict of a checkpoint file (bare, or under a Lightning checkpoint's ``state_dict``)."""
     return state_dict_of(read_checkpoint(path), path)
+
+
+StateDictFilter = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+"""Turns a released file's state dict into this project's layout (``backbone.*``, ``aggregator.*``);
+refuses (``ValueError``) a state dict in a layout it does not know."""
+
+
+def filter_state_dict(
+    state_dict: dict[str, torch.Tensor], checkpoint_filter: StateDictFilter | None, source: str | PathLike[str]
+) -> dict[str, torch.Tensor]:
+    """``checkpoint_filter(state_dict)`` (``state_dict`` itself without a filter); a refusal names ``source``."""
+    if checkpoint_filter is None:
+        return state_dict
+    try:
+        return checkpoint_filter(state_dict)
+    except ValueError as error:
+        raise ValueError(f"checkpoint {source}: {error}") from None
 
 
 def fetch_state_dict(

@@ -5,22 +5,22 @@ This is the project's table of pretrained configurations, kept apart from the ar
 backbone and of the SALAD aggregator are the paper's, so the paper's model is
 ``Architecture("dinov2_vitb14", {}, "SALAD", {})``; the entries below spell their arguments out
 so that a release never depends on a default.
+
+Releases of other authors (BoQ's) keep their own key layout: their ``checkpoint_filter`` (a
+:class:`ReleasedLayout`) renames the keys of their files into this project's, so the files load
+as published.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from os import PathLike
 
 import torch
 
 from models.architecture import Architecture
-from models.pretrained import fetch_state_dict, read_state_dict
+from models.pretrained import StateDictFilter, fetch_state_dict, filter_state_dict, read_state_dict
 from models.vpr_net import VPRNet, build_network, build_network_with_weights
-
-StateDictFilter = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-"""Turns a released file's state dict into this project's layout (``backbone.*``, ``aggregator.*``)."""
 
 #: The published DINOv2 backbone options: last 4 blocks fine-tuned, final norm, class token returned.
 DINOV2_SALAD_BACKBONE: dict[str, object] = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
@@ -48,7 +48,7 @@ class ReleasedModel:
         descriptor_dim: the size of its descriptors.
         image_size: ``(height, width)`` the authors evaluate at.
         checkpoint_filter: turns the file's state dict into this project's layout; ``None`` when
-            the file is in it already (the SALAD releases).
+            the file is in it already (the SALAD releases; BoQ's files need a :class:`ReleasedLayout`).
     """
 
     architecture: Architecture
@@ -58,9 +58,76 @@ class ReleasedModel:
     image_size: tuple[int, int] = (322, 322)
     checkpoint_filter: StateDictFilter | None = None
 
-    def network_state(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``state_dict`` of this release's file in this project's layout."""
-        return state_dict if self.checkpoint_filter is None else self.checkpoint_filter(state_dict)
+    def network_state(self, state_dict: dict[str, torch.Tensor], source: str | PathLike[str]) -> dict[str, torch.Tensor]:
+        """``state_dict`` of this release's file (read from ``source``) in this project's layout."""
+        return filter_state_dict(state_dict, self.checkpoint_filter, source)
+
+
+#: This project's key prefix of every backbone's wrapped network (``models.backbones``).
+BACKBONE_PREFIX = "backbone.model."
+#: The prefix of the aggregator's keys, the same in this project's layout and in the BoQ releases.
+AGGREGATOR_PREFIX = "aggregator."
+
+
+@dataclass(frozen=True)
+class ReleasedLayout:
+    """A checkpoint filter for released files whose backbone keys sit under another prefix (and
+    possibly other module names) than this project's; the aggregator keys are the same.
+
+    A state dict in the release's layout has its backbone keys renamed; one already in this
+    project's layout (a fine-tune saved here) is returned as it is; any other is refused with
+    one line naming both layouts.
+
+    Attributes:
+        file_name: the released file, for messages.
+        backbone_prefix: where the release keeps the backbone (``"backbone.dino."``).
+        renames: ``(theirs, ours)`` pairs of key beginnings after ``backbone_prefix``, first match
+            wins (``("", "")`` keeps the rest of the key; ``("0.", "conv1.")`` renames a module).
+    """
+
+    file_name: str
+    backbone_prefix: str
+    renames: tuple[tuple[str, str], ...] = (("", ""),)
+
+    def __call__(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not any(key.startswith(self.backbone_prefix) for key in state_dict):
+            if any(key.startswith(BACKBONE_PREFIX) for key in state_dict):
+                return state_dict
+            first = next(iter(state_dict), None)
+            raise ValueError(
+                f"holds neither the layout of {self.file_name} ({self.backbone_prefix}*, {AGGREGATOR_PREFIX}*) "
+                f"nor this project's ({BACKBONE_PREFIX}*, {AGGREGATOR_PREFIX}*); its first key is {first!r}"
+            )
+        return {self._rename(key): value for key, value in state_dict.items()}
+
+    def _rename(self, key: str) -> str:
+        """``key`` in this project's layout (keys outside the backbone are kept)."""
+        if not key.startswith(self.backbone_prefix):
+            return key
+        rest = key.removeprefix(self.backbone_prefix)
+        for theirs, ours in self.renames:
+            if rest.startswith(theirs):
+                return BACKBONE_PREFIX + ours + rest.removeprefix(theirs)
+        raise ValueError(
+            f"key {key!r} has no place in the network of {self.file_name} (known under {self.backbone_prefix}: "
+            f"{', '.join(theirs + '*' for theirs, _ in self.renames)})"
+        )
+
+
+#: Where the BoQ authors publish their models (GitHub release v1.0 of amaralibey/Bag-of-Queries).
+BOQ_RELEASES = "https://github.com/amaralibey/Bag-of-Queries/releases/download/v1.0/"
+
+
+def boq_release(
+    backbone: str, backbone_config: dict[str, object], proj_channels: int, file_name: str, image_size: int,
+    layout: ReleasedLayout,
+) -> ReleasedModel:
+    """A released BoQ model (2 blocks of 64 queries, 32 rows: ``proj_channels * 32`` dims)."""
+    agg_config = {"proj_channels": proj_channels, "num_queries": 64, "num_layers": 2, "row_dim": 32}
+    return ReleasedModel(
+        Architecture(backbone, backbone_config, "BoQ", agg_config), file_name, BOQ_RELEASES + file_name,
+        proj_channels * agg_config["row_dim"], (image_size, image_size), layout,
+    )
 
 
 RELEASED_MODELS: dict[str, ReleasedModel] = {
@@ -71,6 +138,22 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
     ),
     "dinov2_salad_512_32": ReleasedModel(dinov2_salad_architecture(16, 32, 32), "dino_salad_512_32.ckpt", None, 544),
     "dinov2_salad_2048_64": ReleasedModel(dinov2_salad_architecture(32, 64, 64), "dino_salad_2048_64.ckpt", None, 2112),
+    # BoQ (Ali-bey et al., CVPR 2024), DINOv2 ViT-B/14, 12288-d, evaluated at 322 x 322: MSLS-val R@1 93.8,
+    # MSLS challenge 79.0, Nordland 81.3, SPED 92.5, Pitts250k 96.6 (the authors' figures). Their wrapper
+    # runs every block but not DINOv2's final LayerNorm, drops the class token and fine-tunes 2 blocks.
+    "dinov2_boq": boq_release(
+        "dinov2_vitb14", {"num_trainable_blocks": 2, "norm_layer": False, "return_token": False}, 384,
+        "dinov2_12288.pth", 322, ReleasedLayout("dinov2_12288.pth", "backbone.dino."),
+    ),
+    # BoQ, ResNet-50 cropped after layer3 (1024 channels, stride 16), 16384-d, evaluated at 384 x 384.
+    # The authors keep the stem and stages in one nn.Sequential: net.0 conv1, net.1 bn1, net.4-6 layer1-3.
+    "resnet50_boq": boq_release(
+        "resnet50", {"layers_to_crop": [4], "layers_to_freeze": 2}, 512, "resnet50_16384.pth", 384,
+        ReleasedLayout(
+            "resnet50_16384.pth", "backbone.net.",
+            (("0.", "conv1."), ("1.", "bn1."), ("4.", "layer1."), ("5.", "layer2."), ("6.", "layer3.")),
+        ),
+    ),
 }
 
 
@@ -111,7 +194,7 @@ def build_released(
     release = released_model(name)
     architecture = architecture or release.architecture
     if ckpt_path is not None:
-        return build_network_with_weights(architecture, release.network_state(read_state_dict(ckpt_path)), ckpt_path)
+        return build_network_with_weights(architecture, release.network_state(read_state_dict(ckpt_path), ckpt_path), ckpt_path)
     if not pretrained:
         return build_network(architecture, pretrained_backbone=False).eval()
     if release.url is None:
@@ -120,4 +203,4 @@ def build_released(
             f"pass its path as ckpt_path=..., or pretrained=False for an untrained model"
         )
     state_dict = fetch_state_dict(release.url, None, release.file_name, "ckpt_path")
-    return build_network_with_weights(architecture, release.network_state(state_dict), release.url)
+    return build_network_with_weights(architecture, release.network_state(state_dict, release.url), release.url)

@@ -1,7 +1,8 @@
 """The checkpoint-parity fixture: weights and inputs regenerated from seeds (fixtures/parity/README.md).
 
-The fixture's descriptors were computed by the published SALAD code; a model that loads the
-same weights in the official state-dict layout must reproduce them.
+The fixture's descriptors were computed by the published SALAD code (``vits14_default``) and by
+the BoQ authors' code (``boq_*``, README_dinov3_boq.md); a model that loads the same weights in
+the official state-dict layout must reproduce them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def synthesize_value(key: str, z: np.ndarray) -> np.ndarray:
     last = key.rsplit(".", 1)[-1]
     if key.endswith("dust_bin"):
         return 1 + 0.1 * z
+    if last == "running_var":  # BatchNorm variance, kept positive (README_dinov3_boq.md's extension)
+        return 1 + 0.1 * z
     if last == "gamma":
         return 0.5 + 0.1 * z
     if z.ndim == 1 and last == "weight":
@@ -54,6 +57,17 @@ def synthesize_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, 
     for key in sorted(shapes):
         z = rng.standard_normal(tuple(shapes[key]))
         state_dict[key] = torch.from_numpy(np.asarray(synthesize_value(key, np.asarray(z)), dtype=np.float32))
+    return state_dict
+
+
+def released_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """A released file's content for fixture ``name``, in its authors' layout: the synthesized
+    weights, and the buffers the fixture leaves at their initial values (``num_batches_tracked``)."""
+    config = load_config(name)
+    state_dict = synthesize_state_dict(load_shapes(name), config["weight_seed"])
+    for key, buffer in config.get("checkpoint_buffers_not_synthesized", {}).items():
+        dtype = getattr(torch, buffer["dtype"].removeprefix("torch."))
+        state_dict[key] = torch.full(buffer["shape"], buffer["value"], dtype=dtype)
     return state_dict
 
 

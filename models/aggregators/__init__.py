@@ -1,3 +1,3 @@
 """Aggregators; importing this package registers them in ``models.registry.AGGREGATORS``."""
 
-from models.aggregators import convap, cosplace, gem, mixvpr, salad  # noqa: F401
+from models.aggregators import boq, convap, cosplace, gem, mixvpr, salad  # noqa: F401
