@@ -197,3 +197,21 @@ def test_eval_refuses_a_file_of_another_layout_in_one_line(
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("eval.py: error:")]
     assert len(errors) == 1  # one line (stderr also holds the progress bar of the file check)
     assert errors[0].startswith(f"eval.py: error: checkpoint {other}: holds neither the layout of resnet50_16384.pth")
+
+
+def test_onnx_export_reads_the_authors_file_of_a_released_name(
+    released_files: dict[str, Path], released_networks: dict[str, VPRNet]
+) -> None:
+    """``tools.export_onnx --released NAME --checkpoint FILE`` reads FILE in the authors' layout (the
+    export itself is tested at small sizes in test_boq.py; a ViT-B/14 file is 381 MB)."""
+    from tools import export_onnx
+
+    for fixture, name in RELEASES.items():
+        args = export_onnx.build_parser().parse_args(
+            ["--released", name, "--checkpoint", str(released_files[fixture]), "--output", "unused.onnx"]
+        )
+        state = export_onnx.checkpoint_state(args)
+        expected = released_networks[fixture].state_dict()
+        assert state.keys() >= expected.keys()
+        for key, tensor in expected.items():
+            assert torch.equal(state[key], tensor), key

@@ -41,7 +41,8 @@ from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
 from models.architecture import ARCHITECTURE_FIELDS, Architecture
 from models.checkpoint_io import read_architecture
 from models.released import RELEASED_MODELS, released_model
-from models.vpr_net import VPRNet, build_network, load_weights
+from models.pretrained import read_state_dict
+from models.vpr_net import VPRNet, build_network, load_network_state
 from utils.cli import json_object
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,15 @@ def resolve_architecture(args: argparse.Namespace) -> Architecture:
     return architecture.without_weight_sources() if args.checkpoint is not None else architecture
 
 
+def checkpoint_state(args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """The ``--checkpoint``'s state dict in this project's layout (a ``--released`` model's own file,
+    such as the BoQ authors', is read in its layout)."""
+    state_dict = read_state_dict(args.checkpoint)
+    if args.released is not None:
+        state_dict = released_model(args.released).network_state(state_dict, args.checkpoint)
+    return state_dict
+
+
 def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
     """``(H, W)`` from ``--image_size`` (1 or 2 values) or the released model's size."""
     if args.image_size is None:
@@ -268,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--image_size: {error}") from None
     architecture = model.architecture or architecture
     if args.checkpoint is not None:
-        load_weights(model, args.checkpoint)
+        load_network_state(model, checkpoint_state(args), args.checkpoint)
     else:
         log.warning("no --checkpoint: exporting the weights the model is built with")
     model.eval()
