@@ -1,6 +1,7 @@
-"""The checkpoint-parity fixture: weights and inputs regenerated from seeds (fixtures/parity/README.md).
+"""The checkpoint-parity fixtures: weights and inputs regenerated from seeds (fixtures/parity/README.md,
+and README_dinov3_boq.md for the DINOv3 ones).
 
-The fixture's descriptors were computed by the published SALAD code; a model that loads the
+The fixtures' outputs were computed by the published code (SALAD; DINOv3); a model that loads the
 same weights in the official state-dict layout must reproduce them.
 """
 
@@ -41,7 +42,7 @@ def synthesize_value(key: str, z: np.ndarray) -> np.ndarray:
         return 1 + 0.1 * z
     if z.ndim <= 1:
         return 0.02 * z
-    if last in ("cls_token", "pos_embed", "mask_token", "register_tokens"):
+    if last in ("cls_token", "pos_embed", "mask_token", "register_tokens", "storage_tokens"):
         return 0.02 * z
     fan_in = math.prod(z.shape[1:])
     return z / math.sqrt(fan_in)

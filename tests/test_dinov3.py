@@ -1,0 +1,239 @@
+"""DINOv3 backbones: the official checkpoint layout, parity with the official DINOv3 code, the
+RoPE periods a file brings, bad files and freezing.
+
+Expected values come from the fixtures (tests/fixtures/parity/README_dinov3_boq.md: outputs of
+facebookresearch/dinov3 for weights regenerated from a seed), from that README's description of
+the official layout, or from DINOv3's published formulas; never from the code under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import models.vpr_net
+from models import Architecture, build_network
+from models.backbones.dinov3 import DINOv3
+from tests import parity
+
+FIXTURES = ("dinov3_vits16", "dinov3_vitb16")
+SMALL_SALAD = {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4}
+
+
+def official_checkpoint(name: str) -> dict[str, torch.Tensor]:
+    """The fixture's weights with the 13 buffers of the official file at their official init
+    values, as README_dinov3_boq.md describes them."""
+    config = parity.load_config(name)
+    state_dict = parity.synthesize_state_dict(parity.load_shapes(name), config["weight_seed"])
+    for key, spec in config["checkpoint_buffers_not_synthesized"].items():
+        (size,) = spec["shape"]
+        if key == "rope_embed.periods":  # period_i = 100 ** (2i / 32), i = 0..15, in float32
+            state_dict[key] = 100.0 ** (2 * torch.arange(size, dtype=torch.float32) / (2 * size))
+        else:  # blocks.N.attn.qkv.bias_mask: 1 on the q third, 0 on the k third, 1 on the v third
+            third = size // 3
+            state_dict[key] = torch.cat((torch.ones(third), torch.zeros(third), torch.ones(third)))
+    return state_dict
+
+
+@pytest.fixture(scope="module")
+def official_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("dinov3_official")
+    files = {name: folder / f"{name}.pth" for name in FIXTURES}
+    for name, path in files.items():
+        torch.save(official_checkpoint(name), path)
+    return files
+
+
+@pytest.fixture(scope="module")
+def fixture_backbones(official_files: dict[str, Path]) -> dict[str, DINOv3]:
+    """Each fixture's backbone, loaded from its official file through ``pretrained_path``."""
+    return {name: DINOv3(name, pretrained_path=path).eval() for name, path in official_files.items()}
+
+
+def save_checkpoint(state_dict: dict[str, torch.Tensor], path: Path) -> Path:
+    torch.save(state_dict, path)
+    return path
+
+
+# ------------------------------------------------------------------------------ layout
+@pytest.mark.parametrize("name", FIXTURES)
+def test_state_dict_is_the_official_file_layout(name: str) -> None:
+    config = parity.load_config(name)
+    official = parity.load_shapes(name)
+    official.update({key: spec["shape"] for key, spec in config["checkpoint_buffers_not_synthesized"].items()})
+    assert len(official) == 188
+    with torch.device("meta"):
+        backbone = DINOv3(name)
+    assert {key: list(value.shape) for key, value in backbone.model.state_dict().items()} == official
+
+
+def test_swiglu_models_use_the_official_names_and_gating() -> None:
+    # DINOv3's SwiGLUFFN (S+, H+): hidden = int(6 * 384 * 2 / 3) rounded up to a multiple of 8,
+    # out = w3(silu(w1(x)) * w2(x)).
+    torch.manual_seed(0)
+    backbone = DINOv3("dinov3_vits16plus", num_trainable_blocks=1)
+    state_dict = backbone.model.state_dict()
+    weights = {k.removeprefix("blocks.0.mlp."): v for k, v in state_dict.items() if k.startswith("blocks.0.mlp.")}
+    assert {k: list(v.shape) for k, v in weights.items()} == {
+        "w1.weight": [1536, 384], "w1.bias": [1536], "w2.weight": [1536, 384], "w2.bias": [1536],
+        "w3.weight": [384, 1536], "w3.bias": [384],
+    }  # fmt: skip
+    x = torch.randn(3, 384)
+    gate, value = (F.linear(x, weights[f"{w}.weight"], weights[f"{w}.bias"]) for w in ("w1", "w2"))
+    gated = F.silu(gate) * value
+    expected = F.linear(gated, weights["w3.weight"], weights["w3.bias"])
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.model.blocks[0].mlp(x), expected)
+
+
+# ------------------------------------------------------------------------------ parity
+@pytest.mark.parametrize(("name", "index"), [("dinov3_vits16", 0), ("dinov3_vits16", 1), ("dinov3_vitb16", 0)])
+def test_outputs_match_the_official_code(fixture_backbones: dict[str, DINOv3], name: str, index: int) -> None:
+    config, expected = parity.load_config(name), parity.load_expected(name)
+    tolerance = config["recommended_tolerance_maxabs"]
+    spec = config["inputs"][index]
+    images = parity.synthesize_input(spec["seed"], spec["shape"])
+    backbone = fixture_backbones[name]
+    with torch.no_grad():
+        tokens = backbone.forward_tokens(images)
+        output = backbone(images)
+    batch, _, height, width = spec["shape"]
+    assert output.feature_map.shape == (batch, backbone.out_channels, height // 16, width // 16)
+    ours = {
+        "cls": output.token,
+        "storage": tokens[:, 1:5],
+        "patch_mean": output.feature_map.mean(dim=(2, 3)),
+        "patch": output.feature_map.flatten(2).transpose(1, 2),  # [B, h*w, C], row-major
+    }
+    compared = [output_name for output_name in ours if f"{output_name}_{index}" in expected]
+    assert {"cls", "storage", "patch_mean"} <= set(compared)
+    for output_name in compared:
+        difference = np.abs(ours[output_name].numpy() - expected[f"{output_name}_{index}"]).max()
+        assert difference <= tolerance[output_name], f"{output_name}: max |ours - official| = {difference:.3g}"
+
+
+# ------------------------------------------------------------------------------ RoPE periods
+def test_the_periods_of_the_file_are_used_saved_and_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = official_checkpoint("dinov3_vits16")
+    formula = checkpoint["rope_embed.periods"]
+    rounded = formula.to(torch.bfloat16)  # as the released files reportedly store them
+    assert not torch.equal(rounded.float(), formula)
+    checkpoint["rope_embed.periods"] = rounded
+    path = save_checkpoint(checkpoint, tmp_path / "bf16_periods.pth")
+
+    torch.manual_seed(0)
+    architecture = Architecture("dinov3_vits16", {"pretrained_path": str(path)}, "SALAD", SMALL_SALAD)
+    network = build_network(architecture).eval()
+    backbone = network.backbone
+    assert torch.equal(backbone.model.rope.periods, rounded.float())
+    # The fixture ran with the formula's periods: the file's rounded ones move the class token.
+    spec = parity.load_config("dinov3_vits16")["inputs"][1]
+    images = parity.synthesize_input(spec["seed"], spec["shape"])
+    with torch.no_grad():
+        token = backbone(images).token.numpy()
+    assert np.abs(token - parity.load_expected("dinov3_vits16")["cls_1"]).max() > 1e-3
+
+    # A checkpoint of this network holds them, and rebuilds the same network on the fast path
+    # (built on the meta device, no tensor left behind).
+    state_dict = network.state_dict()
+    assert torch.equal(state_dict["backbone.model.rope_embed.periods"], rounded.float())
+    builds: list[Architecture] = []
+    real_build = models.vpr_net.build_network
+    monkeypatch.setattr(
+        models.vpr_net, "build_network", lambda arch, **kwargs: builds.append(arch) or real_build(arch, **kwargs)
+    )
+    rebuilt = models.vpr_net.build_network_with_weights(network.architecture, state_dict, "memory")
+    assert len(builds) == 1
+    assert torch.equal(rebuilt.backbone.model.rope.periods, rounded.float())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), network(images))
+
+    # Lower precision keeps them (timm would recompute the formula and leave the state dict).
+    backbone.bfloat16()
+    assert backbone.model.rope.periods.dtype == torch.float32
+    assert torch.equal(backbone.model.state_dict()["rope_embed.periods"], rounded.float())
+
+
+def test_the_files_bias_mask_is_used_as_the_official_code_uses_it(tmp_path: Path) -> None:
+    checkpoint = official_checkpoint("dinov3_vits16")
+    for key in [k for k in checkpoint if k.endswith("qkv.bias_mask")]:
+        checkpoint[key] = torch.ones_like(checkpoint[key])  # the k bias applied too
+    backbone = DINOv3("dinov3_vits16", pretrained_path=save_checkpoint(checkpoint, tmp_path / "k_bias.pth")).eval()
+    spec = parity.load_config("dinov3_vits16")["inputs"][1]
+    with torch.no_grad():
+        token = backbone(parity.synthesize_input(spec["seed"], spec["shape"])).token.numpy()
+    # README_dinov3_boq.md: an unmasked k bias moves the class token by 1.8e-2 on this input.
+    assert np.abs(token - parity.load_expected("dinov3_vits16")["cls_1"]).max() > 1e-3
+
+
+# ------------------------------------------------------------------------------ files
+def test_sat_file_local_cls_norm_is_dropped(tmp_path: Path) -> None:
+    # The SAT-493M ViT-L/16 file adds a norm used only for local crops in pretraining.
+    checkpoint = official_checkpoint("dinov3_vits16")
+    checkpoint["local_cls_norm.weight"], checkpoint["local_cls_norm.bias"] = torch.ones(384), torch.zeros(384)
+    backbone = DINOv3("dinov3_vits16", pretrained_path=save_checkpoint(checkpoint, tmp_path / "sat.pth"))
+    assert not any(key.startswith("local_cls_norm") for key in backbone.model.state_dict())
+    assert torch.equal(backbone.model.norm.weight, checkpoint["norm.weight"])
+
+
+def _mask_missing(checkpoint: dict[str, torch.Tensor]) -> None:
+    del checkpoint["blocks.3.attn.qkv.bias_mask"]
+
+
+def _timm_name(checkpoint: dict[str, torch.Tensor]) -> None:
+    checkpoint["reg_token"] = checkpoint.pop("storage_tokens")
+
+
+@pytest.mark.parametrize(
+    ("change", "name", "message"),
+    [
+        (_mask_missing, "dinov3_vits16", "missing blocks.3.attn.qkv.bias_mask"),
+        (_timm_name, "dinov3_vits16", "missing storage_tokens"),
+        (None, "dinov3_vitb16", "not the official dinov3_vitb16 checkpoint (dinov3_vitb16_pretrain_lvd1689m-73cec8be"),
+    ],
+)
+def test_a_file_that_is_not_the_official_one_is_refused_in_one_line(
+    tmp_path: Path, change: Any, name: str, message: str
+) -> None:
+    checkpoint = official_checkpoint("dinov3_vits16")
+    if change is not None:
+        change(checkpoint)
+    path = save_checkpoint(checkpoint, tmp_path / "file.pth")
+    with pytest.raises(ValueError) as error:
+        DINOv3(name, pretrained_path=path)
+    assert message in str(error.value) and f"pretrained_path {path}" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_weights_cannot_be_downloaded_and_the_errors_say_where_they_come_from(tmp_path: Path) -> None:
+    access_page = "https://ai.meta.com/resources/models-and-libraries/dinov3-downloads/"
+    with pytest.raises(ValueError) as no_file:
+        DINOv3("dinov3_vitl16", pretrained=True)
+    with pytest.raises(FileNotFoundError) as missing:
+        DINOv3("dinov3_vitl16", pretrained_path=tmp_path / "absent.pth")
+    for error in (no_file, missing):
+        text = str(error.value)
+        assert access_page in text and "pretrained_path" in text
+        assert "dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth" in text  # the file to ask Meta for
+        assert "\n" not in text
+    assert f"pretrained_path {tmp_path / 'absent.pth'}: no such file" in str(missing.value)
+
+
+# ------------------------------------------------------------------------------ training
+def test_only_the_last_blocks_get_gradients() -> None:
+    torch.manual_seed(0)
+    backbone = DINOv3("dinov3_vits16", num_trainable_blocks=1)
+    output = backbone(torch.randn(2, 3, 32, 32))
+    (output.feature_map.sum() + output.token.sum()).backward()
+    frozen = [backbone.model.patch_embed, *backbone.model.blocks[:-1]]
+    assert all(p.grad is None and not p.requires_grad for part in frozen for p in part.parameters())
+    assert all(p.grad is None for p in (backbone.model.cls_token, backbone.model.reg_token, backbone.model.mask_token))
+    trained = (backbone.model.blocks[-1], backbone.model.norm)
+    assert all(p.grad is not None for part in trained for p in part.parameters())
