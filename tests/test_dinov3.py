@@ -1,5 +1,5 @@
 """DINOv3 backbones: the official checkpoint layout, parity with the official DINOv3 code, the
-RoPE periods a file brings, bad files and freezing.
+RoPE periods a file brings, bad files, freezing, and evaluation at native resolution.
 
 Expected values come from the fixtures (tests/fixtures/parity/README_dinov3_boq.md: outputs of
 facebookresearch/dinov3 for weights regenerated from a seed), from that README's description of
@@ -8,6 +8,7 @@ the official layout, or from DINOv3's published formulas; never from the code un
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+import eval as eval_cli
 import models.vpr_net
 from models import Architecture, build_network
 from models.backbones.dinov3 import DINOv3
@@ -237,3 +240,36 @@ def test_only_the_last_blocks_get_gradients() -> None:
     assert all(p.grad is None for p in (backbone.model.cls_token, backbone.model.reg_token, backbone.model.mask_token))
     trained = (backbone.model.blocks[-1], backbone.model.norm)
     assert all(p.grad is not None for part in trained for p in part.parameters())
+
+
+def test_native_resolution_evaluation_rounds_sides_to_multiples_of_16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    architecture = Architecture("dinov3_vits16", {"num_trainable_blocks": 1}, "SALAD", SMALL_SALAD)
+    checkpoint = tmp_path / "dinov3_salad.ckpt"
+    state_dict = build_network(architecture).state_dict()
+    torch.save({"state_dict": state_dict, "hyper_parameters": architecture.as_dict()}, checkpoint)
+    rng = np.random.default_rng(0)
+    for folder, sizes in (("db", [(70, 42), (100, 60)]), ("queries", [(70, 42)])):  # (width, height)
+        for i, size in enumerate(sizes):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / folder / f"@{100.0 * i:.2f}@4000000.00@.png")  # UTM east, north
+    seen: list[tuple[int, int]] = []
+    real_forward_tokens = DINOv3.forward_tokens
+
+    def recording_forward_tokens(self: DINOv3, images: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(images.shape[-2:]))
+        return real_forward_tokens(self, images)
+
+    monkeypatch.setattr(DINOv3, "forward_tokens", recording_forward_tokens)
+    with caplog.at_level(logging.INFO):
+        eval_cli.main([
+            "--ckpt_path", str(checkpoint), "--database_folder", str(tmp_path / "db"),
+            "--queries_folder", str(tmp_path / "queries"), "--device", "cpu", "--num_workers", "0",
+            "--log_dir", str(tmp_path / "eval"),
+        ])
+    assert "sides rounded to multiples of 16" in caplog.text
+    # (height, width): 42 -> 48, 70 -> 64; 60 -> 64, 100 -> 96 (the nearest multiples of 16).
+    assert set(seen) == {(48, 64), (64, 96)}
