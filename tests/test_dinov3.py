@@ -1,5 +1,5 @@
 """DINOv3 backbones: the official checkpoint layout, parity with the official DINOv3 code, the
-RoPE periods a file brings, bad files, freezing, and evaluation at native resolution.
+RoPE periods a file brings, bad files, freezing, and the DINOv3 SALAD recipe end to end.
 
 Expected values come from the fixtures (tests/fixtures/parity/README_dinov3_boq.md: outputs of
 facebookresearch/dinov3 for weights regenerated from a seed), from that README's description of
@@ -8,6 +8,8 @@ the official layout, or from DINOv3's published formulas; never from the code un
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 import eval as eval_cli
+import main as train_cli
 import models.vpr_net
 from models import Architecture, build_network
 from models.backbones.dinov3 import DINOv3
+from models.released import DINOV2_SALAD_BACKBONE, paper_architecture
+from models.vpr_model import VPRModel
 from tests import parity
 
+REPO = Path(__file__).resolve().parents[1]
 FIXTURES = ("dinov3_vits16", "dinov3_vitb16")
 SMALL_SALAD = {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4}
 
@@ -273,3 +280,55 @@ def test_native_resolution_evaluation_rounds_sides_to_multiples_of_16(
     assert "sides rounded to multiples of 16" in caplog.text
     # (height, width): 42 -> 48, 70 -> 64; 60 -> 64, 100 -> 96 (the nearest multiples of 16).
     assert set(seen) == {(48, 64), (64, 96)}
+
+
+# ------------------------------------------------------------------------------ the recipe
+CONFIG = REPO / "configs" / "dinov3_salad.yaml"
+
+
+def test_config_is_the_paper_recipe_on_dinov3_vitb16() -> None:
+    config = yaml.safe_load(CONFIG.read_text())
+    model, data = config["model"], config["data"]
+    assert model["backbone_arch"] == "dinov3_vitb16"
+    assert {k: v for k, v in model["backbone_config"].items() if k != "pretrained_path"} == DINOV2_SALAD_BACKBONE
+    assert model["agg_arch"] == "SALAD" and model["agg_config"] == paper_architecture().agg_config
+    defaults = inspect.signature(VPRModel).parameters
+    for key in ("lr", "optimizer", "weight_decay", "lr_sched", "loss_name", "miner_name", "miner_margin"):
+        assert model[key] == defaults[key].default, key
+    assert model["lr_sched_args"] == {"start_factor": 1.0, "end_factor": 0.2, "total_iters": 4000}
+    assert (data["batch_size"], data["img_per_place"], data["image_size"]) == (60, 4, [224, 224])
+    assert data["val_image_size"] == [320, 320]
+    with torch.device("meta"):
+        backbone = DINOv3(model["backbone_arch"])
+    for size in (data["image_size"], data["val_image_size"]):
+        backbone.check_image_size(*size)
+
+
+def test_config_trains_a_fast_dev_run_whose_checkpoint_evaluates(small_toy_world: Path, tmp_path: Path) -> None:
+    """``main.py --config configs/dinov3_salad.yaml --trainer.fast_dev_run true`` on the toy world,
+    at the smallest sizes (random ViT-S/16 weights, a tiny SALAD, 32 px)."""
+    cli = train_cli.main([
+        "--config", str(CONFIG), "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+        "--model.backbone_arch", "dinov3_vits16", "--model.backbone_config", '{"num_trainable_blocks": 1}',
+        "--model.agg_config", json.dumps(SMALL_SALAD),
+        "--data.data_root", str(small_toy_world / "gsv-cities"), "--data.data_dir", str(small_toy_world),
+        "--data.cities", '["Bangkok"]', "--data.batch_size", "2", "--data.img_per_place", "2",
+        "--data.image_size", "[32, 32]", "--data.val_image_size", "[32, 32]",
+        # fast_dev_run validates one batch: one batch holds the toy pitts30k_val.
+        "--data.val_batch_size", "100", "--data.val_set_names", '["pitts30k_val"]',
+        "--data.num_workers", "0", "--data.persistent_workers", "false",
+    ])  # fmt: skip
+    assert cli.trainer.global_step == 1
+    assert "pitts30k_val/R1" in cli.trainer.callback_metrics
+    checkpoint = tmp_path / "fast_dev_run.ckpt"
+    cli.trainer.save_checkpoint(checkpoint)
+
+    eval_cli.main([
+        "--ckpt_path", str(checkpoint), "--data_dir", str(small_toy_world), "--val_datasets", "pitts30k_val",
+        "--image_size", "32", "--device", "cpu", "--num_workers", "0", "--log_dir", str(tmp_path / "eval"),
+    ])
+    result = json.loads(next((tmp_path / "eval").rglob("results.json")).read_text())["pitts30k_val"]
+    assert result["architecture"]["backbone_arch"] == "dinov3_vits16"
+    # eval.py's descriptors are validation's: the same recall.
+    assert result["recall@k"]["1"] == pytest.approx(float(cli.trainer.callback_metrics["pitts30k_val/R1"]), abs=1e-3)
