@@ -28,9 +28,10 @@ The other differences are names, converted by state-dict hooks: ``storage_tokens
 files load strictly; the SAT-493M ViT-L file's ``local_cls_norm`` (used only for local crops in
 pretraining) is dropped on load.
 
-Training-mode differences: none in the tokens; the official hub models' RoPE coordinate rescaling
-(``rescale_coords=2``, a pretraining augmentation active in training mode) is not applied, as in
-timm. In eval mode the outputs are the official code's (``tests/test_dinov3.py``).
+In eval mode the outputs are the official code's (``tests/test_dinov3.py``). In training mode one
+thing differs from the official hub models, as in timm: their RoPE coordinate rescaling
+(``rescale_coords=2``, a pretraining augmentation that stays on whenever the module trains) is not
+applied, so the trainable blocks see the same positions in training and evaluation.
 """
 
 from __future__ import annotations
