@@ -1,8 +1,8 @@
-"""The checkpoint-parity fixture: weights and inputs regenerated from seeds (fixtures/parity/README.md).
+"""The checkpoint-parity fixtures: weights and inputs regenerated from seeds (fixtures/parity/README.md
+for the SALAD one, README_dinov3_boq.md for the DINOv3 and BoQ ones).
 
-The fixture's descriptors were computed by the published SALAD code (``vits14_default``) and by
-the BoQ authors' code (``boq_*``, README_dinov3_boq.md); a model that loads the same weights in
-the official state-dict layout must reproduce them.
+The fixtures' outputs were computed by the published code (SALAD, DINOv3, BoQ); a model that loads
+the same weights in the official state-dict layout must reproduce them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def synthesize_value(key: str, z: np.ndarray) -> np.ndarray:
         return 1 + 0.1 * z
     if z.ndim <= 1:
         return 0.02 * z
-    if last in ("cls_token", "pos_embed", "mask_token", "register_tokens"):
+    if last in ("cls_token", "pos_embed", "mask_token", "register_tokens", "storage_tokens"):
         return 0.02 * z
     fan_in = math.prod(z.shape[1:])
     return z / math.sqrt(fan_in)

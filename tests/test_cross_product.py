@@ -38,7 +38,9 @@ SMALL_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "resnet": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
 }
 #: The smallest member of each family: these train and are evaluated from their checkpoint.
-FAMILY_REPRESENTATIVES = ("dinov2_vits14", "dinov2_vits14_reg", "resnet18", "resnet50")
+FAMILY_REPRESENTATIVES = (
+    "dinov2_vits14", "dinov2_vits14_reg", "dinov3_vits16", "dinov3_vits16plus", "resnet18", "resnet50",
+)
 #: Feature-map cells per side at the smallest valid image size (SALAD needs more cells than clusters).
 GRID = 2
 

@@ -98,23 +98,25 @@ def test_checkpoint_without_architecture_needs_flags(tmp_path: Path, capsys: pyt
     assert "does not record its architecture" in capsys.readouterr().err
 
 
-def test_dinov2_salad_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("backbone", "side"), [("dinov2_vits14", 56), ("dinov3_vits16", 64)])  # 4 x 4 patches
+def test_vit_salad_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str], backbone: str, side: int) -> None:
     import models.aggregators.salad  # noqa: F401  (registers SALAD)
     import models.backbones.dinov2  # noqa: F401  (registers DINOv2)
+    import models.backbones.dinov3  # noqa: F401  (registers DINOv3)
 
     output = tmp_path / "salad.onnx"
     status = export_onnx.main(
         [
-            "--backbone", "dinov2_vits14", "--backbone_config", '{"num_trainable_blocks": 2}',
+            "--backbone", backbone, "--backbone_config", '{"num_trainable_blocks": 2}',
             "--aggregator", "SALAD", "--agg_config", json.dumps(SMALL_SALAD),
-            "--image_size", "56", "--output", str(output),
+            "--image_size", str(side), "--output", str(output),
         ]
     )  # fmt: skip
 
     assert status == 0
     assert _reported_difference(capsys.readouterr().out) <= 1e-4
     session = _onnx_session(output)
-    images = np.random.default_rng(0).standard_normal((4, 3, 56, 56), dtype=np.float32)
+    images = np.random.default_rng(0).standard_normal((4, 3, side, side), dtype=np.float32)
     (descriptors,) = session.run(["descriptors"], {"images": images})
     assert descriptors.shape == (4, 8 + 4 * 8)
     assert np.allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-5)

@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.backbones.vit import register_vit_family, rename_keys, tokens_to_output
 from models.contract import Backbone, BackboneOutput, building_on_meta_device
 from models.pretrained import fetch_state_dict
-from models.registry import BACKBONES
 
 PATCH_SIZE = 14
 # DINOv2 was trained at 518 px: its position-embedding table holds 37 x 37 patches.
@@ -68,15 +68,6 @@ def official_weights_url(name: str) -> str:
 
 # timm packs ViT-g's SwiGLU into fc1/fc2; the official checkpoints call them w12/w3.
 _SWIGLU_OFFICIAL_TO_TIMM = {".mlp.w12.": ".mlp.fc1.", ".mlp.w3.": ".mlp.fc2."}
-
-
-def _rename_keys(state_dict: dict[str, Any], prefix: str, mapping: dict[str, str]) -> None:
-    """Rename, in place, the keys under ``prefix`` that contain a key of ``mapping``."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        for old, new in mapping.items():
-            if old in key:
-                state_dict[key.replace(old, new)] = state_dict.pop(key)
-                break
 
 
 def resize_dinov2_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -185,10 +176,10 @@ class DINOv2(Backbone):
 
     def _register_swiglu_key_hooks(self) -> None:
         def to_official(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
-            _rename_keys(state_dict, prefix, {v: k for k, v in _SWIGLU_OFFICIAL_TO_TIMM.items()})
+            rename_keys(state_dict, prefix, {v: k for k, v in _SWIGLU_OFFICIAL_TO_TIMM.items()})
 
         def from_official(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-            _rename_keys(state_dict, prefix, _SWIGLU_OFFICIAL_TO_TIMM)
+            rename_keys(state_dict, prefix, _SWIGLU_OFFICIAL_TO_TIMM)
 
         self.model._register_state_dict_hook(to_official)
         self.model._register_load_state_dict_pre_hook(from_official)
@@ -219,7 +210,7 @@ class DINOv2(Backbone):
 
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         """``images [B, 3, H, W]`` -> feature map ``[B, C, H/14, W/14]`` and token ``[B, C]``."""
-        batch, _, height, width = images.shape
+        _, _, height, width = images.shape
         tokens = self.prepare_tokens(images)
         frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
         with torch.no_grad():
@@ -231,26 +222,8 @@ class DINOv2(Backbone):
         if self.norm_layer:
             tokens = self.model.norm(tokens)
 
-        token = tokens[:, 0]
-        patches = tokens[:, 1 + self.num_register_tokens :]
-        features = patches.reshape(batch, height // PATCH_SIZE, width // PATCH_SIZE, -1).permute(0, 3, 1, 2)
-        return BackboneOutput(features, token if self.return_token else None)
+        grid = (height // PATCH_SIZE, width // PATCH_SIZE)
+        return tokens_to_output(tokens, 1 + self.num_register_tokens, grid, self.return_token)
 
 
-def _dinov2_builder(name: str):
-    def build(
-        num_trainable_blocks: int = 4,
-        norm_layer: bool = True,
-        return_token: bool = True,
-        pretrained: bool = False,
-        pretrained_path: str | None = None,
-    ) -> DINOv2:
-        return DINOv2(name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path)
-
-    build.__name__ = name
-    build.__doc__ = f"DINOv2 backbone {name} (see :class:`DINOv2` for the arguments)."
-    return build
-
-
-for _name in DINOV2_ARCHS:
-    BACKBONES.register(_name)(_dinov2_builder(_name))
+register_vit_family(DINOv2, DINOV2_ARCHS, "DINOv2")

@@ -1,0 +1,64 @@
+"""Pieces shared by the ViT backbones (DINOv2, DINOv3): state-dict key renaming, the split of
+the final tokens into the contract's output, and the registration of a family's sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from models.contract import Backbone, BackboneOutput
+from models.registry import BACKBONES
+
+
+def rename_keys(state_dict: dict[str, Any], prefix: str, mapping: dict[str, str]) -> None:
+    """Rename, in place, the keys under ``prefix`` that contain a key of ``mapping``."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        for old, new in mapping.items():
+            if old in key:
+                state_dict[key.replace(old, new)] = state_dict.pop(key)
+                break
+
+
+def tokens_to_output(
+    tokens: torch.Tensor, num_prefix_tokens: int, grid: tuple[int, int], return_token: bool
+) -> BackboneOutput:
+    """Split a ViT's final tokens into the contract's output.
+
+    Args:
+        tokens: ``[B, P + h*w, C]``: the class token, the other ``P - 1`` prefix tokens
+            (registers), then the patch tokens in row-major order.
+        num_prefix_tokens: ``P``.
+        grid: ``(h, w)``, the patch grid.
+        return_token: return the class token (else ``token`` is ``None``).
+
+    Returns:
+        ``feature_map [B, C, h, w]`` (the prefix tokens left out) and ``token [B, C]``.
+    """
+    patches = tokens[:, num_prefix_tokens:]
+    features = patches.reshape(tokens.shape[0], grid[0], grid[1], -1).permute(0, 3, 1, 2)
+    return BackboneOutput(features, tokens[:, 0] if return_token else None)
+
+
+def register_vit_family(backbone_class: Callable[..., Backbone], names: Iterable[str], family: str) -> None:
+    """Register each of ``names`` as ``backbone_class(name, ...)``, whose other arguments are
+    those of :class:`~models.backbones.dinov2.DINOv2` (the builders list them, so a checkpoint
+    records their defaults)."""
+    for name in names:
+        BACKBONES.register(name)(_vit_builder(backbone_class, name, family))
+
+
+def _vit_builder(backbone_class: Callable[..., Backbone], name: str, family: str) -> Callable[..., Backbone]:
+    def build(
+        num_trainable_blocks: int = 4,
+        norm_layer: bool = True,
+        return_token: bool = True,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+    ) -> Backbone:
+        return backbone_class(name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path)
+
+    build.__name__ = name
+    build.__doc__ = f"{family} backbone {name} (see :class:`{backbone_class.__name__}` for the arguments)."
+    return build
