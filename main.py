@@ -15,9 +15,13 @@ so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``u
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -27,9 +31,20 @@ from dataloaders.gsv_cities import check_gsv_root
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
 from models.vpr_model import NonFiniteError, VPRModel
+from models.pretrained import DownloadError
 from utils.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
+from utils.run_loggers import run_loggers
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = ("fit", "validate")
+"""What main.py offers: training, and validation of a checkpoint (there is no test or predict
+step: evaluation is eval.py's)."""
+CHECKPOINT_FILENAME = "epoch{epoch:02d}-step{step}-R1={R1:.2f}"
+"""Checkpoint names carry the Recall@1 of the first validation set (logged as ``R1``)."""
+EVAL_FLAGS_IN_MESSAGES = re.compile(r"(?<![\w.-])--(data_dir|index_dir|msls_root|pitts_root|nordland_root|sped_root)\b")
+"""The evaluation sets' messages name eval.py's flags; main.py's are ``--data.<name>``."""
+RST_MARKUP = ((re.compile(r"``([^`]*)``"), r"\1"), (re.compile(r":[a-z]+:`~?([^`]*)`"), r"\1"),
+              (re.compile(r"\.\. (\w+)::"), r"\1:"), (re.compile(r"(\w)::(\s)"), r"\1:\2"))
+"""Docstring markup that Lightning's and our docstrings carry into ``--help`` (pattern, replacement)."""
 
 
 def monitored_metric(val_set_names: Sequence[str]) -> str:
@@ -38,6 +53,11 @@ def monitored_metric(val_set_names: Sequence[str]) -> str:
 
 
 class VPRTrainingCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit`` and ``validate`` (see :data:`SUBCOMMANDS`)."""
+        return {name: members for name, members in LightningCLI.subcommands().items() if name in SUBCOMMANDS}
+
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.resume`)."""
         super().parse_arguments(parser, args)
@@ -58,7 +78,7 @@ class VPRTrainingCLI(LightningCLI):
                 "checkpoint.save_top_k": 3,
                 "checkpoint.save_last": True,
                 "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.filename": "epoch{epoch:02d}-step{step}",
+                "checkpoint.filename": CHECKPOINT_FILENAME,
             }
         )
         parser.link_arguments("data.val_set_names", "checkpoint.monitor", compute_fn=monitored_metric)
@@ -83,6 +103,28 @@ class VPRTrainingCLI(LightningCLI):
                 check_gsv_root(Path(config.data.data_root))
             except FileNotFoundError as error:
                 raise FileNotFoundError(f"--data.data_root {config.data.data_root}: {error}") from None
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The trainer; unless ``--trainer.logger`` says otherwise, it logs to TensorBoard and to
+        metrics.csv in one run folder (``utils.run_loggers``)."""
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = run_loggers(config.get("default_root_dir") or ".")
+        return super().instantiate_trainer(**kwargs)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """Each subcommand's parser, its help in plain text (every argument is added by now)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        self._plain_help(parser)
+        return parser
+
+    @staticmethod
+    def _plain_help(parser: LightningArgumentParser) -> None:
+        """``--help`` in plain text: the docstrings' reStructuredText markup taken out."""
+        for action in parser._actions:
+            if action.help:
+                for pattern, replacement in RST_MARKUP:
+                    action.help = pattern.sub(replacement, action.help)
 
     @staticmethod
     def _list_registered_names(parser: LightningArgumentParser) -> None:
@@ -114,10 +156,19 @@ def default_trainer_settings() -> dict:
     }
 
 
+def quiet_notices() -> None:
+    """Silence what a user cannot act on: Lightning's logging-platform tip and a deprecation inside
+    Lightning's own code."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in ("lightning_fabric.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
+
+
 def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
+    quiet_notices()
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in (*SUBCOMMANDS, "-h", "--help"):
-        args.insert(0, "fit")  # `python3 main.py [flags]` trains, as the published script does
+    if not args or args[0] not in SUBCOMMANDS:
+        args.insert(0, "fit")  # `python3 main.py [flags]` trains, as the published script does; --help is fit's
     if argv is None:  # from the command line: DDP's launcher re-runs sys.argv on the other ranks
         sys.argv[1:] = args
     return VPRTrainingCLI(
@@ -128,11 +179,23 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
         trainer_defaults=default_trainer_settings(),
         save_config_kwargs={"overwrite": False},
         parser_kwargs={"default_env": False},
+        auto_configure_optimizers=False,  # the optimizer and schedule are the model's (--model.optimizer, ...)
     )
+
+
+def error_line(error: BaseException) -> str:
+    """The one line main.py prints for a user error, naming main.py's flags."""
+    if isinstance(error, DownloadError):
+        return (
+            f"could not download {error.what} ({error.reason}); fetch {error.file_name} by hand and pass "
+            f"""--model.backbone_config '{{"pretrained_path": "{error.file_name}"}}'"""
+        )
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return EVAL_FLAGS_IN_MESSAGES.sub(r"--data.\1", first)
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError, NonFiniteError) as error:
-        sys.exit(f"main.py: error: {error}")
+    except (OSError, ValueError, NonFiniteError, DownloadError) as error:
+        sys.exit(f"main.py: error: {error_line(error)}")

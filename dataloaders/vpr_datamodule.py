@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -16,23 +16,50 @@ log = logging.getLogger(__name__)
 
 
 class VPRDataModule(GSVCitiesDataModule):
-    """GSV-Cities training (see :class:`GSVCitiesDataModule` for its arguments) plus validation
-    on evaluation sets read from the user's data roots.
+    """GSV-Cities training plus validation on evaluation sets read from the user's data roots.
+
+    Every argument is a ``main.py --data.<name>`` flag (the help text is the line below).
 
     Args:
-        val_set_names: evaluation sets validated every epoch (exact names or the published
-            aliases); the first one ranks the checkpoints.
-        train_augmentation: ``"randaugment"`` (the published RandAugment(3) recipe) or ``"none"``
-            (resize and normalise only; short from-scratch runs such as the toy demo learn better).
-        val_image_size: ``(H, W)`` of validation images; ``None`` uses the training size.
-        val_batch_size: images per validation batch; ``None`` uses ``batch_size * img_per_place``.
-        data_dir, index_dir, msls_root, pitts_root, nordland_root, sped_root: where the
-            evaluation images and index files are (see ``eval.py --help``).
-        **kwargs: the GSV-Cities arguments.
+        data_root: the GSV-Cities folder, holding Dataframes/ and Images/.
+        cities: the training cities (names of the CSV files); default: the paper's 23.
+        batch_size: places per batch (P; the paper: 60).
+        img_per_place: images drawn from each place (K; the paper: 4).
+        min_img_per_place: places with fewer images are left out (the paper: 4).
+        image_size: training image height and width (the paper: 224 224).
+        num_workers: image-loading processes.
+        shuffle_all: shuffle every place of every city together (default: places in city blocks, as published).
+        random_sample_from_each_place: draw each place's K images at random every epoch (false: its K most recent).
+        seed: seed of the place order and image draws (batches do not depend on the number of workers).
+        persistent_workers: keep the loading processes between epochs.
+        val_set_names: evaluation sets validated every epoch (exact names or the published aliases); the
+            first one ranks the checkpoints.
+        train_augmentation: randaugment (the published RandAugment(3) recipe) or none (resize and normalise
+            only; short from-scratch runs such as the toy demo learn better).
+        val_image_size: height and width of validation images; default: the training size.
+        val_batch_size: images per validation batch; default: batch_size * img_per_place.
+        data_dir: folder holding the evaluation sets in the published layout (mapillary/, Pittsburgh/,
+            Nordland/, SPEDTEST/, datasets/ for the index files).
+        index_dir: folder of the .npy index files; default: <data_dir>/datasets.
+        msls_root: MSLS images; default: <data_dir>/mapillary.
+        pitts_root: Pittsburgh images; default: <data_dir>/Pittsburgh.
+        nordland_root: Nordland images; default: <data_dir>/Nordland.
+        sped_root: SPED images; default: <data_dir>/SPEDTEST.
     """
 
     def __init__(
         self,
+        data_root: str,
+        cities: list[str] | None = None,
+        batch_size: int = 60,
+        img_per_place: int = 4,
+        min_img_per_place: int = 4,
+        image_size: tuple[int, int] = (224, 224),
+        num_workers: int = 8,
+        shuffle_all: bool = False,
+        random_sample_from_each_place: bool = True,
+        seed: int = 1,
+        persistent_workers: bool = True,
         val_set_names: list[str] = ["pitts30k_val", "pitts30k_test", "msls_val"],  # noqa: B006 (CLI default)
         train_augmentation: Literal["randaugment", "none"] = "randaugment",
         val_image_size: tuple[int, int] | None = None,
@@ -43,11 +70,15 @@ class VPRDataModule(GSVCitiesDataModule):
         pitts_root: str | None = None,
         nordland_root: str | None = None,
         sped_root: str | None = None,
-        **kwargs: Any,
     ) -> None:
         if train_augmentation not in ("randaugment", "none"):
             raise ValueError(f"train_augmentation={train_augmentation!r}; expected randaugment or none")
-        super().__init__(**kwargs)
+        super().__init__(
+            data_root, cities=cities, batch_size=batch_size, img_per_place=img_per_place,
+            min_img_per_place=min_img_per_place, image_size=image_size, num_workers=num_workers,
+            shuffle_all=shuffle_all, random_sample_from_each_place=random_sample_from_each_place, seed=seed,
+            persistent_workers=persistent_workers,
+        )
         self.train_augmentation = train_augmentation
         if train_augmentation == "none":
             self.train_transform = eval_transform(self.image_size)

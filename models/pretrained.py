@@ -76,6 +76,24 @@ def filter_state_dict(
         raise ValueError(f"checkpoint {source}: {error}") from None
 
 
+class DownloadError(RuntimeError):
+    """Pretrained weights that could not be downloaded; says which file to fetch by hand.
+
+    Attributes:
+        what: a human name of the weights.
+        url: where they are published.
+        file_name: the file to fetch.
+        reason: why the download failed.
+        argument: the argument that takes a local copy.
+    """
+
+    def __init__(self, what: str, url: str, file_name: str, reason: str, argument: str) -> None:
+        super().__init__(
+            f"could not download {what} from {url} ({reason}); fetch {file_name} by hand and pass its path as {argument}=..."
+        )
+        self.what, self.url, self.file_name, self.reason, self.argument = what, url, file_name, reason, argument
+
+
 def fetch_state_dict(
     url: str, pretrained_path: str | PathLike[str] | None, what: str, argument: str = "pretrained_path"
 ) -> dict[str, torch.Tensor]:
@@ -94,7 +112,4 @@ def fetch_state_dict(
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True, file_name=file_name)
     except (URLError, OSError) as error:
-        raise RuntimeError(
-            f"could not download {what} from {url} ({error}); fetch {file_name} by hand and pass "
-            f"its path as {argument}=..."
-        ) from error
+        raise DownloadError(what, url, file_name, str(error), argument) from error

@@ -19,7 +19,9 @@ from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
 from models.metric_learning import MetricLearningObjective
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
-from utils.evaluation import RECALL_KS, retrieve
+from utils.evaluation import retrieve
+from utils.metrics import RECALL_KS
+from utils.results import format_recall_table
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class VPRModel(pl.LightningModule):
         resolved = network.architecture
         self.hparams.update(backbone_config=resolved.backbone_config, agg_config=resolved.agg_config, lr_sched_args=lr_sched_args)
         self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)
-        self.recall_ks = tuple(recall_ks or RECALL_KS)
+        self.recall_ks = tuple(sorted(set(recall_ks or RECALL_KS)))
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     # ----------------------------------------------------------------------------- inference
@@ -180,19 +182,37 @@ class VPRModel(pl.LightningModule):
         self._val_outputs.setdefault(dataloader_idx, []).append((indices, descriptors))
 
     def on_validation_epoch_end(self) -> None:
+        """Recall@K of every validation set: logged (``<set>/R<K>``; ``R1``, the first set's
+        Recall@1, names the checkpoints) and printed as one table per set."""
         val_sets = getattr(self.trainer.datamodule, "val_sets", None) if self.trainer.datamodule else None
         if not val_sets:
             return
+        trainer = self.trainer
+        limited = trainer.sanity_checking or bool(trainer.fast_dev_run) or trainer.limit_val_batches != 1.0
+        tables = []
         for dataloader_idx, eval_set in enumerate(val_sets):
             outputs = self._val_outputs.get(dataloader_idx, [])
-            descriptors = self.gather_in_dataset_order(outputs, eval_set.num_db + eval_set.num_queries)
-            result = retrieve(eval_set, descriptors, self.recall_ks)
-            for k, value in (result.recalls or {}).items():
+            descriptors = self.gather_in_dataset_order(outputs, eval_set.num_db + eval_set.num_queries, limited)
+            if descriptors is None:
+                log.info("%s: validation saw part of the set (fast_dev_run, limit_val_batches or the sanity check): "
+                         "no recall", eval_set.name)
+                continue
+            recalls = retrieve(eval_set, descriptors, self.recall_ks).recalls or {}
+            for k, value in recalls.items():
                 # every rank computed the same value from the gathered descriptors; syncing averages equals
                 self.log(f"{eval_set.name}/R{k}", value, prog_bar=k == 1, sync_dist=True)
+            if dataloader_idx == 0 and 1 in recalls:
+                self.log("R1", recalls[1], logger=False, sync_dist=True)
+            if recalls:
+                title = f"{eval_set.name}, epoch {self.current_epoch}, step {self.global_step}"
+                tables.append(format_recall_table(title, recalls))
+        if tables:
+            self.print("\n".join(tables))
         self._val_outputs = {}
 
-    def gather_in_dataset_order(self, outputs: list[tuple[torch.Tensor, torch.Tensor]], total: int) -> np.ndarray:
+    def gather_in_dataset_order(
+        self, outputs: list[tuple[torch.Tensor, torch.Tensor]], total: int, partial_allowed: bool = False
+    ) -> np.ndarray | None:
         """Descriptors of the whole set from every rank, in dataset order, without the
         duplicates a distributed sampler pads in.
 
@@ -200,9 +220,16 @@ class VPRModel(pl.LightningModule):
             outputs: this rank's ``(indices [b], descriptors [b, D])`` per batch.
             total: number of images in the set.
 
+            partial_allowed: validation was limited to some batches: a set not fully described
+                gives ``None`` instead of an error.
+
         Returns:
-            ``[total, D]`` float32.
+            ``[total, D]`` float32, or ``None`` (see ``partial_allowed``).
         """
+        if not outputs:
+            if partial_allowed:
+                return None
+            raise RuntimeError(f"validation produced no descriptor for the {total} images of a set")
         indices = torch.cat([i for i, _ in outputs])
         descriptors = torch.cat([d for _, d in outputs])
         if self.trainer.world_size > 1:
@@ -211,6 +238,8 @@ class VPRModel(pl.LightningModule):
         ordered = torch.full((total, descriptors.shape[1]), math.nan, dtype=torch.float32, device=descriptors.device)
         ordered[indices] = descriptors  # padded duplicates write the same image twice
         if torch.isnan(ordered).any():
+            if partial_allowed:
+                return None
             missing = int(torch.isnan(ordered[:, 0]).sum())
             raise RuntimeError(f"validation produced no descriptor for {missing} of {total} images")
         return ordered.cpu().numpy()

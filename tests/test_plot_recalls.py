@@ -15,35 +15,38 @@ from utils.results import make_set_result, write_results_json
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_run(folder: Path, sets: dict[str, list[float]]) -> Path:
+def write_run(folder: Path, sets: dict[str, list[float]], **details: object) -> Path:
     folder.mkdir(parents=True)
     payload = {
-        name: make_set_result({1: curve[0]}, curve, num_queries=10, num_db=100) for name, curve in sets.items()
+        name: make_set_result({1: curve[0]}, curve, num_queries=10, num_db=100, **details) for name, curve in sets.items()
     }
     return write_results_json(folder / "results.json", payload)
 
 
-def test_one_figure_per_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_set_is_a_panel_of_the_one_figure_named_by_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_a = write_run(tmp_path / "run_a", {"msls_val": [80.0, 85.0, 90.0], "sped": [70.0, 75.0]})
     run_b = write_run(tmp_path / "run_b", {"msls_val": [82.0, 88.0, 91.0]})
-
-    assert main(["--runs", str(run_a), str(run_b), "--labels", "A", "B", "--out", str(tmp_path / "fig.png")]) == 0
-
-    expected = [tmp_path / "fig_msls_val.png", tmp_path / "fig_sped.png"]
-    for path in expected:
-        with Image.open(path) as figure:
-            assert figure.format == "PNG"
-    assert capsys.readouterr().out.split() == [str(path) for path in expected]
-    assert not (tmp_path / "fig.png").exists()
+    out = tmp_path / "fig.png"
+    assert main(["--runs", str(run_a), str(run_b), "--labels", "A", "B", "--out", str(out)]) == 0
+    with Image.open(out) as figure:
+        assert figure.format == "PNG" and figure.width == 2 * 700 and figure.height == 500  # two panels side by side
+    assert capsys.readouterr().out.split() == [str(out)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "run_a", "run_b"]
 
 
-def test_single_set_goes_to_out_and_labels_default_to_run_folders(tmp_path: Path) -> None:
-    run_a = write_run(tmp_path / "run_a", {"msls_val": [80.0, 85.0], "sped": [70.0, 75.0]})
-    run_b = write_run(tmp_path / "run_b", {"msls_val": [82.0, 88.0]})
-    out = tmp_path / "msls.png"
-    assert main(["--runs", str(run_a), str(run_b), "--sets", "msls_val", "--out", str(out)]) == 0
-    assert out.is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["msls.png", "run_a", "run_b"]
+def test_default_labels_tell_runs_apart(tmp_path: Path) -> None:
+    from tools.plot_recalls import default_labels
+
+    trained = {"checkpoint": "logs/lightning_logs/version_0/checkpoints/last.ckpt", "weights": "checkpoint"}
+    runs = [
+        write_run(tmp_path / "a", {"sped": [70.0]}, image_size=[322, 322], **trained),
+        write_run(tmp_path / "b", {"sped": [60.0]}, image_size=[224, 224], **trained),
+        write_run(tmp_path / "c", {"sped": [10.0]}, image_size=[322, 322], checkpoint=None, weights="random (seed 1)"),
+    ]
+    assert default_labels(runs) == ["last @322x322", "last @224x224", "random weights (seed 1) @322x322"]
+    assert default_labels(runs[:1] + runs[2:]) == ["last", "random weights (seed 1)"]
+    twin = write_run(tmp_path / "d", {"sped": [71.0]}, image_size=[322, 322], **trained)
+    assert default_labels([runs[0], twin]) == ["last @322x322 (a)", "last @322x322 (d)"]
 
 
 @pytest.mark.parametrize(

@@ -156,12 +156,14 @@ def test_a_run_killed_mid_epoch_resumes_bit_exact_in_its_own_folder(toy_world: P
     assert [path.name for path in folder.parent.iterdir()] == ["version_0"]
     assert Path(resumed.logger.log_dir) == folder
     ranking = next(callback for callback in resumed.checkpoint_callbacks if callback.monitor)
-    assert sorted(Path(path).name for path in ranking.best_k_models) == ["epoch00-step4.ckpt", "epoch01-step8.ckpt"]
     # nothing written before is lost: the first configuration, the first epoch's metrics
     assert (folder / "config.yaml").read_bytes() == config and (folder / "config_resumed1.yaml").is_file()
     with (folder / "metrics.csv").open() as stream:
-        validated_epochs = [row["epoch"] for row in csv.DictReader(stream) if row.get("sped/R1")]
-    assert validated_epochs == ["0", "1"]
+        recall_at_1 = {row["epoch"]: float(row["sped/R1"]) for row in csv.DictReader(stream) if row.get("sped/R1")}
+    assert list(recall_at_1) == ["0", "1"]
+    # the checkpoint names carry the first validation set's Recall@1
+    expected_names = [f"epoch0{epoch}-step{4 * (epoch + 1)}-R1={recall_at_1[str(epoch)]:.2f}.ckpt" for epoch in (0, 1)]
+    assert sorted(Path(path).name for path in ranking.best_k_models) == expected_names
 
 
 class PoisonWeights(pl.Callback):

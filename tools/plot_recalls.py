@@ -1,8 +1,10 @@
-"""Compare runs: draw the Recall@N curves of several evaluation results files, one figure per
-evaluation set.
+"""Compare runs: draw the Recall@N curves of several evaluation results files into one figure,
+a panel per evaluation set.
 
 Each ``--runs`` file is a results JSON written by ``utils.results.write_results_json``
-(``eval.py`` writes one per run); every set entry must hold a ``recall_curve``.
+(``eval.py`` writes one per run); every set entry must hold a ``recall_curve``. Runs are told
+apart by their checkpoint's name (``random weights (seed N)`` for an untrained baseline), then,
+where that is not enough, by their image size and run folder; ``--labels`` names them by hand.
 
 Example::
 
@@ -13,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,38 +25,59 @@ if __package__ in (None, ""):  # run as `python tools/plot_recalls.py`: make the
 import numpy as np
 
 from utils.results import read_results_json, recall_curve_from_result
-from utils.visualize import plot_recall_curves
+from utils.visualize import plot_recall_panels
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.plot_recalls",
         description=(
-            "Draw the Recall@N curves of several runs' results JSON files, one PNG per "
-            "evaluation set. With a single set the figure is written to --out itself; with "
-            "several, to <out stem>_<set name>.png beside it. Existing files are never replaced."
+            "Draw the Recall@N curves of several runs' results JSON files into --out: one PNG, a panel per "
+            "evaluation set. An existing file is never replaced."
         ),
     )
     parser.add_argument("--runs", nargs="+", required=True, type=Path, metavar="JSON",
                         help="results JSON files, one per run")
     parser.add_argument("--labels", nargs="+", metavar="LABEL",
-                        help="legend label of each run, in the order of --runs "
-                             "(default: the name of the folder holding each JSON file)")
+                        help="legend label of each run, in the order of --runs (default: each run's checkpoint "
+                             "name, or 'random weights (seed N)', with its image size or folder where runs "
+                             "would share a label)")
     parser.add_argument("--sets", nargs="+", metavar="SET",
                         help="evaluation sets to plot (default: every set found in any run)")
-    parser.add_argument("--out", required=True, type=Path, metavar="PNG",
-                        help="output figure (.png); see above for several sets")
+    parser.add_argument("--out", required=True, type=Path, metavar="PNG", help="output figure (.png)")
     parser.add_argument("--title", default="Recall@N on {set}",
                         help="figure title; {set} is replaced by the set name (default: %(default)s)")
     return parser
 
 
-def output_paths(out: Path, set_names: Sequence[str]) -> dict[str, Path]:
-    """``out`` for a single set; ``<out stem>_<set>.png`` (set name made file-safe) for several."""
-    if len(set_names) == 1:
-        return {set_names[0]: out}
-    return {name: out.with_name(f"{out.stem}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}{out.suffix}")
-            for name in set_names}
+def run_label(results: dict[str, dict], path: Path, detail: int = 0) -> str:
+    """The legend label of a run: its checkpoint's name (or ``random weights (seed N)``), with its
+    image size (``detail`` 1) and its folder (``detail`` 2) added to tell runs apart."""
+    entry = next(iter(results.values()), {})
+    weights = str(entry.get("weights", ""))
+    if weights.startswith("random"):
+        label = f"random weights{weights.removeprefix('random')}"
+    elif entry.get("checkpoint"):
+        label = Path(entry["checkpoint"]).stem
+    else:
+        architecture = entry.get("architecture") or {}
+        label = "+".join(str(architecture[key]) for key in ("backbone_arch", "agg_arch") if key in architecture) or path.parent.name
+    if detail >= 1 and "image_size" in entry:
+        size = entry["image_size"]
+        label += f" @{size[0]}x{size[1]}" if isinstance(size, list) else f" @{size}"
+    if detail >= 2:
+        label += f" ({path.parent.name})"
+    return label
+
+
+def default_labels(runs: Sequence[Path]) -> list[str]:
+    """One label per run that no other run shares (see :func:`run_label`)."""
+    results = [read_results_json(path) for path in runs]
+    for detail in range(3):
+        labels = [run_label(result, path, detail) for result, path in zip(results, runs)]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def collect_curves(
@@ -91,7 +113,10 @@ def collect_curves(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    labels = args.labels if args.labels is not None else [path.parent.name for path in args.runs]
+    try:
+        labels = args.labels if args.labels is not None else default_labels(args.runs)
+    except (FileNotFoundError, ValueError) as error:  # the files, not the flags: one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     if len(labels) != len(args.runs):
         parser.error(f"--labels gives {len(labels)} labels for {len(args.runs)} --runs files")
     if len(set(labels)) != len(labels):
@@ -102,13 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         curves = collect_curves(args.runs, labels, args.sets)
     except (FileNotFoundError, ValueError) as error:  # the files, not the flags: one line, no usage
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    paths = output_paths(args.out, list(curves))
-    existing = [str(path) for path in paths.values() if path.exists()]
-    if existing:
-        parser.error(f"not overwriting existing figures: {', '.join(existing)}")
-    for set_name, per_run in curves.items():
-        written = plot_recall_curves(per_run, paths[set_name], args.title.replace("{set}", set_name))
-        print(written)
+    if args.out.exists():
+        parser.error(f"not overwriting the existing figure {args.out}")
+    panels = {args.title.replace("{set}", set_name): per_run for set_name, per_run in curves.items()}
+    print(plot_recall_panels(panels, args.out))
     return 0
 
 

@@ -3,7 +3,6 @@ generators continue where they were, and the run goes on in its own folder."""
 
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 import os
@@ -19,10 +18,9 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from utils.checkpoint_files import check_resume_checkpoint
+from utils.run_loggers import run_loggers
 
 log = logging.getLogger(__name__)
 
@@ -82,51 +80,26 @@ def run_folder_of(ckpt_path: str | PathLike[str]) -> tuple[Path, str, int] | Non
     return path.parents[3], path.parents[2].name, int(version.group(1))
 
 
-class AppendingMetricsWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued: its rows are
-    kept and its header is the start of the columns (Lightning's writer deletes the file)."""
-
-    def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as stream:
-                self.metrics_keys = next(csv.reader(stream), [])
-
-
-class ContinuedCSVLogger(CSVLogger):
-    """A :class:`CSVLogger` of an existing version folder that appends to its ``metrics.csv``."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = AppendingMetricsWriter(log_dir=self.log_dir)
-        return self._experiment
-
-
 def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | None, logger_setting: object) -> Path | None:
     """Log a resumed run into the version folder of its checkpoint instead of a new ``version_N``.
 
     With the folder, the checkpoint callbacks (``dirpath`` unset) write to the same
     ``checkpoints/`` as before, so Lightning restores their state (the best ``save_top_k``
-    checkpoints) rather than starting it over. Metrics are appended to ``metrics.csv`` and the
-    configuration is saved beside the first one as ``config_resumed<k>.yaml`` (nothing is
-    overwritten). Left alone: a checkpoint elsewhere, or a logger the user configured
-    (``logger_setting`` not ``None``/``True``).
+    checkpoints) rather than starting it over. TensorBoard events go on in the folder, metrics are
+    appended to ``metrics.csv`` (``utils.run_loggers``) and the configuration is saved beside the
+    first one as ``config_resumed<k>.yaml`` (nothing is overwritten). Left alone: a checkpoint
+    elsewhere, or a logger the user configured (``logger_setting`` not ``None``/``True``).
 
     Returns:
         the version folder continued, or None.
     """
     located = None if ckpt_path is None else run_folder_of(ckpt_path)
-    if located is None or logger_setting not in (None, True) or trainer.logger is None:
+    if located is None or logger_setting not in (None, True) or not trainer.loggers:
+        return None
+    if not all(isinstance(logger, (TensorBoardLogger, CSVLogger)) for logger in trainer.loggers):
         return None
     save_dir, name, version = located
-    if isinstance(trainer.logger, TensorBoardLogger):
-        trainer.logger = TensorBoardLogger(save_dir, name=name, version=version)
-    elif isinstance(trainer.logger, CSVLogger):
-        trainer.logger = ContinuedCSVLogger(save_dir, name=name, version=version)
-    else:
-        return None
+    trainer.loggers = run_loggers(save_dir, version, name)
     folder = save_dir / name / f"version_{version}"
     for callback in trainer.callbacks:
         if isinstance(callback, SaveConfigCallback) and (folder / callback.config_filename).exists():

@@ -180,7 +180,7 @@ def search_per_group(
     distances = np.empty((queries.shape[0], k), dtype=np.float32)
     indices = np.empty((queries.shape[0], k), dtype=np.int64)
     groups = list(dict.fromkeys(query_labels.tolist()))  # first-seen order
-    for group in tqdm(groups, desc="search per group", unit="group", leave=False):
+    for group in tqdm(groups, desc="search per group", unit="group", leave=False, disable=len(groups) < 2):
         query_rows = np.flatnonzero(query_labels == group)
         db_rows = np.flatnonzero(db_labels == group)
         if db_rows.size < k:
@@ -297,7 +297,7 @@ def _faiss_search(
     distances = np.empty((queries.shape[0], k), dtype=np.float32)
     indices = np.empty((queries.shape[0], k), dtype=np.int64)
     starts = range(0, queries.shape[0], query_chunk)
-    for start in tqdm(starts, desc="search (faiss)", unit="chunk", leave=False):
+    for start in tqdm(starts, desc="search (faiss)", unit="chunk", leave=False, disable=len(starts) < 2):
         stop = start + query_chunk
         distances[start:stop], indices[start:stop] = index.search(queries[start:stop], k)
     return distances, indices
@@ -374,7 +374,7 @@ def _reserve(faiss: ModuleType, index: Any, num_vectors: int) -> None:
 def _add_in_chunks(index: Any, database: np.ndarray, rows_per_chunk: int) -> None:
     """``index.add`` of ``database`` [N, D], one float32 chunk of ``rows_per_chunk`` rows at a time."""
     starts = range(0, database.shape[0], rows_per_chunk)
-    for start in tqdm(starts, desc="index (faiss)", unit="chunk", leave=False):
+    for start in tqdm(starts, desc="index (faiss)", unit="chunk", leave=False, disable=len(starts) < 2):
         index.add(np.ascontiguousarray(database[start : start + rows_per_chunk], dtype=np.float32))
 
 
@@ -392,7 +392,7 @@ def search_decoded_blocks(
     faiss_metric = _faiss_metric(faiss, metric)
     best = faiss.ResultHeap(queries.shape[0], k, keep_max=metric == "ip")
     starts = range(0, index.ntotal, rows_per_block)
-    for start in tqdm(starts, desc="search (faiss, fp16)", unit="block", leave=False):
+    for start in tqdm(starts, desc="search (faiss, fp16)", unit="block", leave=False, disable=len(starts) < 2):
         count = min(rows_per_block, index.ntotal - start)
         block = index.reconstruct_n(start, count)  # [count, D] float32
         block_distances, block_indices = faiss.knn(queries, block, min(k, count), metric=faiss_metric)

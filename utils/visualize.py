@@ -222,12 +222,24 @@ def plot_recall_curves(
 ) -> Path:
     """Plot Recall@N (percent) against N = 1 .. len(curve) for every labelled curve, as a PNG.
 
-    Uses matplotlib's Agg canvas directly, so no global backend is set.
-
     Args:
         curves: label -> ``[max_n]`` Recall@N in percent.
         out_path: ``.png`` file to create; must not exist yet.
         title: figure title.
+    """
+    return plot_recall_panels({title: curves}, out_path)
+
+
+def plot_recall_panels(
+    panels: Mapping[str, Mapping[str, np.ndarray | Sequence[float]]],
+    out_path: str | PathLike[str],
+) -> Path:
+    """One PNG with a Recall@N panel per entry of ``panels`` (title -> {label -> curve}), side by
+    side (at most 3 per row). Uses matplotlib's Agg canvas directly, so no global backend is set.
+
+    Args:
+        panels: panel title -> label -> ``[max_n]`` Recall@N in percent.
+        out_path: ``.png`` file to create; must not exist yet.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -235,23 +247,26 @@ def plot_recall_curves(
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".png":
         raise ValueError(f"recall curves are written as PNG; {out_path} does not end in .png")
-    if not curves:
+    if not panels or not all(panels.values()):
         raise ValueError("no recall curves to plot")
-    figure = Figure(figsize=(7, 5), dpi=100)
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(7 * columns, 5 * rows), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for label, curve in curves.items():
-        values = np.asarray(curve, dtype=np.float64).ravel()
-        if values.size == 0:
-            raise ValueError(f"recall curve {label!r} is empty")
-        ranks = np.arange(1, values.size + 1)
-        axes.plot(ranks, values, marker="o" if values.size <= 30 else None, markersize=3, label=label)
-    axes.set_xlabel("N (number of retrieved images)")
-    axes.set_ylabel("Recall@N (%)")
-    axes.set_title(title)
-    axes.set_ylim(top=100)
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="lower right")
+    for position, (title, curves) in enumerate(panels.items(), start=1):
+        axes = figure.add_subplot(rows, columns, position)
+        for label, curve in curves.items():
+            values = np.asarray(curve, dtype=np.float64).ravel()
+            if values.size == 0:
+                raise ValueError(f"recall curve {label!r} is empty")
+            ranks = np.arange(1, values.size + 1)
+            axes.plot(ranks, values, marker="o" if values.size <= 30 else None, markersize=3, label=label)
+        axes.set_xlabel("N (number of retrieved images)")
+        axes.set_ylabel("Recall@N (%)")
+        axes.set_title(title)
+        axes.set_ylim(top=100)
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="lower right")
     figure.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -24,6 +24,8 @@ ImageTransform = Callable[[Image.Image], torch.Tensor]
 
 # how many missing paths a FileNotFoundError quotes before "..."
 _MISSING_PATHS_SHOWN = 5
+# checking fewer files than this takes under a second: no progress bar
+_FILES_WORTH_A_BAR = 20_000
 
 
 @dataclass
@@ -106,7 +108,10 @@ class EvalSet:
         paths = self.image_paths()
         missing = [
             path
-            for path in tqdm(paths, desc=f"checking {self.name} files", unit="file", leave=False)
+            for path in tqdm(
+                paths, desc=f"checking {self.name} files", unit="file", leave=False,
+                disable=len(paths) < _FILES_WORTH_A_BAR,
+            )
             if not path.is_file()
         ]
         if missing:
