@@ -38,7 +38,7 @@ from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
 from models.registry import AGGREGATORS
-from models.released import RELEASED_MODELS, released_model
+from models.released import RELEASED_MODELS, check_released_file, released_model
 from utils.cli import json_object
 from utils.eval_outputs import (
     DescriptorFiles,
@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--agg_config", type=json_object, default={},
         help="aggregator arguments as JSON, overriding the flags above; its input width defaults to the "
         "backbone's channels",
+    )
+    model.add_argument(
+        "--no_verify", action="store_true",
+        help="with --released: do not check the SHA-256 of a --ckpt_path named as the released file (a fine-tune "
+        "of your own saved under that name)",
     )
     model.add_argument(
         "--random_weights", action="store_true",
@@ -376,6 +381,8 @@ def run(args: argparse.Namespace) -> Path:
     if args.save_only_wrong_preds:
         PredictionImages(args.log_dir, args.num_preds_to_save, only_wrong=True).check(eval_sets)
 
+    if args.released and args.ckpt_path and not args.no_verify:
+        check_released_file(args.released, args.ckpt_path)
     loaded = load_model(
         args.ckpt_path, architecture_from_args(args), args.random_weights, args.seed,
         mismatch_hint="describe a bare state dict with --released, --backbone, --num_clusters, --cluster_dim, "

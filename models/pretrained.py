@@ -15,6 +15,8 @@ from urllib.error import URLError
 
 import torch
 
+from utils.file_hash import check_sha256, digest_in_name
+
 log = logging.getLogger(__name__)
 
 
@@ -94,22 +96,60 @@ class DownloadError(RuntimeError):
         self.what, self.url, self.file_name, self.reason, self.argument = what, url, file_name, reason, argument
 
 
+def check_published_file(
+    path: str | PathLike[str], file_name: str, sha256: str | None, skip_hint: str = "give it another file name"
+) -> bool:
+    """Check a file that carries a published ``file_name`` against the SHA-256 it must have: the
+    recorded ``sha256``, else the digits torch.hub's naming puts in the name. A file under another
+    name (one's own fine-tune) is not checked, nor one whose digest is known nowhere.
+
+    Returns:
+        whether the file was checked.
+
+    Raises:
+        ValueError: the digest differs (one line: the file, and to download it again).
+    """
+    expected = sha256 or digest_in_name(file_name)
+    if expected is None or Path(path).name != file_name:
+        return False
+    check_sha256(path, expected, f"the published {file_name}", skip_hint)
+    return True
+
+
 def fetch_state_dict(
-    url: str, pretrained_path: str | PathLike[str] | None, what: str, argument: str = "pretrained_path"
+    url: str,
+    pretrained_path: str | PathLike[str] | None,
+    what: str,
+    argument: str = "pretrained_path",
+    sha256: str | None = None,
+    skip_hint: str = "give it another file name",
 ) -> dict[str, torch.Tensor]:
-    """The state dict at ``pretrained_path`` if given, else downloaded from ``url``.
+    """The state dict at ``pretrained_path`` if given, else downloaded from ``url`` (through
+    torch.hub's cache), checked against its SHA-256 (:func:`check_published_file`); a corrupt
+    download is deleted from the cache, so the next try downloads it again.
 
     Args:
         url: where the official file is published.
         pretrained_path: a local copy of that file, or ``None`` to download.
         what: a human name for the weights, used in messages.
         argument: the name of the argument that takes a local file, for the offline error.
+        sha256: the file's recorded SHA-256, if known.
+        skip_hint: how to skip the check for one's own file under the published name.
     """
+    file_name = url.rsplit("/", 1)[-1]
     if pretrained_path is not None:
         log.info("loading %s from %s", what, pretrained_path)
+        check_published_file(pretrained_path, file_name, sha256, skip_hint)
         return read_state_dict(pretrained_path)
-    file_name = url.rsplit("/", 1)[-1]
     try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True, file_name=file_name)
+        state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True, file_name=file_name)
     except (URLError, OSError) as error:
         raise DownloadError(what, url, file_name, str(error), argument) from error
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name  # where torch.hub keeps it
+    try:
+        if cached.is_file():
+            check_published_file(cached, file_name, sha256, skip_hint)
+    except ValueError:
+        cached.unlink(missing_ok=True)
+        raise
+    return state_dict

@@ -19,7 +19,13 @@ from os import PathLike
 import torch
 
 from models.architecture import Architecture
-from models.pretrained import StateDictFilter, fetch_state_dict, filter_state_dict, read_state_dict
+from models.pretrained import (
+    StateDictFilter,
+    check_published_file,
+    fetch_state_dict,
+    filter_state_dict,
+    read_state_dict,
+)
 from models.vpr_net import VPRNet, build_network, build_network_with_weights
 
 #: The published DINOv2 backbone options: last 4 blocks fine-tuned, final norm, class token returned.
@@ -49,6 +55,8 @@ class ReleasedModel:
         image_size: ``(height, width)`` the authors evaluate at.
         checkpoint_filter: turns the file's state dict into this project's layout; ``None`` when
             the file is in it already (the SALAD releases; BoQ's files need a :class:`ReleasedLayout`).
+        sha256: the file's SHA-256, checked after a download and when a local file of that name is
+            loaded; ``None`` where it is not recorded yet (the file is then not checked).
     """
 
     architecture: Architecture
@@ -57,6 +65,7 @@ class ReleasedModel:
     descriptor_dim: int
     image_size: tuple[int, int] = (322, 322)
     checkpoint_filter: StateDictFilter | None = None
+    sha256: str | None = None
 
     def network_state(self, state_dict: dict[str, torch.Tensor], source: str | PathLike[str]) -> dict[str, torch.Tensor]:
         """``state_dict`` of this release's file (read from ``source``) in this project's layout."""
@@ -170,11 +179,27 @@ def released_model(name: str) -> ReleasedModel:
         raise ValueError(f"unknown released model {name!r}; released: {', '.join(RELEASED_MODELS)}") from None
 
 
+#: How to skip the check of a released file's SHA-256 (for a fine-tune saved under the released name).
+SKIP_CHECK_HINT = "pass verify=False (eval.py: --no_verify)"
+
+
+def check_released_file(name: str, path: str | PathLike[str]) -> bool:
+    """Check a local file that carries release ``name``'s file name against its SHA-256
+    (``models.pretrained.check_published_file``); returns whether it was checked.
+
+    Raises:
+        ValueError: the digest differs (one line naming the file and how to skip the check).
+    """
+    release = released_model(name)
+    return check_published_file(path, release.file_name, release.sha256, SKIP_CHECK_HINT)
+
+
 def build_released(
     name: str,
     pretrained: bool = True,
     ckpt_path: str | PathLike[str] | None = None,
     architecture: Architecture | None = None,
+    verify: bool = True,
 ) -> VPRNet:
     """The released model ``name`` in eval mode.
 
@@ -185,6 +210,8 @@ def build_released(
             architecture) to load instead of downloading.
         architecture: another architecture to build instead of the release's (the weights must
             fit it).
+        verify: check the SHA-256 of a download, and of a ``ckpt_path`` named as the release
+            (``False`` for a fine-tune of one's own saved under that name).
 
     Raises:
         ValueError: ``pretrained`` for a file published only for download by hand, or weights
@@ -194,6 +221,8 @@ def build_released(
     release = released_model(name)
     architecture = architecture or release.architecture
     if ckpt_path is not None:
+        if verify:
+            check_released_file(name, ckpt_path)
         return build_network_with_weights(architecture, release.network_state(read_state_dict(ckpt_path), ckpt_path), ckpt_path)
     if not pretrained:
         return build_network(architecture, pretrained_backbone=False).eval()
@@ -202,5 +231,7 @@ def build_released(
             f"{name}: the authors publish {release.file_name} only for download by hand; "
             f"pass its path as ckpt_path=..., or pretrained=False for an untrained model"
         )
-    state_dict = fetch_state_dict(release.url, None, release.file_name, "ckpt_path")
+    state_dict = fetch_state_dict(
+        release.url, None, release.file_name, "ckpt_path", release.sha256 if verify else None, SKIP_CHECK_HINT
+    )
     return build_network_with_weights(architecture, release.network_state(state_dict, release.url), release.url)

@@ -44,10 +44,10 @@ import numpy as np
 
 from dataloaders.safe_npy import load_npy
 from utils.atomic_write import remove_stale_temporaries, write_atomically
+from utils.file_hash import file_sha256
 
 logger = logging.getLogger(__name__)
 
-HASH_BLOCK_BYTES = 1 << 20
 DIGEST_CHARS = 24
 """Hex characters of the key's SHA-256 used in file names (96 bits)."""
 STALE_TEMPORARY_S = 15 * 60
@@ -80,19 +80,6 @@ class CacheKey:
     def file_stem(self) -> str:
         readable = re.sub(r"[^A-Za-z0-9_.-]", "_", self.set_name)
         return f"{readable}_{self.digest[:DIGEST_CHARS]}"
-
-
-def file_sha256(path: str | PathLike[str]) -> str:
-    """Full SHA-256 (hex) of a file's bytes, read in blocks.
-
-    Raises:
-        FileNotFoundError: no such file.
-    """
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while block := stream.read(HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_sha256(path: str | PathLike[str]) -> str:

@@ -50,7 +50,7 @@ from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 
 from models.backbones.vit import register_vit_family, rename_keys, tokens_to_output
 from models.contract import Backbone, BackboneOutput
-from models.pretrained import read_state_dict
+from models.pretrained import check_published_file, read_state_dict
 
 PATCH_SIZE = 16
 NUM_STORAGE_TOKENS = 4
@@ -246,9 +246,11 @@ class DINOv3(Backbone):
         file: its exact keys and shapes, in float32.
 
         Raises:
-            ValueError: the file is not this model's official checkpoint (one line: the first
-                missing, unexpected or mis-shaped key).
+            ValueError: the file is not this model's official checkpoint (one line: a SHA-256 that
+                is not the one its official name carries, or the first missing, unexpected or
+                mis-shaped key).
         """
+        check_published_file(path, self.official_file, None)  # its name carries the leading digits of its SHA-256
         state_dict = read_state_dict(path)
         expected = {key: tuple(value.shape) for key, value in self.model.state_dict().items()}
         used = [key for key in state_dict if not key.startswith(_UNUSED_OFFICIAL_PREFIXES)]
