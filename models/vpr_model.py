@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +29,25 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(RuntimeError):
     """A NaN or infinity in descriptors or loss: training stops at that step."""
+
+
+@dataclass
+class WarmupMultiStep:
+    """The learning-rate factor of optimizer step ``step``: a linear warmup from ``1/warmup_steps``
+    to 1 over ``warmup_steps`` steps, times ``gamma`` for each of ``milestone_epochs`` passed
+    (an epoch being ``steps_per_epoch`` steps). A plain object, so the schedule's state is saved
+    in checkpoints as numbers.
+    """
+
+    warmup_steps: int = 0
+    milestone_epochs: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    steps_per_epoch: int = 1
+
+    def __call__(self, step: int) -> float:
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        passed = sum(step >= epoch * self.steps_per_epoch for epoch in self.milestone_epochs)
+        return warmup * self.gamma**passed
 
 
 def warn_if_random_backbone(network: VPRNet) -> None:
@@ -53,8 +73,11 @@ class VPRModel(pl.LightningModule):
         agg_arch, agg_config: a name of ``models.AGGREGATORS`` and its arguments (``None``: the
             paper's for SALAD, else the aggregator's defaults).
         lr, optimizer, weight_decay, momentum: the optimizer (``adamw``, ``adam`` or ``sgd``).
+        backbone_lr_factor: the backbone's learning rate is ``lr`` times this (BoQ's recipe: 0.1).
         lr_sched: ``linear`` (factor from ``start_factor`` to ``end_factor`` over ``total_iters``
-            optimizer steps, stepped every batch, as published), ``cosine`` or ``none``.
+            optimizer steps, stepped every batch, as published), ``cosine``, ``multistep`` (a linear
+            warmup over ``warmup_steps``, then the lr times ``gamma`` at each of ``milestone_epochs``)
+            or ``none``.
         lr_sched_args: the scheduler's arguments.
         loss_name, miner_name, miner_margin: the objective (pytorch-metric-learning).
         recall_ks: the K of the Recall@K logged at validation.
@@ -72,7 +95,8 @@ class VPRModel(pl.LightningModule):
         optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
         weight_decay: float = 9.5e-9,
         momentum: float = 0.9,
-        lr_sched: Literal["linear", "cosine", "none"] = "linear",
+        backbone_lr_factor: float = 1.0,
+        lr_sched: Literal["linear", "cosine", "multistep", "none"] = "linear",
         lr_sched_args: dict[str, Any] | None = None,
         loss_name: str = "MultiSimilarityLoss",
         miner_name: str | None = "MultiSimilarityMiner",
@@ -123,7 +147,9 @@ class VPRModel(pl.LightningModule):
     # ----------------------------------------------------------------------------- training
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("backbone.")]
+        params = [{"params": backbone, "lr": hp.lr * hp.backbone_lr_factor}, {"params": rest}]
         if hp.optimizer == "adamw":
             optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         elif hp.optimizer == "adam":
@@ -138,8 +164,12 @@ class VPRModel(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, **hp.lr_sched_args)
         elif hp.lr_sched == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **hp.lr_sched_args)
+        elif hp.lr_sched == "multistep":
+            steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs or 1))
+            schedule = WarmupMultiStep(steps_per_epoch=steps_per_epoch, **hp.lr_sched_args)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         else:
-            raise ValueError(f"lr_sched={hp.lr_sched!r}; expected linear, cosine or none")
+            raise ValueError(f"lr_sched={hp.lr_sched!r}; expected linear, cosine, multistep or none")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

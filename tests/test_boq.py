@@ -131,9 +131,11 @@ def test_the_training_config_runs_on_the_toy_world(small_toy_world: Path, tmp_pa
     assert trainable == [False] * 10 + [True] * 2
     optimizer = trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["weight_decay"] == 0.001
-    warmup = trainer.lr_scheduler_configs[0].scheduler
-    assert isinstance(warmup, torch.optim.lr_scheduler.LinearLR) and warmup.total_iters == 3900
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 2 / 3900, rel=1e-3)  # after 1 of 3900 steps
+    schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert (schedule.warmup_steps, schedule.milestone_epochs, schedule.gamma) == (3900, [10, 20, 30], 0.1)
+    backbone_group, aggregator_group = optimizer.param_groups
+    assert aggregator_group["lr"] == pytest.approx(2e-4 * 2 / 3900, rel=1e-3)  # after 1 of 3900 steps
+    assert backbone_group["lr"] == pytest.approx(0.1 * aggregator_group["lr"])  # the backbone at 0.1 x lr
 
 
 def onnx_descriptors(path: Path, images: torch.Tensor) -> np.ndarray:

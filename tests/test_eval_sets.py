@@ -28,7 +28,7 @@ from dataloaders.image_io import ImageDecodeError
 FIXTURES = Path(__file__).parent / "fixtures"
 SALAD_INDEX = FIXTURES / "salad_index"
 
-# counts from DATASETS.md
+# counts from docs/DATASETS.md
 NORDLAND_DB, NORDLAND_Q = 27_592, 2_760
 SPED_DB, SPED_Q = 607, 607
 MSLS_VAL_DB, MSLS_VAL_Q_ALL, MSLS_VAL_Q = 18_871, 747, 740
@@ -78,7 +78,7 @@ def test_nordland_reads_published_files_from_flat_index_dir(tmp_path: Path) -> N
     assert (eval_set.num_db, eval_set.num_queries) == (NORDLAND_DB, NORDLAND_Q)
     assert eval_set.db_paths[5] == "ref/0000005.jpg"
     assert eval_set.query_paths[17] == "query/0000017.jpg"
-    # DATASETS.md: gt[i] = {10i-1, 10i, 10i+1} within range
+    # docs/DATASETS.md: gt[i] = {10i-1, 10i, 10i+1} within range
     for i, positives in enumerate(eval_set.ground_truth):
         expected = [j for j in (10 * i - 1, 10 * i, 10 * i + 1) if 0 <= j < NORDLAND_DB]
         assert positives.dtype == np.int64
@@ -305,7 +305,7 @@ def write_pittsburgh_mat(
     query_names: list[str],
     query_utm: np.ndarray,
 ) -> None:
-    """A dbStruct with the fields in the order DATASETS.md documents."""
+    """A dbStruct with the fields in the order docs/DATASETS.md documents."""
 
     def cells(names: list[str]) -> np.ndarray:
         array = np.empty((len(names), 1), dtype=object)

@@ -160,7 +160,7 @@ MSLS_VAL_TREE = {
         ],
     },
 }
-# worked out by hand from the table above (DATASETS.md protocol)
+# worked out by hand from the table above (docs/DATASETS.md protocol)
 EXPECTED_VAL_DB = [
     "train_val/cph/database/images/cdb0.jpg",
     "train_val/cph/database/images/00123.jpg",

@@ -1,7 +1,7 @@
 """The procedural toy world: determinism, the published layouts and index formats, ground
 truth that agrees with the coordinates, and train / evaluation separation.
 
-Expected formats come from DATASETS.md and from slices of the published files in
+Expected formats come from docs/DATASETS.md and from slices of the published files in
 ``tests/fixtures/toy_world_reference`` (same dtypes); ground truth is recomputed here from the
 coordinates the generator wrote (CSV, .mat, file names) with scipy, independently of the
 generator's own code.
@@ -219,7 +219,7 @@ def test_msls_raw_tree_has_the_published_csvs(world: Path) -> None:
 
 
 def msls_val_protocol(world: Path) -> tuple[list[str], list[str], list[int], list[np.ndarray]]:
-    """The MSLS val index recomputed from the raw CSVs (DATASETS.md protocol)."""
+    """The MSLS val index recomputed from the raw CSVs (docs/DATASETS.md protocol)."""
     db_images: list[str] = []
     q_images: list[str] = []
     q_idx: list[int] = []

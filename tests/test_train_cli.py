@@ -289,3 +289,14 @@ def test_default_precision_is_bf16_mixed_where_the_gpu_has_it(monkeypatch, cuda:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     assert train_cli.default_trainer_settings()["precision"] == precision
+
+
+def test_warmup_then_step_decay_by_epochs() -> None:
+    """``lr_sched: multistep``: a linear warmup over steps, then x gamma at each milestone epoch."""
+    from models.vpr_model import WarmupMultiStep
+
+    schedule = WarmupMultiStep(warmup_steps=4, milestone_epochs=[2, 3], gamma=0.1, steps_per_epoch=5)
+    factors = [schedule(step) for step in range(17)]
+    expected = [0.25, 0.5, 0.75] + [1.0] * 7 + [0.1] * 5 + [0.01] * 2  # epochs 2 and 3 start at steps 10 and 15
+    assert factors == pytest.approx(expected)
+    assert WarmupMultiStep()(0) == 1.0  # no warmup, no milestone

@@ -19,7 +19,7 @@ region and dataset part: the same seed gives byte-identical files, whatever the 
 rendering workers.
 
 The output tree mimics a user's data folder with the published layouts (see
-``DATASETS.md``): GSV-Cities, the raw MSLS tree, Pittsburgh images and ``.mat`` files,
+``docs/DATASETS.md``): GSV-Cities, the raw MSLS tree, Pittsburgh images and ``.mat`` files,
 VPR-Bench Nordland and SPED, a gmberton-format set, and the published ``.npy`` index files
 computed from the world's ground truth. ``toy_world.json`` records what was generated.
 

@@ -1,4 +1,4 @@
-"""Names and constants of the published dataset layouts the toy world mimics (see ``DATASETS.md``)."""
+"""Names and constants of the published dataset layouts the toy world mimics (see ``docs/DATASETS.md``)."""
 
 from __future__ import annotations
 
