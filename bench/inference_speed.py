@@ -339,7 +339,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_device_flag(parser)
     parser.add_argument("--suite", choices=["precision", "published"], help="default: precision on CPU, published on CUDA")
     parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), default="dinov2_vitb14")
-    parser.add_argument("--image_size", type=int, default=322, help="square input side, a multiple of 14 (default 322)")
+    parser.add_argument("--image_size", type=int, default=322, help=f"square input side, a multiple of {PATCH_SIZE} (default 322)")
     parser.add_argument("--batch", type=int, help="images per batch (default 2 on CPU, 256 on CUDA)")
     parser.add_argument("--warmup", type=int, help="untimed batches per variant (default 1 on CPU, 3 on CUDA)")
     parser.add_argument("--iters", type=int, help="timed batches per variant (default 2 on CPU, 10 on CUDA)")

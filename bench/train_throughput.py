@@ -222,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbone", choices=list(DINOV2_ARCHS), help="default: dinov2_vitb14 on CUDA, dinov2_vits14 on CPU")
     parser.add_argument("--places", type=int, help="places per batch, P (default: 60 on CUDA, 4 on CPU)")
     parser.add_argument("--per_place", type=int, help="images per place, K (default: 4)")
-    parser.add_argument("--image_size", type=int, help="square side, a multiple of 14 (default: 224 on CUDA, 126 on CPU)")
+    parser.add_argument("--image_size", type=int, help=f"square side, a multiple of {PATCH_SIZE} (default: 224 on CUDA, 126 on CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps (default: 3 on CUDA, 1 on CPU)")
     parser.add_argument("--iters", type=int, help="timed steps (default: 10 on CUDA, 2 on CPU)")
     parser.add_argument("--channels_last", action="store_true", help="ours in channels_last memory format")

@@ -158,3 +158,13 @@ def test_salad_aggregation_times_both_formulations_and_they_agree() -> None:
     assert re.search(rf"^\s+repeat: +{NUMBER} ms +peak memory +{NUMBER} MiB$", output, re.MULTILINE) is not None
     difference = re.search(r"max \|bmm - repeat\| = ([0-9.e+-]+)", output)
     assert difference is not None and float(difference.group(1)) < 1e-5  # one function, two formulations
+
+
+def test_draft_decoding_bench_times_both_decodings_and_compares_descriptors() -> None:
+    output = run_bench("bench.draft_decoding", "--backbone", "dinov2_vits14", "--side", "300", "--image_size", "126",
+                       "--repeats", "1", "--threads", "1")  # 9 x 9 patches: more than SALAD's 64 clusters
+    assert "300 x 300 JPEG -> 126 x 126, dinov2_vits14 + SALAD" in output
+    timing = re.search(rf"full {NUMBER} ms, draft {NUMBER} ms \(({NUMBER})x\)", output)
+    assert timing is not None, output
+    cosine = re.search(rf"descriptor: cosine {NUMBER}, max abs difference \d\.\d\de[-+]\d\d", output)
+    assert cosine is not None and 0.9 < float(cosine.group(1)) < 1.0  # decoded at 150 x 150 first: pixels move

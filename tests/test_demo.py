@@ -7,14 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dataloaders.toy_world import generate_toy_world
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_the_whole_pipeline_and_ends_with_the_toy_line(tmp_path: Path):
-    world = tmp_path / "world"
-    generate_toy_world(world, seed=0, size="small", image_size=56, progress=False)
+def test_demo_runs_the_whole_pipeline_and_ends_with_the_toy_line(small_toy_world: Path, tmp_path: Path):
+    world = small_toy_world
     completed = subprocess.run(
         [sys.executable, "-m", "tools.demo", "--data", str(world), "--max_epochs", "1", "--log_dir", str(tmp_path / "logs")],
         cwd=REPO, capture_output=True, text=True, timeout=600,

@@ -93,11 +93,8 @@ def test_mining_and_loss_see_the_global_batch(tmp_path: Path):
     assert not torch.isclose(alone, reference.loss)
 
 
-def test_training_with_two_processes_splits_the_places_between_ranks(tmp_path: Path):
-    from dataloaders.toy_world import generate_toy_world
-
-    world = tmp_path / "world"
-    generate_toy_world(world, seed=0, size="small", image_size=56, progress=False)
+def test_training_with_two_processes_splits_the_places_between_ranks(small_toy_world: Path, tmp_path: Path):
+    world = small_toy_world
     out = tmp_path / "run"
     command = [
         sys.executable, "main.py", "--config", "configs/toy.yaml",

@@ -11,7 +11,6 @@ import pytest
 
 import eval as eval_cli
 from dataloaders.safe_npy import RefusedPickleError, load_npy
-from dataloaders.toy_world import generate_toy_world
 from dataloaders.vpr_datamodule import VPRDataModule
 from tests.planted_pickles import RunsPython, RunsShell
 from tools import build_index
@@ -31,10 +30,8 @@ def plant(path: Path, marker: Path, template: Path, payload: str = "shell") -> P
 
 
 @pytest.fixture(scope="module")
-def toy_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("toy") / "world"
-    generate_toy_world(root, seed=0, size="small", image_size=56, progress=False)
-    return root
+def toy_world(small_toy_world: Path) -> Path:
+    return small_toy_world
 
 
 def planted_nordland_index(toy_world: Path, index_dir: Path, marker: Path) -> Path:

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from dataloaders.vpr_datamodule import VPRDataModule
-from dataloaders.toy_world import generate_toy_world
 
 
 def _image() -> Image.Image:
@@ -27,9 +26,8 @@ def test_augmentation_none_is_deterministic_and_randaugment_is_not():
         VPRDataModule(data_root="unused", train_augmentation="flip")
 
 
-def test_validation_sets_come_from_the_data_roots_in_dataset_order(tmp_path: Path):
-    world = tmp_path / "world"
-    generate_toy_world(world, seed=0, size="small", image_size=56, progress=False)
+def test_validation_sets_come_from_the_data_roots_in_dataset_order(small_toy_world: Path):
+    world = small_toy_world
     module = VPRDataModule(data_root=str(world / "gsv-cities"), cities=["Bangkok"], image_size=(56, 56),
                            num_workers=0, val_set_names=["SPED", "pitts30k_val"], data_dir=str(world))
     module.setup("validate")
