@@ -361,9 +361,10 @@ def log_model(args: argparse.Namespace, loaded: LoadedModel, evaluator: Evaluato
     )
     log_cpu_bf16_hint(args.precision, evaluator.device)
     if evaluator.preprocessing.native:
+        max_side = evaluator.preprocessing.max_side
         log.info(
-            "no --image_size: images at native resolution (sides rounded to multiples of %d, the patch size; "
-            "longer sides capped at %s), batched by size", loaded.model.patch_size, evaluator.preprocessing.max_side,
+            "no --image_size: images at native resolution (sides rounded to multiples of %d, the patch size; %s), "
+            "batched by size", loaded.model.patch_size, f"longer sides capped at {max_side}" if max_side else "no cap",
         )
 
 

@@ -97,6 +97,8 @@ def build_training_model(backbone: str, variant: Variant, seed: int) -> VPRModel
     """A ``VPRModel`` with random weights, SALAD aggregating by ``bmm`` or ``repeat``, in train mode,
     compiled as ``main.py --model.compile_network true`` compiles it when ``variant.compile``."""
     paper = paper_architecture(backbone)
+    # Its weights are drawn from a seed below: the "random weights" warning does not apply here.
+    logging.getLogger("models.vpr_model").setLevel(logging.ERROR)
     model = VPRModel(
         backbone_arch=backbone,
         backbone_config={**paper.backbone_config, "pretrained": False},

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.backbones.vit import register_vit_family, rename_keys, tokens_to_output
+from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
 from models.contract import Backbone, BackboneOutput, building_on_meta_device
 from models.pretrained import fetch_state_dict
 
@@ -211,14 +211,7 @@ class DINOv2(Backbone):
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         """``images [B, 3, H, W]`` -> feature map ``[B, C, H/14, W/14]`` and token ``[B, C]``."""
         _, _, height, width = images.shape
-        tokens = self.prepare_tokens(images)
-        frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
-        with torch.no_grad():
-            for block in self.model.blocks[:frozen_blocks]:
-                tokens = block(tokens)
-        tokens = tokens.detach()
-        for block in self.model.blocks[frozen_blocks:]:
-            tokens = block(tokens)
+        tokens = run_blocks(self.model.blocks, self.prepare_tokens(images), self.num_trainable_blocks)
         if self.norm_layer:
             tokens = self.model.norm(tokens)
 

@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 
-from models.backbones.vit import register_vit_family, rename_keys, tokens_to_output
+from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
 from models.contract import Backbone, BackboneOutput
 from models.pretrained import check_published_file, read_state_dict
 
@@ -290,13 +290,7 @@ class DINOv3(Backbone):
         prefix = torch.cat((self.model.cls_token, self.model.reg_token), dim=1)  # [1, 1 + 4, C]
         tokens = torch.cat((prefix.expand(batch, -1, -1), patches), dim=1)
         rope = self.model.rope.get_embed(shape=grid)  # [H/16 * W/16, 2 * head_dim]: sin, cos
-        frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
-        with torch.no_grad():
-            for block in self.model.blocks[:frozen_blocks]:
-                tokens = block(tokens, rope=rope)
-        tokens = tokens.detach()
-        for block in self.model.blocks[frozen_blocks:]:
-            tokens = block(tokens, rope=rope)
+        tokens = run_blocks(self.model.blocks, tokens, self.num_trainable_blocks, rope=rope)
         return self.model.norm(tokens) if self.norm_layer else tokens
 
     def forward(self, images: torch.Tensor) -> BackboneOutput:

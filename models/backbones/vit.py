@@ -1,12 +1,14 @@
-"""Pieces shared by the ViT backbones (DINOv2, DINOv3): state-dict key renaming, the split of
-the final tokens into the contract's output, and the registration of a family's sizes."""
+"""Pieces shared by the ViT backbones (DINOv2, DINOv3): state-dict key renaming, running the
+frozen and the trainable blocks, the split of the final tokens into the contract's output, and
+the registration of a family's sizes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 from models.contract import Backbone, BackboneOutput
 from models.registry import BACKBONES
@@ -19,6 +21,20 @@ def rename_keys(state_dict: dict[str, Any], prefix: str, mapping: dict[str, str]
             if old in key:
                 state_dict[key.replace(old, new)] = state_dict.pop(key)
                 break
+
+
+def run_blocks(blocks: Sequence[nn.Module], tokens: torch.Tensor, num_trainable: int, **kwargs: Any) -> torch.Tensor:
+    """``tokens [B, N, C]`` through ``blocks``: the leading frozen ones without gradients (nothing
+    upstream of the trainable blocks needs them), then the last ``num_trainable``. ``kwargs`` go to
+    every block (DINOv3's RoPE table)."""
+    frozen = len(blocks) - num_trainable
+    with torch.no_grad():
+        for block in blocks[:frozen]:
+            tokens = block(tokens, **kwargs)
+    tokens = tokens.detach()
+    for block in blocks[frozen:]:
+        tokens = block(tokens, **kwargs)
+    return tokens
 
 
 def tokens_to_output(
