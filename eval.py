@@ -39,7 +39,7 @@ from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
 from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
-from utils.cli import json_object
+from utils.cli import first_line, json_object
 from utils.eval_outputs import (
     DescriptorFiles,
     MslsChallengeFile,
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(args)
     except USER_ERRORS as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = first_line(error)
         if isinstance(error, torch.OutOfMemoryError):
             message = f"out of memory: lower --batch_size or --image_size ({message})"
         parser.exit(2, f"{PROG}: error: {message}\n")

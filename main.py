@@ -30,8 +30,9 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from dataloaders.gsv_cities import check_gsv_root
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
-from models.vpr_model import NonFiniteError, VPRModel
 from models.pretrained import DownloadError
+from models.vpr_model import NonFiniteError, VPRModel
+from utils.cli import first_line
 from utils.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 from utils.run_loggers import run_loggers
 
@@ -190,8 +191,7 @@ def error_line(error: BaseException) -> str:
             f"could not download {error.what} ({error.reason}); fetch {error.file_name} by hand and pass "
             f"""--model.backbone_config '{{"pretrained_path": "{error.file_name}"}}'"""
         )
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return EVAL_FLAGS_IN_MESSAGES.sub(r"--data.\1", first)
+    return EVAL_FLAGS_IN_MESSAGES.sub(r"--data.\1", first_line(error))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from urllib.error import URLError
 
 import torch
 
+from utils.cli import first_line
 from utils.file_hash import check_sha256, digest_in_name
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,9 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"checkpoint {path} is not a plain tensor file loadable with weights_only=True "
-            f"(refused, not executed): {first_line}"
+            f"(refused, not executed): {first_line(error)}"
         ) from error
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")

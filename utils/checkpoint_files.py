@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from utils.cli import first_line
+
 ZIP_MAGIC = b"PK\x03\x04"
 """First bytes of torch's zip checkpoint format (``torch.save`` since 1.6)."""
 
@@ -90,12 +92,12 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
                 torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
         except pickle.UnpicklingError as error:
             found = UNPICKLED_GLOBAL.search(str(error))
-            what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({_first_line(error)})"
+            what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({first_line(error)})"
             raise RefusedCheckpointError(
                 f"checkpoint {path} holds {what}, which no checkpoint of this project holds: refused, not executed"
             ) from None
         except Exception as error:  # torch's zip reader raises RuntimeError, OSError, ...
-            problem = f"is corrupt ({_first_line(error)})"
+            problem = f"is corrupt ({first_line(error)})"
     if problem is not None:
         others = other_checkpoints(path)
         instead = f"resume from one of {', '.join(others)} in {path.parent}" if others else (
@@ -112,8 +114,3 @@ def _allowed(globals_: tuple[type, ...]) -> contextlib.AbstractContextManager:
 def _is_zip(path: Path) -> bool:
     with path.open("rb") as stream:
         return stream.read(len(ZIP_MAGIC)) == ZIP_MAGIC
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

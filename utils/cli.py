@@ -1,4 +1,4 @@
-"""Argument types shared by the command-line tools."""
+"""What the command-line tools share: argument types, and the one line an error is shown as."""
 
 from __future__ import annotations
 
@@ -16,3 +16,10 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
     return value
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none): what a one-line
+    error shows of an exception raised deeper down."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
