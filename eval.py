@@ -11,10 +11,10 @@ Examples (from the repository root)::
 
 Every run writes into a new folder ``<--log_dir>/<checkpoint name>_<time>/`` (``run.json`` with
 what ran, ``results.json`` with each labelled set's recall, ``recall_<set>.png``, predictions CSVs,
-the MSLS challenge file, prediction images, descriptor files: see ``utils/eval_outputs.py``).
+the MSLS challenge file, prediction images, descriptor files: see ``utils/evaluation/outputs.py``).
 
-This is a thin command line over ``utils.eval_pipeline`` (the evaluation itself, usable from
-Python without argparse) and ``utils.eval_outputs`` (one writer per output).
+This is a thin command line over ``utils.evaluation.pipeline`` (the evaluation itself, usable from
+Python without argparse) and ``utils.evaluation.outputs`` (one writer per output).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from models.checkpoint_io import LoadedModel, load_model
 from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
 from utils.cli import first_line, json_object
-from utils.eval_outputs import (
+from utils.evaluation.outputs import (
     DescriptorFiles,
     MslsChallengeFile,
     OutputWriter,
@@ -51,7 +51,7 @@ from utils.eval_outputs import (
     ResultsJson,
     write_run_info,
 )
-from utils.eval_pipeline import (
+from utils.evaluation.pipeline import (
     DEFAULT_MAX_SIDE,
     DEFAULT_NUM_WORKERS,
     DescribedModel,
@@ -60,9 +60,9 @@ from utils.eval_pipeline import (
     SpeedOptions,
     evaluate_sets,
 )
-from utils.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
-from utils.metrics import RECALL_KS
-from utils.results import new_run_dir
+from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
+from utils.evaluation.metrics import RECALL_KS
+from utils.evaluation.results import new_run_dir
 
 log = logging.getLogger("eval")
 

@@ -5,7 +5,7 @@ Every option is a flag and a YAML key (Lightning's CLI): ``python3 main.py --hel
 under ``logs/``. ``--ckpt_path last.ckpt`` resumes an interrupted run: the file is checked
 first (a torn or code-running checkpoint is refused in one line), and the run goes on in the
 checkpoint's version folder, from the same place in the data order with the same random state,
-so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``utils/resume.py``).
+so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``utils/training/resume.py``).
 
     python3 main.py --data.data_root ../data/gsv-cities --data.data_dir ../data
     python3 main.py --config configs/toy.yaml
@@ -33,8 +33,8 @@ from models import AGGREGATORS, BACKBONES
 from models.pretrained import DownloadError
 from models.vpr_model import NonFiniteError, VPRModel
 from utils.cli import first_line
-from utils.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
-from utils.run_loggers import run_loggers
+from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
+from utils.training.loggers import run_loggers
 
 SUBCOMMANDS = ("fit", "validate")
 """What main.py offers: training, and validation of a checkpoint (there is no test or predict
@@ -60,14 +60,14 @@ class VPRTrainingCLI(LightningCLI):
         return {name: members for name, members in LightningCLI.subcommands().items() if name in SUBCOMMANDS}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.resume`)."""
+        """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.training.resume`)."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_resume_path(self.config[subcommand].get("ckpt_path"))
 
     def before_fit(self) -> None:
-        """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.resume`)."""
+        """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.training.resume`)."""
         config = self.config["fit"]
         continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
 
@@ -107,7 +107,7 @@ class VPRTrainingCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer; unless ``--trainer.logger`` says otherwise, it logs to TensorBoard and to
-        metrics.csv in one run folder (``utils.run_loggers``)."""
+        metrics.csv in one run folder (``utils.training.loggers``)."""
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True):
             kwargs["logger"] = run_loggers(config.get("default_root_dir") or ".")

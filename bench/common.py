@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from utils.inference import CPUINFO
+from utils.evaluation.inference import CPUINFO
 
 
 def cpu_model_name(cpuinfo: Path = CPUINFO) -> str:

@@ -33,7 +33,7 @@ from PIL import Image
 from prettytable import PrettyTable
 
 from dataloaders.gsv_cities import GSVCitiesDataModule, image_file_name
-from dataloaders.toy_world import (
+from toy_world import (
     QUERY_LOOK,
     build_city,
     finish_images,

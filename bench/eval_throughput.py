@@ -6,7 +6,7 @@ variant; see :func:`bench.data_eval_pipeline.write_photo_like_jpegs`) and, per v
 * **end-to-end** images/s: a ``DataLoader`` over the files (``--num_workers`` persistent workers,
   pinned memory on CUDA) decoding, resizing and normalising them
   (:func:`dataloaders.transforms.eval_transform`), the model, and the descriptors copied back to
-  the CPU batch by batch as :func:`utils.inference.compute_descriptors` does. The first pass over
+  the CPU batch by batch as :func:`utils.evaluation.inference.compute_descriptors` does. The first pass over
   the files is a warm-up (workers start, kernels are chosen); the median of ``--iters`` passes counts.
 * **model-only** images/s: the same model on one pre-made batch of random images already on the
   device (:func:`bench.inference_speed.time_forward`).

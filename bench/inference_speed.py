@@ -1,7 +1,7 @@
 """Inference throughput of DINOv2 SALAD: reduced precision, attention kernel and aggregation.
 
 Model-only images/s of a ViT/14 + SALAD net (random weights drawn with the parity fixture's
-synthesis rule, see ``tests/parity.py``: its LayerScale of about 0.5 makes every block count,
+synthesis rule, see ``models/seeded_weights.py``: its LayerScale of about 0.5 makes every block count,
 where timm's initial 1e-5 would leave the ViT close to the identity and flatter reduced precision)
 on one fixed batch of random normalised images already on the device. Every variant runs in this
 one process on the same weights and images: the warm-up batches are excluded, the median time per
@@ -51,8 +51,8 @@ from bench.salad_aggregation import RepeatSALAD
 from models import VPRNet, build_network
 from models.backbones.dinov2 import DINOV2_ARCHS, PATCH_SIZE
 from models.released import paper_architecture
-from tests.parity import synthesize_state_dict
-from utils.inference import CPU_BF16_FLAGS, cpu_bf16_support
+from models.seeded_weights import synthesize_state_dict
+from utils.evaluation.inference import CPU_BF16_FLAGS, cpu_bf16_support
 
 log = logging.getLogger(__name__)
 

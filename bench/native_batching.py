@@ -4,7 +4,7 @@ Without ``--image_size``, ``eval.py`` keeps each image's aspect ratio (sides rou
 of 14), so images of different sizes cannot share a batch. This bench writes photo-like JPEGs of
 640 x 480, every ``--portrait_every``-th turned to 480 x 640 (two sizes, as a camera's landscape
 and portrait frames), and describes them with a DINOv2 SALAD net (random weights) through
-``utils.inference.compute_descriptors``, as ``eval.py`` does:
+``utils.evaluation.inference.compute_descriptors``, as ``eval.py`` does:
 
 * ``one-by-one``: batch size 1, what native resolution meant before ``dataloaders.size_buckets``;
 * ``by-size``: ``native_size_batches`` (reading the sizes from the headers is timed too).
@@ -35,7 +35,7 @@ from dataloaders.eval_sets.base import EvalImages
 from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import EvalPreprocessing, ResizeToPatchMultiple
 from models.backbones.dinov2 import DINOV2_ARCHS
-from utils.inference import Precision, compute_descriptors
+from utils.evaluation.inference import Precision, compute_descriptors
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Exact search at scale: float32 against float16 database storage (``utils.search``).
+"""Exact search at scale: float32 against float16 database storage (``utils.evaluation.search``).
 
 SF-XL has 2.8M database images; at SALAD's 8448 dimensions that is ~95 GB in float32. This
 benchmark draws a synthetic, clustered database of L2-normalised descriptors (``--num_db``
@@ -11,7 +11,7 @@ one process, one after the other, on the same data.
 The first variant is the exact float32 reference (``--reference``: faiss, or torch when the
 float32 database does not fit in memory). Reported per variant:
 
-* time of one ``utils.search.search`` call (building the index included);
+* time of one ``utils.evaluation.search.search`` call (building the index included);
 * peak anonymous memory while it runs, above what the process held before (``RssAnon`` of
   ``/proc/self/status`` sampled every few ms: the faiss index, tensors and temporary arrays; the
   memory-mapped database file is page cache, not counted);
@@ -51,7 +51,7 @@ from prettytable import PrettyTable
 from tqdm import tqdm
 
 from dataloaders.safe_npy import load_npy
-from utils.search import default_db_chunk, search
+from utils.evaluation.search import default_db_chunk, search
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="view noise relative to the unit centre (default 0.8: same-place cosine ~0.6)",
     )
     parser.add_argument("--k", type=int, default=10, help="neighbours per query (default 10, for Recall@10)")
-    parser.add_argument("--db_chunk", type=int, help="database rows per block (default: utils.search's)")
+    parser.add_argument("--db_chunk", type=int, help="database rows per block (default: utils.evaluation.search's)")
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
         help="variants to run (default all; the --reference always runs first)",

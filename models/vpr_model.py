@@ -17,12 +17,12 @@ import pytorch_lightning as pl
 import torch
 
 from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
-from models.metric_learning import MetricLearningObjective
+from utils.training.metric_learning import MetricLearningObjective
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
-from utils.evaluation import retrieve
-from utils.metrics import RECALL_KS
-from utils.results import format_recall_table
+from utils.evaluation.retrieval import retrieve
+from utils.evaluation.metrics import RECALL_KS
+from utils.evaluation.results import format_recall_table
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from dataloaders.toy_world import generate_toy_world
+from toy_world import generate_toy_world
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from utils.atomic_write import current_umask, write_atomically
-from utils.descriptor_cache import DescriptorCache, make_cache_key
-from utils.results import make_set_result, write_results_json
+from utils.evaluation.descriptor_cache import DescriptorCache, make_cache_key
+from utils.evaluation.results import make_set_result, write_results_json
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002], ids=["umask022", "umask077", "umask002"])

@@ -24,8 +24,8 @@ from dataloaders.transforms import eval_transform
 from models.released import build_released, released_model
 from models.vpr_net import VPRNet
 from tests import parity
-from utils.evaluation import RECALL_KS, retrieve
-from utils.inference import compute_descriptors
+from utils.evaluation.retrieval import RECALL_KS, retrieve
+from utils.evaluation.inference import compute_descriptors
 
 torch.set_num_threads(2)
 

@@ -29,7 +29,7 @@ from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES, Architecture, build_network
 from models.checkpoint_io import load_model
 from models.vpr_model import VPRModel
-from utils.inference import compute_descriptors
+from utils.evaluation.inference import compute_descriptors
 
 #: The smallest valid arguments of every registered backbone family (by name prefix).
 SMALL_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {

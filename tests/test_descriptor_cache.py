@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_eval_cli import checkpoints, common_flags, read_results, run_eval, sped_dir, write_image  # noqa: F401 (fixtures)
-from utils.descriptor_cache import DescriptorCache, checkpoint_sha256, image_files_fingerprint, make_cache_key
+from utils.evaluation.descriptor_cache import DescriptorCache, checkpoint_sha256, image_files_fingerprint, make_cache_key
 
 
 @pytest.fixture()
@@ -40,7 +40,7 @@ def test_miss_then_hit_logs_the_path(tmp_path: Path, checkpoint: Path, caplog: p
 
     # a second run builds the same key from the same inputs and reuses the array
     same_key = make_cache_key(checkpoint, "msls_val", (322, 322), precision="fp32")
-    with caplog.at_level(logging.INFO, logger="utils.descriptor_cache"):
+    with caplog.at_level(logging.INFO, logger="utils.evaluation.descriptor_cache"):
         loaded = cache.load(same_key)
     assert loaded is not None
     np.testing.assert_array_equal(loaded, array)
@@ -132,7 +132,7 @@ def test_flipped_bytes_are_a_miss_with_a_warning_naming_the_file(
     content = bytearray(path.read_bytes())
     content[-5] ^= 0x10  # one bit of the last descriptor
     path.write_bytes(bytes(content))
-    with caplog.at_level(logging.WARNING, logger="utils.descriptor_cache"):
+    with caplog.at_level(logging.WARNING, logger="utils.evaluation.descriptor_cache"):
         assert cache.load(key) is None
     assert any(str(path) in record.getMessage() and "checksum" in record.getMessage() for record in caplog.records)
 

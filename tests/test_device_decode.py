@@ -122,7 +122,7 @@ def test_a_file_pil_cannot_read_is_named_by_the_worker(tmp_path: Path) -> None:
 
 def test_descriptors_through_device_decoding_match_pil_ones(mixed_files: dict[str, Path]) -> None:
     from models import build_vpr_net
-    from utils.inference import compute_descriptors
+    from utils.evaluation.inference import compute_descriptors
 
     paths = list(mixed_files.values())
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from models.metric_learning import MetricLearningObjective
+from utils.training.metric_learning import MetricLearningObjective
 
 REPO = Path(__file__).resolve().parents[1]
 RANKS_TIMEOUT_S = 180

@@ -26,7 +26,7 @@ from models import build_vpr_net
 from models.architecture import Architecture
 from models.checkpoint_io import architecture_from_payload, load_model
 from models.vpr_net import build_network
-from utils.metrics import recall_at_k
+from utils.evaluation.metrics import recall_at_k
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIDE = 56  # 4 x 4 patches of 14 px: more patches than clusters
@@ -235,9 +235,9 @@ def test_descriptor_cache_is_reused_and_every_run_gets_a_new_folder(
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("descriptors were computed again instead of read from the cache")
 
-    import utils.eval_pipeline
+    import utils.evaluation.pipeline
 
-    monkeypatch.setattr(utils.eval_pipeline, "compute_descriptors", must_not_run)
+    monkeypatch.setattr(utils.evaluation.pipeline, "compute_descriptors", must_not_run)
     with caplog.at_level(logging.INFO):
         second_run = run_eval(argv)
     assert "reusing cached descriptors" in caplog.text

@@ -32,9 +32,9 @@ from tests.test_eval_cli import (  # noqa: F401 (fixtures)
     sped_dir,
     write_image,
 )
-from utils.eval_outputs import OutputWriter, ResultsJson
-from utils.eval_pipeline import DescribedModel, EvalOptions, Evaluator, evaluate_sets
-from utils.inference import compute_descriptors
+from utils.evaluation.outputs import OutputWriter, ResultsJson
+from utils.evaluation.pipeline import DescribedModel, EvalOptions, Evaluator, evaluate_sets
+from utils.evaluation.inference import compute_descriptors
 
 
 def photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dataloaders.eval_sets import EvalSet
-from utils.evaluation import retrieve
+from utils.evaluation.retrieval import retrieve
 
 
 def _set(ground_truth=True, groups=False) -> tuple[EvalSet, np.ndarray]:
@@ -57,7 +57,7 @@ def test_channels_last_gives_the_same_descriptors():
     from torch.utils.data import TensorDataset
 
     from models import build_vpr_net
-    from utils.inference import compute_descriptors
+    from utils.evaluation.inference import compute_descriptors
 
     torch.manual_seed(0)
     model = build_vpr_net("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "GeM", {})
@@ -74,7 +74,7 @@ def test_compiled_model_gives_the_same_descriptors(compile_calls):
     from torch.utils.data import TensorDataset
 
     from models import build_vpr_net
-    from utils.inference import compute_descriptors
+    from utils.evaluation.inference import compute_descriptors
 
     torch.manual_seed(0)
     model = build_vpr_net(

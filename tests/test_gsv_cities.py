@@ -25,7 +25,7 @@ from dataloaders.gsv_cities import (
     PlaceSampler,
     UnreadablePlaceError,
 )
-from dataloaders.toy_world import GSV_CITY_CENTRES
+from toy_world import GSV_CITY_CENTRES
 from dataloaders.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

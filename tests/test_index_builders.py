@@ -352,7 +352,7 @@ def test_gmberton_index_round_trips_through_register_index_set(tmp_path: Path) -
     from_index.check_files_exist()
 
 
-# ---------------------------------------------------------------- toy world (dataloaders.toy_world)
+# ---------------------------------------------------------------- toy world (toy_world)
 
 TOY_INDEX_FOLDERS = {
     "msls_val": "msls_val",
@@ -367,7 +367,7 @@ TOY_INDEX_FOLDERS = {
 
 @pytest.fixture(scope="module")
 def toy_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dataloaders.toy_world import generate_toy_world
+    from toy_world import generate_toy_world
 
     root = tmp_path_factory.mktemp("toy") / "world"
     generate_toy_world(root, seed=3, size="small", image_size=16, progress=False)

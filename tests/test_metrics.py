@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.metrics import first_correct_rank, recall_at_k, recall_curve
+from utils.evaluation.metrics import first_correct_rank, recall_at_k, recall_curve
 
 # 5 queries, 3 predictions each; the comment gives the (1-based) rank of the first positive
 PREDICTIONS = np.array(

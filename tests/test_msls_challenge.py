@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.msls_challenge import key_from_path, write_msls_predictions
+from utils.evaluation.msls_challenge import key_from_path, write_msls_predictions
 
 KEY_ALPHABET = np.array(list(string.ascii_letters + string.digits + "_-"))
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tools.plot_recalls import main
-from utils.results import make_set_result, write_results_json
+from utils.evaluation.results import make_set_result, write_results_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

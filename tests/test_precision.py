@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import eval as eval_cli
 from models import VPRNet
 from tests import parity
-from utils.inference import autocast_context, cpu_bf16_support
+from utils.evaluation.inference import autocast_context, cpu_bf16_support
 
 torch.set_num_threads(2)
 

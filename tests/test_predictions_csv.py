@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.predictions_csv import write_predictions_csv
+from utils.evaluation.predictions_csv import write_predictions_csv
 
 QUERY_PATHS = ["queries_real/000/q0.jpg", "queries_real/000/q1.jpg", "queries_real/001/q2.jpg"]
 DB_PATHS = [f"000/db{i}.jpg" for i in range(6)]

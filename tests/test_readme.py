@@ -142,7 +142,7 @@ def test_eval_commands(command: str, user_folder: Path, monkeypatch: pytest.Monk
 
 def test_tool_commands(user_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tools import export_onnx, plot_recalls
-    from utils.results import make_set_result, write_results_json
+    from utils.evaluation.results import make_set_result, write_results_json
 
     commands = {program_of(command): shlex.split(command) for command in shell_commands()}
     assert run([sys.executable, *commands["tools.build_index"][1:]], REPO, 120).returncode == 0

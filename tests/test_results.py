@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.results import (
+from utils.evaluation.results import (
     format_recall_table,
     make_set_result,
     new_run_dir,

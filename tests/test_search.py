@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.search import search, search_per_group
+from utils.evaluation.search import search, search_per_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_auto_falls_back_to_torch_without_faiss(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_importing_search_does_not_import_faiss() -> None:
-    code = "import sys, utils.search; sys.exit(1 if 'faiss' in sys.modules else 0)"
+    code = "import sys, utils.evaluation.search; sys.exit(1 if 'faiss' in sys.modules else 0)"
     completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, timeout=120)
     assert completed.returncode == 0, completed.stderr.decode()
 

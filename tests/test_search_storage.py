@@ -13,9 +13,9 @@ import faiss
 import numpy as np
 import pytest
 
-import utils.search
+import utils.evaluation.search
 from tests.test_search import few_threads, random_unit_vectors  # noqa: F401 (few_threads is an autouse fixture)
-from utils.search import fill_faiss_index, search, search_per_group
+from utils.evaluation.search import fill_faiss_index, search, search_per_group
 
 BACKENDS = ("torch", "faiss")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_search_per_group_passes_storage_on() -> None:
 # the last add briefly holds the old 8 chunks and the new 9. Float32 input: no converted copies.
 CHUNKED_FILL_SCRIPT = """
 import resource, sys, faiss, numpy as np
-from utils.search import fill_faiss_index
+from utils.evaluation.search import fill_faiss_index
 dim, rows_per_chunk, num_chunks = 1024, 4000, 9
 database = np.ones((rows_per_chunk * num_chunks, dim), np.float32)
 if sys.argv[1] == "fp16":
@@ -289,7 +289,7 @@ def test_single_gpu_index_is_reserved_and_filled_in_large_adds(monkeypatch: pyte
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
     monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", SimpleNamespace, raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", index_cpu_to_all_gpus)
-    monkeypatch.setattr(utils.search, "FAISS_GPU_ADD_BYTES", 64 * 16 * 4)  # 64 rows of 16 float32
+    monkeypatch.setattr(utils.evaluation.search, "FAISS_GPU_ADD_BYTES", 64 * 16 * 4)  # 64 rows of 16 float32
     database = random_unit_vectors(300, 16, seed=18)
     queries = random_unit_vectors(9, 16, seed=19)
     _, expected = exact_neighbours(database, queries, 6, "l2")

@@ -77,7 +77,7 @@ def test_bad_limits_are_named(batch_size: int, max_pixels: int | None, message: 
 
 def test_size_batches_give_the_descriptors_of_one_image_at_a_time(tmp_path: Path) -> None:
     from models import build_vpr_net
-    from utils.inference import compute_descriptors
+    from utils.evaluation.inference import compute_descriptors
 
     shapes = [(70, 42), (56, 56), (70, 42), (42, 70), (56, 56), (70, 42)]
     paths = [write_jpeg(tmp_path / f"{i}.jpg", shape, seed=i) for i, shape in enumerate(shapes)]

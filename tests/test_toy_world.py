@@ -24,7 +24,7 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.distance import cdist
 
-from dataloaders.toy_world import (
+from toy_world import (
     MSLS_TEST_CITIES,
     POSITIVE_RADIUS_M,
     MSLS_VAL_CITIES,

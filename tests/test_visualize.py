@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.visualize import plot_recall_curves, save_prediction_image, save_prediction_images
+from utils.evaluation.visualize import plot_recall_curves, save_prediction_image, save_prediction_images
 
 BLUE = (30, 60, 200)
 

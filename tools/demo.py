@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from utils.results import new_run_dir
+from utils.evaluation.results import new_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_SETS = ["msls_val", "pitts30k_test", "nordland", "sped"]

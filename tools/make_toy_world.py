@@ -23,7 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python tools/make_toy_world.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloaders.toy_world import GSV_CITY_CENTRES, SUMMARY_FILE, TOY_WORLD_SIZES, generate_toy_world
+from toy_world import GSV_CITY_CENTRES, SUMMARY_FILE, TOY_WORLD_SIZES, generate_toy_world
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Compare runs: draw the Recall@N curves of several evaluation results files into one figure,
 a panel per evaluation set.
 
-Each ``--runs`` file is a results JSON written by ``utils.results.write_results_json``
+Each ``--runs`` file is a results JSON written by ``utils.evaluation.results.write_results_json``
 (``eval.py`` writes one per run); every set entry must hold a ``recall_curve``. Runs are told
 apart by their checkpoint's name (``random weights (seed N)`` for an untrained baseline), then,
 where that is not enough, by their image size and run folder; ``--labels`` names them by hand.
@@ -24,8 +24,8 @@ if __package__ in (None, ""):  # run as `python tools/plot_recalls.py`: make the
 
 import numpy as np
 
-from utils.results import read_results_json, recall_curve_from_result
-from utils.visualize import plot_recall_panels
+from utils.evaluation.results import read_results_json, recall_curve_from_result
+from utils.evaluation.visualize import plot_recall_panels
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,11 +3,11 @@
 One :class:`Evaluator` holds a model and an :class:`EvalOptions`; ``evaluate(eval_set)``
 computes the set's descriptors (from the descriptor cache when allowed and valid), searches
 its queries against its database and scores recall, returning a :class:`SetEvaluation` that
-the output writers (``utils.eval_outputs``) turn into files::
+the output writers (``utils.evaluation.outputs``) turn into files::
 
     from dataloaders.eval_sets import DataRoots, load_eval_set
     from models.released import build_released
-    from utils.eval_pipeline import DescribedModel, EvalOptions, Evaluator
+    from utils.evaluation.pipeline import DescribedModel, EvalOptions, Evaluator
 
     model = DescribedModel.of(build_released("dinov2_salad", ckpt_path="weights/dino_salad.ckpt"))
     evaluator = Evaluator(model, EvalOptions(image_size=(322, 322)))
@@ -39,9 +39,9 @@ from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_enco
 from dataloaders.eval_sets import EvalSet
 from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import EvalPreprocessing
-from utils.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
-from utils.evaluation import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
-from utils.inference import Precision, autocast_context, compute_descriptors, default_device
+from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
+from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
+from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 
 def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: Sequence[Any] = ()) -> list[SetEvaluation]:
-    """Evaluate every set in turn and hand each result to every writer (``utils.eval_outputs``),
+    """Evaluate every set in turn and hand each result to every writer (``utils.evaluation.outputs``),
     in their order; every writer's ``check()`` runs first, before any descriptor is computed."""
     for writer in writers:
         writer.check(eval_sets)

@@ -29,7 +29,7 @@ def object_array(items: Sequence[object]) -> np.ndarray:
     return array
 
 
-_MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: dataloaders.toy_world"
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: toy_world"
 
 
 def save_mat(path: Path, content: dict[str, object]) -> None:

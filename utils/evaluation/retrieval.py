@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
-from utils.metrics import RECALL_KS, recall_at_k, recall_curve
-from utils.search import search, search_per_group
+from utils.evaluation.metrics import RECALL_KS, recall_at_k, recall_curve
+from utils.evaluation.search import search, search_per_group
 
 CURVE_LENGTH = 25
 
@@ -52,7 +52,7 @@ def retrieve(
             image is then retrieved, so Recall@K is Recall@(database size).
         num_results: predictions kept per query (default: the largest of ``ks`` and the curve).
         per_group: search each query only among database images of its group (MSLS city).
-        backend: search backend of :func:`utils.search.search`.
+        backend: search backend of :func:`utils.evaluation.search.search`.
         storage: ``"fp32"`` or ``"fp16"`` (half the memory for very large databases).
     """
     expected = eval_set.num_db + eval_set.num_queries

@@ -41,7 +41,7 @@ def format_recall_table(set_name: str, recalls: Mapping[int, float]) -> str:
 
     Args:
         set_name: title of the table.
-        recalls: ``{K: recall in percent}`` (as returned by ``utils.metrics.recall_at_k``).
+        recalls: ``{K: recall in percent}`` (as returned by ``utils.evaluation.metrics.recall_at_k``).
     """
     if not recalls:
         raise ValueError(f"no recall values to show for {set_name!r}")

@@ -20,7 +20,7 @@ from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from utils.checkpoint_files import check_resume_checkpoint
-from utils.run_loggers import run_loggers
+from utils.training.loggers import run_loggers
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | No
     With the folder, the checkpoint callbacks (``dirpath`` unset) write to the same
     ``checkpoints/`` as before, so Lightning restores their state (the best ``save_top_k``
     checkpoints) rather than starting it over. TensorBoard events go on in the folder, metrics are
-    appended to ``metrics.csv`` (``utils.run_loggers``) and the configuration is saved beside the
+    appended to ``metrics.csv`` (``utils.training.loggers``) and the configuration is saved beside the
     first one as ``config_resumed<k>.yaml`` (nothing is overwritten). Left alone: a checkpoint
     elsewhere, or a logger the user configured (``logger_setting`` not ``None``/``True``).
 

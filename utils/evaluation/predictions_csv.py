@@ -2,7 +2,7 @@
 
 Columns: ``query, pred_1, dist_1, pred_2, dist_2, ..., pred_K, dist_K``; one row per query in
 query order, ``pred_r`` being the database image at rank ``r`` and ``dist_r`` its distance
-(as returned by ``utils.search``, so squared L2 or inner product).
+(as returned by ``utils.evaluation.search``, so squared L2 or inner product).
 """
 
 from __future__ import annotations

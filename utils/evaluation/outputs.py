@@ -1,7 +1,7 @@
 """What an evaluation leaves behind: one writer per output.
 
-Each writer is handed every :class:`~utils.eval_pipeline.SetEvaluation` in turn
-(``utils.eval_pipeline.evaluate_sets``); ``check()`` runs first, before any descriptor is
+Each writer is handed every :class:`~utils.evaluation.pipeline.SetEvaluation` in turn
+(``utils.evaluation.pipeline.evaluate_sets``); ``check()`` runs first, before any descriptor is
 computed, so that a file that exists or a folder that cannot be written is reported before an
 hour of work, not after. A new output is one more writer.
 
@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from dataloaders.eval_sets import EvalSet
-from utils.eval_pipeline import Evaluator, SetEvaluation
-from utils.msls_challenge import write_msls_predictions
-from utils.predictions_csv import write_predictions_csv
-from utils.results import format_recall_table, make_set_result, write_results_json
-from utils.visualize import plot_recall_curves, save_prediction_images
+from utils.evaluation.pipeline import Evaluator, SetEvaluation
+from utils.evaluation.msls_challenge import write_msls_predictions
+from utils.evaluation.predictions_csv import write_predictions_csv
+from utils.evaluation.results import format_recall_table, make_set_result, write_results_json
+from utils.evaluation.visualize import plot_recall_curves, save_prediction_images
 
 RESULTS_FILE = "results.json"
 RUN_FILE = "run.json"
