@@ -19,6 +19,7 @@ from os import PathLike
 import torch
 
 from models.architecture import Architecture
+from models.backbones.vit import PUBLISHED_VIT_OPTIONS
 from models.pretrained import (
     StateDictFilter,
     check_published_file,
@@ -28,8 +29,9 @@ from models.pretrained import (
 )
 from models.vpr_net import VPRNet, build_network, build_network_with_weights
 
-#: The published DINOv2 backbone options: last 4 blocks fine-tuned, final norm, class token returned.
-DINOV2_SALAD_BACKBONE: dict[str, object] = {"num_trainable_blocks": 4, "return_token": True, "norm_layer": True}
+#: The published DINOv2 backbone options (last 4 blocks fine-tuned, final norm, class token
+#: returned), spelled out in the releases' architectures.
+DINOV2_SALAD_BACKBONE: dict[str, object] = PUBLISHED_VIT_OPTIONS.as_config()
 
 
 def dinov2_salad_architecture(num_clusters: int, cluster_dim: int, token_dim: int, backbone: str = "dinov2_vitb14") -> Architecture:

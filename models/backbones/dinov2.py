@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
-from models.contract import Backbone, BackboneOutput, building_on_meta_device
+from models.backbones.vit import ViTBackbone, register_vit_family, rename_keys, run_blocks
+from models.contract import building_on_meta_device
 from models.pretrained import fetch_state_dict
 
 PATCH_SIZE = 14
@@ -100,40 +100,27 @@ def resize_dinov2_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -
     return torch.cat((class_embed, table), dim=1)
 
 
-class DINOv2(Backbone):
-    """DINOv2 ViT with its first blocks frozen, returning a patch feature map and the class token.
+class DINOv2(ViTBackbone):
+    """DINOv2 ViT with its first blocks frozen, returning a patch feature map and the class token
+    (the arguments are :class:`~models.backbones.vit.ViTBackbone`'s).
 
-    Args:
-        model_name: one of ``DINOV2_ARCHS`` (e.g. ``"dinov2_vitb14"``, ``"dinov2_vitb14_reg"``).
-        num_trainable_blocks: the last N blocks train; the others (and the embeddings) are frozen
-            and run without gradients.
-        norm_layer: apply the final LayerNorm to the tokens.
-        return_token: return the class token with the feature map (``False``: ``token`` is
-            ``None``, and an aggregator that uses one falls back on the map).
-        pretrained: load the official DINOv2 weights (downloaded through torch.hub's cache).
-        pretrained_path: a local official ``dinov2_vit*14[_reg4]_pretrain.pth`` file to load
-            instead of downloading (implies ``pretrained``).
+    ``model_name`` is one of ``DINOV2_ARCHS`` (e.g. ``"dinov2_vitb14"``, ``"dinov2_vitb14_reg"``);
+    ``pretrained`` downloads the official DINOv2 weights through torch.hub's cache, and
+    ``pretrained_path`` is a local official ``dinov2_vit*14[_reg4]_pretrain.pth`` file to load
+    instead.
 
     Shapes:
         input ``[B, 3, H, W]`` with H and W multiples of 14; output ``BackboneOutput`` with
         ``feature_map [B, C, H/14, W/14]`` and ``token [B, C]``.
     """
 
-    def __init__(
-        self,
-        model_name: str = "dinov2_vitb14",
-        num_trainable_blocks: int = 4,
-        norm_layer: bool = True,
-        return_token: bool = True,
-        pretrained: bool = False,
-        pretrained_path: str | PathLike[str] | None = None,
-    ) -> None:
-        super().__init__()
-        if model_name not in DINOV2_ARCHS:
-            raise ValueError(f"unknown DINOv2 model {model_name!r}; known: {', '.join(DINOV2_ARCHS)}")
-        arch = DINOV2_ARCHS[model_name]
-        self.model_name = model_name
-        self.model = timm.create_model(
+    family = "DINOv2"
+    archs = DINOV2_ARCHS
+    family_patch_size = PATCH_SIZE
+
+    def create_model(self, arch: DinoV2Arch, pretrained_path: str | PathLike[str] | None) -> nn.Module:
+        """timm's model at DINOv2's 518-px table, with the official layout's extra parts."""
+        model = timm.create_model(
             arch.timm_name,
             pretrained=False,
             img_size=PRETRAIN_IMAGE_SIZE,
@@ -143,28 +130,20 @@ class DINOv2(Backbone):
             # On the meta device (shapes only, e.g. to load a checkpoint into) there is nothing to initialise.
             weight_init="skip" if building_on_meta_device() else "",
         )
-        depth = len(self.model.blocks)
-        if not 0 <= num_trainable_blocks <= depth:
-            raise ValueError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
         # Parts of the official layout that timm's model lacks. The mask token is used only by
         # DINOv2's own pretraining; it is kept so the official state dicts load strictly.
-        self.model.mask_token = nn.Parameter(torch.zeros(1, arch.embed_dim))
+        model.mask_token = nn.Parameter(torch.zeros(1, arch.embed_dim))
         self.num_register_tokens = arch.num_register_tokens
         if self.num_register_tokens:
-            self.model.register_tokens = nn.Parameter(torch.zeros(1, self.num_register_tokens, arch.embed_dim))
+            model.register_tokens = nn.Parameter(torch.zeros(1, self.num_register_tokens, arch.embed_dim))
         if arch.swiglu:
-            self._register_swiglu_key_hooks()
+            _register_swiglu_key_hooks(model)
+        return model
 
-        self.num_trainable_blocks = num_trainable_blocks
-        self.norm_layer = norm_layer
-        self.return_token = return_token
-        self.out_channels = arch.embed_dim
-        self.patch_size = PATCH_SIZE
-
-        if pretrained or pretrained_path is not None:
-            state_dict = fetch_state_dict(official_weights_url(model_name), pretrained_path, f"{model_name} weights")
-            self.model.load_state_dict(state_dict, strict=True)
-        self._freeze_leading_parts()
+    def load_pretrained(self, pretrained_path: str | PathLike[str] | None) -> None:
+        """The official file: downloaded, or ``pretrained_path``."""
+        state_dict = fetch_state_dict(official_weights_url(self.model_name), pretrained_path, f"{self.model_name} weights")
+        self.model.load_state_dict(state_dict, strict=True)
 
     def pretrained_weights_hint(self) -> str:
         """The official DINOv2 file: downloaded, or a local copy."""
@@ -174,25 +153,15 @@ class DINOv2(Backbone):
             f"""(or "pretrained_path": a local copy of it)"""
         )
 
-    def _register_swiglu_key_hooks(self) -> None:
-        def to_official(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
-            rename_keys(state_dict, prefix, {v: k for k, v in _SWIGLU_OFFICIAL_TO_TIMM.items()})
+    def frozen_embeddings(self) -> list[nn.Parameter]:
+        """The class token, the position table, the mask token and the registers (if any)."""
+        embeddings = [self.model.cls_token, self.model.pos_embed, self.model.mask_token]
+        return embeddings + ([self.model.register_tokens] if self.num_register_tokens else [])
 
-        def from_official(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-            rename_keys(state_dict, prefix, _SWIGLU_OFFICIAL_TO_TIMM)
-
-        self.model._register_state_dict_hook(to_official)
-        self.model._register_load_state_dict_pre_hook(from_official)
-
-    def _freeze_leading_parts(self) -> None:
-        """Turn off gradients for everything that runs before the trainable blocks."""
-        frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
-        frozen: list[nn.Module | nn.Parameter] = [self.model.patch_embed, *self.model.blocks[:frozen_blocks]]
-        frozen += [self.model.cls_token, self.model.pos_embed, self.model.mask_token]
-        if self.num_register_tokens:
-            frozen.append(self.model.register_tokens)
-        for part in frozen:
-            part.requires_grad_(False)
+    @property
+    def num_prefix_tokens(self) -> int:
+        """The class token and the registers."""
+        return 1 + self.num_register_tokens
 
     def prepare_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Patch-embed ``images [B, 3, H, W]`` into tokens ``[B, 1 + R + H*W/196, C]``."""
@@ -208,15 +177,24 @@ class DINOv2(Backbone):
             tokens = torch.cat((tokens[:, :1], registers, tokens[:, 1:]), dim=1)
         return tokens
 
-    def forward(self, images: torch.Tensor) -> BackboneOutput:
-        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/14, W/14]`` and token ``[B, C]``."""
-        _, _, height, width = images.shape
+    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, H, W]`` -> tokens ``[B, 1 + R + H/14 * W/14, C]``, after the final norm
+        if ``norm_layer``."""
         tokens = run_blocks(self.model.blocks, self.prepare_tokens(images), self.num_trainable_blocks)
-        if self.norm_layer:
-            tokens = self.model.norm(tokens)
-
-        grid = (height // PATCH_SIZE, width // PATCH_SIZE)
-        return tokens_to_output(tokens, 1 + self.num_register_tokens, grid, self.return_token)
+        return self.model.norm(tokens) if self.norm_layer else tokens
 
 
-register_vit_family(DINOv2, DINOV2_ARCHS, "DINOv2")
+def _register_swiglu_key_hooks(model: nn.Module) -> None:
+    """State-dict hooks on ``model`` that give ViT-g's SwiGLU its official key names."""
+
+    def to_official(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+        rename_keys(state_dict, prefix, {v: k for k, v in _SWIGLU_OFFICIAL_TO_TIMM.items()})
+
+    def from_official(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        rename_keys(state_dict, prefix, _SWIGLU_OFFICIAL_TO_TIMM)
+
+    model._register_state_dict_hook(to_official)
+    model._register_load_state_dict_pre_hook(from_official)
+
+
+register_vit_family(DINOv2)

@@ -48,8 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 
-from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
-from models.contract import Backbone, BackboneOutput
+from models.backbones.vit import ViTBackbone, register_vit_family, rename_keys, run_blocks
 from models.pretrained import check_published_file, read_state_dict
 
 PATCH_SIZE = 16
@@ -162,20 +161,13 @@ class DinoV3RoPE(RotaryEmbeddingDinoV3):
         return self
 
 
-class DINOv3(Backbone):
-    """DINOv3 ViT with its first blocks frozen, returning the patch feature map and the class token.
+class DINOv3(ViTBackbone):
+    """DINOv3 ViT with its first blocks frozen, returning the patch feature map and the class token
+    (the arguments are :class:`~models.backbones.vit.ViTBackbone`'s).
 
-    Args:
-        model_name: one of ``DINOV3_ARCHS`` (e.g. ``"dinov3_vitb16"``).
-        num_trainable_blocks: the last N blocks train; the others (and the embeddings) are frozen
-            and run without gradients.
-        norm_layer: apply the final LayerNorm to the tokens.
-        return_token: return the class token with the feature map (``False``: ``token`` is
-            ``None``, and an aggregator that uses one falls back on the map).
-        pretrained: load the official weights; they cannot be downloaded here (Meta hands them
-            out after a license form), so this needs ``pretrained_path``.
-        pretrained_path: the official ``dinov3_vit*16*_pretrain_*.pth`` file (implies
-            ``pretrained``).
+    ``model_name`` is one of ``DINOV3_ARCHS`` (e.g. ``"dinov3_vitb16"``). The official weights
+    cannot be downloaded here (Meta hands them out after a license form), so ``pretrained`` needs
+    ``pretrained_path``: the official ``dinov3_vit*16*_pretrain_*.pth`` file.
 
     Shapes:
         input ``[B, 3, H, W]`` with H and W multiples of 16; output ``BackboneOutput`` with
@@ -183,55 +175,48 @@ class DINOv3(Backbone):
         ``token [B, C]``.
     """
 
-    def __init__(
-        self,
-        model_name: str = "dinov3_vitb16",
-        num_trainable_blocks: int = 4,
-        norm_layer: bool = True,
-        return_token: bool = True,
-        pretrained: bool = False,
-        pretrained_path: str | PathLike[str] | None = None,
-    ) -> None:
-        super().__init__()
-        if model_name not in DINOV3_ARCHS:
-            raise ValueError(f"unknown DINOv3 model {model_name!r}; known: {', '.join(DINOV3_ARCHS)}")
-        arch = DINOV3_ARCHS[model_name]
-        self.model_name = model_name
-        self.official_file = arch.official_file
+    family = "DINOv3"
+    archs = DINOV3_ARCHS
+    family_patch_size = PATCH_SIZE
+    num_prefix_tokens = 1 + NUM_STORAGE_TOKENS  # the class token and the storage tokens
+
+    @property
+    def official_file(self) -> str:
+        """The official pretraining file's name."""
+        return DINOV3_ARCHS[self.model_name].official_file
+
+    def check_weight_source(self, pretrained: bool, pretrained_path: str | PathLike[str] | None) -> None:
+        """``pretrained`` needs ``pretrained_path``, and that file must exist."""
         if pretrained and pretrained_path is None:
-            raise ValueError(f"{model_name}: pretrained=True needs pretrained_path; {self.pretrained_weights_hint()}")
+            raise ValueError(f"{self.model_name}: pretrained=True needs pretrained_path; {self.pretrained_weights_hint()}")
         if pretrained_path is not None and not Path(pretrained_path).is_file():
             hint = self.pretrained_weights_hint()
             raise FileNotFoundError(f"pretrained_path {pretrained_path}: no such file; {hint}")
+
+    def create_model(self, arch: DinoV3Arch, pretrained_path: str | PathLike[str] | None) -> nn.Module:
+        """timm's model with the official qkv bias, RoPE periods and key names."""
         # With a file to load, the model is built on the meta device and takes the file's tensors
         # (timm's random initialisation of a ViT-H+ takes tens of seconds, only to be overwritten).
         # Built on the meta device otherwise too (to load a checkpoint into), it costs nothing.
         with torch.device("meta") if pretrained_path is not None else contextlib.nullcontext():
-            self.model = timm.create_model(arch.timm_name, pretrained=False, num_classes=0, global_pool="")
-            embed_dim = self.model.embed_dim
-            self.model.rope = DinoV3RoPE(embed_dim // self.model.blocks[0].attn.num_heads)
-            self.model.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
-            for block in self.model.blocks:
+            model = timm.create_model(arch.timm_name, pretrained=False, num_classes=0, global_pool="")
+            embed_dim = model.embed_dim
+            model.rope = DinoV3RoPE(embed_dim // model.blocks[0].attn.num_heads)
+            model.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
+            for block in model.blocks:
                 use_masked_qkv_bias(block.attn)
-        depth = len(self.model.blocks)
-        if not 0 <= num_trainable_blocks <= depth:
-            raise ValueError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
-        self.model._register_state_dict_hook(
+        model._register_state_dict_hook(
             lambda module, state_dict, prefix, local_metadata: timm_to_official(state_dict, prefix, arch.swiglu)
         )
-        self.model._register_load_state_dict_pre_hook(
+        model._register_load_state_dict_pre_hook(
             lambda state_dict, prefix, *args: official_to_timm(state_dict, prefix, arch.swiglu)
         )
+        return model
 
-        self.num_trainable_blocks = num_trainable_blocks
-        self.norm_layer = norm_layer
-        self.return_token = return_token
-        self.out_channels = embed_dim
-        self.patch_size = PATCH_SIZE
-
-        if pretrained_path is not None:
-            self._load_official_file(Path(pretrained_path))
-        self._freeze_leading_parts()
+    def load_pretrained(self, pretrained_path: str | PathLike[str] | None) -> None:
+        """The official file (``check_weight_source`` made sure there is one)."""
+        assert pretrained_path is not None
+        self._load_official_file(Path(pretrained_path))
 
     def pretrained_weights_hint(self) -> str:
         """The official file: Meta hands it out after a license form, so it is passed as a local file."""
@@ -270,13 +255,9 @@ class DINOv3(Backbone):
         state_dict = {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()}
         self.model.load_state_dict(state_dict, strict=True, assign=True)
 
-    def _freeze_leading_parts(self) -> None:
-        """Turn off gradients for everything that runs before the trainable blocks."""
-        frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
-        frozen: list[nn.Module | nn.Parameter] = [self.model.patch_embed, *self.model.blocks[:frozen_blocks]]
-        frozen += [self.model.cls_token, self.model.reg_token, self.model.mask_token]
-        for part in frozen:
-            part.requires_grad_(False)
+    def frozen_embeddings(self) -> list[nn.Parameter]:
+        """The class token, the storage tokens and the mask token."""
+        return [self.model.cls_token, self.model.reg_token, self.model.mask_token]
 
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B, 3, H, W]`` -> tokens ``[B, 1 + 4 + H/16 * W/16, C]``: the class token, the 4
@@ -293,11 +274,5 @@ class DINOv3(Backbone):
         tokens = run_blocks(self.model.blocks, tokens, self.num_trainable_blocks, rope=rope)
         return self.model.norm(tokens) if self.norm_layer else tokens
 
-    def forward(self, images: torch.Tensor) -> BackboneOutput:
-        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/16, W/16]`` and token ``[B, C]``."""
-        _, _, height, width = images.shape
-        grid = (height // PATCH_SIZE, width // PATCH_SIZE)
-        return tokens_to_output(self.forward_tokens(images), 1 + NUM_STORAGE_TOKENS, grid, self.return_token)
 
-
-register_vit_family(DINOv3, DINOV3_ARCHS, "DINOv3")
+register_vit_family(DINOv3)

@@ -193,72 +193,25 @@ class ResNetBackbone(Backbone):
         return BackboneOutput(x)
 
 
-def _build(
-    depth: int,
-    pretrained: bool,
-    pretrained_path: str | None,
-    layers_to_freeze: int,
-    layers_to_crop: Sequence[int],
-) -> ResNetBackbone:
-    return ResNetBackbone(
-        depth,
-        pretrained=pretrained,
-        pretrained_path=pretrained_path,
-        layers_to_freeze=layers_to_freeze,
-        layers_to_crop=layers_to_crop,
-    )
+def _resnet_builder(depth: int) -> Callable[..., ResNetBackbone]:
+    def build(
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        layers_to_freeze: int = 2,
+        layers_to_crop: Sequence[int] = (4,),
+    ) -> ResNetBackbone:
+        return ResNetBackbone(
+            depth,
+            pretrained=pretrained,
+            pretrained_path=pretrained_path,
+            layers_to_freeze=layers_to_freeze,
+            layers_to_crop=layers_to_crop,
+        )
+
+    build.__name__ = f"resnet{depth}"
+    build.__doc__ = f"ResNet-{depth} (stride 16 with the default crop); see :class:`ResNetBackbone`."
+    return build
 
 
-@BACKBONES.register("resnet18")
-def resnet18(
-    pretrained: bool = False,
-    pretrained_path: str | None = None,
-    layers_to_freeze: int = 2,
-    layers_to_crop: Sequence[int] = (4,),
-) -> ResNetBackbone:
-    """ResNet-18: 256 channels at stride 16 with the default crop; see ``ResNetBackbone``."""
-    return _build(18, pretrained, pretrained_path, layers_to_freeze, layers_to_crop)
-
-
-@BACKBONES.register("resnet34")
-def resnet34(
-    pretrained: bool = False,
-    pretrained_path: str | None = None,
-    layers_to_freeze: int = 2,
-    layers_to_crop: Sequence[int] = (4,),
-) -> ResNetBackbone:
-    """ResNet-34: 256 channels at stride 16 with the default crop; see ``ResNetBackbone``."""
-    return _build(34, pretrained, pretrained_path, layers_to_freeze, layers_to_crop)
-
-
-@BACKBONES.register("resnet50")
-def resnet50(
-    pretrained: bool = False,
-    pretrained_path: str | None = None,
-    layers_to_freeze: int = 2,
-    layers_to_crop: Sequence[int] = (4,),
-) -> ResNetBackbone:
-    """ResNet-50: 1024 channels at stride 16 with the default crop; see ``ResNetBackbone``."""
-    return _build(50, pretrained, pretrained_path, layers_to_freeze, layers_to_crop)
-
-
-@BACKBONES.register("resnet101")
-def resnet101(
-    pretrained: bool = False,
-    pretrained_path: str | None = None,
-    layers_to_freeze: int = 2,
-    layers_to_crop: Sequence[int] = (4,),
-) -> ResNetBackbone:
-    """ResNet-101: 1024 channels at stride 16 with the default crop; see ``ResNetBackbone``."""
-    return _build(101, pretrained, pretrained_path, layers_to_freeze, layers_to_crop)
-
-
-@BACKBONES.register("resnet152")
-def resnet152(
-    pretrained: bool = False,
-    pretrained_path: str | None = None,
-    layers_to_freeze: int = 2,
-    layers_to_crop: Sequence[int] = (4,),
-) -> ResNetBackbone:
-    """ResNet-152: 1024 channels at stride 16 with the default crop; see ``ResNetBackbone``."""
-    return _build(152, pretrained, pretrained_path, layers_to_freeze, layers_to_crop)
+for _depth in RESNET_VARIANTS:
+    BACKBONES.register(f"resnet{_depth}")(_resnet_builder(_depth))

@@ -1,17 +1,132 @@
-"""Pieces shared by the ViT backbones (DINOv2, DINOv3): state-dict key renaming, running the
-frozen and the trainable blocks, the split of the final tokens into the contract's output, and
-the registration of a family's sizes."""
+"""The ViT backbones' base (DINOv2, DINOv3) and the pieces they share: state-dict key renaming,
+running the frozen and the trainable blocks, the split of the final tokens into the contract's
+output, and the registration of a family's sizes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from os import PathLike
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from models.contract import Backbone, BackboneOutput
 from models.registry import BACKBONES
+
+
+@dataclass(frozen=True)
+class ViTOptions:
+    """A ViT backbone's options (see :class:`ViTBackbone`); the defaults are the published DINOv2
+    SALAD ones: the last 4 blocks fine-tuned, the final norm applied, the class token returned."""
+
+    num_trainable_blocks: int = 4
+    norm_layer: bool = True
+    return_token: bool = True
+
+    def as_config(self) -> dict[str, object]:
+        """The options as a backbone config (``num_trainable_blocks``, ``norm_layer``, ``return_token``)."""
+        return asdict(self)
+
+
+#: The published options, the defaults of every registered ViT backbone.
+PUBLISHED_VIT_OPTIONS = ViTOptions()
+
+
+class ViTBackbone(Backbone):
+    """A DINO ViT on timm with its first blocks frozen, returning the patch feature map and the
+    class token. A family (DINOv2, DINOv3) sets the class attributes and says how its timm model is
+    built, how its pretrained weights load, which embeddings freeze and how tokens are prepared.
+
+    Args:
+        model_name: one of the family's ``archs`` (e.g. ``"dinov2_vitb14"``).
+        num_trainable_blocks: the last N blocks train; the others (and the embeddings) are frozen
+            and run without gradients.
+        norm_layer: apply the final LayerNorm to the tokens.
+        return_token: return the class token with the feature map (``False``: ``token`` is
+            ``None``, and an aggregator that uses one falls back on the map).
+        pretrained: load the family's official pretrained weights.
+        pretrained_path: a local official pretraining file to load (implies ``pretrained``).
+
+    Shapes:
+        input ``[B, 3, H, W]`` with H and W multiples of ``patch_size``; output ``BackboneOutput``
+        with ``feature_map [B, C, H/p, W/p]`` (the patch tokens; the prefix tokens left out) and
+        ``token [B, C]``.
+    """
+
+    family: ClassVar[str]
+    """The family's name in messages (``"DINOv2"``)."""
+    archs: ClassVar[Mapping[str, Any]]
+    """Model name -> the family's description of that model."""
+    family_patch_size: ClassVar[int]
+    """Input pixels per patch."""
+
+    def __init__(
+        self,
+        model_name: str,
+        num_trainable_blocks: int = PUBLISHED_VIT_OPTIONS.num_trainable_blocks,
+        norm_layer: bool = PUBLISHED_VIT_OPTIONS.norm_layer,
+        return_token: bool = PUBLISHED_VIT_OPTIONS.return_token,
+        pretrained: bool = False,
+        pretrained_path: str | PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if model_name not in self.archs:
+            raise ValueError(f"unknown {self.family} model {model_name!r}; known: {', '.join(self.archs)}")
+        self.model_name = model_name
+        self.check_weight_source(pretrained, pretrained_path)
+        self.model = self.create_model(self.archs[model_name], pretrained_path)
+        depth = len(self.model.blocks)
+        if not 0 <= num_trainable_blocks <= depth:
+            raise ValueError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
+        self.num_trainable_blocks = num_trainable_blocks
+        self.norm_layer = norm_layer
+        self.return_token = return_token
+        self.out_channels: int = self.model.embed_dim
+        self.patch_size: int = self.family_patch_size
+        if pretrained or pretrained_path is not None:
+            self.load_pretrained(pretrained_path)
+        self._freeze_leading_parts()
+
+    def check_weight_source(self, pretrained: bool, pretrained_path: str | PathLike[str] | None) -> None:
+        """Refuse, before anything is built, weights that cannot be had (every source is fine here)."""
+
+    @abstractmethod
+    def create_model(self, arch: Any, pretrained_path: str | PathLike[str] | None) -> nn.Module:
+        """The family's timm model for ``arch``, in the official state-dict layout."""
+
+    @abstractmethod
+    def load_pretrained(self, pretrained_path: str | PathLike[str] | None) -> None:
+        """Load the official weights (from ``pretrained_path`` when given) into ``self.model``."""
+
+    @abstractmethod
+    def frozen_embeddings(self) -> list[nn.Parameter]:
+        """The learned tokens and embeddings in front of the blocks (frozen with them)."""
+
+    @property
+    @abstractmethod
+    def num_prefix_tokens(self) -> int:
+        """``P``: the class token and the other tokens in front of the patch tokens."""
+
+    @abstractmethod
+    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, H, W]`` -> tokens ``[B, P + H/p * W/p, C]`` through every block, after
+        the final norm if ``norm_layer``."""
+
+    def _freeze_leading_parts(self) -> None:
+        """Turn off gradients for everything that runs before the trainable blocks."""
+        frozen_blocks = len(self.model.blocks) - self.num_trainable_blocks
+        frozen: list[nn.Module | nn.Parameter] = [self.model.patch_embed, *self.model.blocks[:frozen_blocks]]
+        for part in [*frozen, *self.frozen_embeddings()]:
+            part.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/p, W/p]`` and token ``[B, C]``."""
+        _, _, height, width = images.shape
+        grid = (height // self.patch_size, width // self.patch_size)
+        return tokens_to_output(self.forward_tokens(images), self.num_prefix_tokens, grid, self.return_token)
 
 
 def rename_keys(state_dict: dict[str, Any], prefix: str, mapping: dict[str, str]) -> None:
@@ -57,24 +172,23 @@ def tokens_to_output(
     return BackboneOutput(features, tokens[:, 0] if return_token else None)
 
 
-def register_vit_family(backbone_class: Callable[..., Backbone], names: Iterable[str], family: str) -> None:
-    """Register each of ``names`` as ``backbone_class(name, ...)``, whose other arguments are
-    those of :class:`~models.backbones.dinov2.DINOv2` (the builders list them, so a checkpoint
-    records their defaults)."""
-    for name in names:
-        BACKBONES.register(name)(_vit_builder(backbone_class, name, family))
+def register_vit_family(backbone_class: type[ViTBackbone]) -> None:
+    """Register each model of ``backbone_class.archs`` as ``backbone_class(name, ...)`` (the
+    builders list its arguments, so a checkpoint records their defaults)."""
+    for name in backbone_class.archs:
+        BACKBONES.register(name)(_vit_builder(backbone_class, name))
 
 
-def _vit_builder(backbone_class: Callable[..., Backbone], name: str, family: str) -> Callable[..., Backbone]:
+def _vit_builder(backbone_class: type[ViTBackbone], name: str) -> Callable[..., Backbone]:
     def build(
-        num_trainable_blocks: int = 4,
-        norm_layer: bool = True,
-        return_token: bool = True,
+        num_trainable_blocks: int = PUBLISHED_VIT_OPTIONS.num_trainable_blocks,
+        norm_layer: bool = PUBLISHED_VIT_OPTIONS.norm_layer,
+        return_token: bool = PUBLISHED_VIT_OPTIONS.return_token,
         pretrained: bool = False,
         pretrained_path: str | None = None,
     ) -> Backbone:
         return backbone_class(name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path)
 
     build.__name__ = name
-    build.__doc__ = f"{family} backbone {name} (see :class:`{backbone_class.__name__}` for the arguments)."
+    build.__doc__ = f"{backbone_class.family} backbone {name} (see :class:`{backbone_class.__name__}` for the arguments)."
     return build
