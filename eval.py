@@ -33,7 +33,7 @@ from dataloaders.eval_sets import (
     data_roots_from_args,
     published_registry,
 )
-from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
+from dataloaders.constants import POSITIVE_RADIUS_M
 from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
@@ -52,8 +52,10 @@ from utils.evaluation.outputs import (
     write_run_info,
 )
 from utils.evaluation.pipeline import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_SIDE,
     DEFAULT_NUM_WORKERS,
+    DEFAULT_TOP_K,
     DescribedModel,
     EvalOptions,
     Evaluator,
@@ -130,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the published preprocessing (descriptors move, e.g. cosine 0.99997 on a 1331 x 1331 photo at 322)",
     )
     inference.add_argument(
-        "--batch_size", type=int, default=256,
-        help="images per forward pass (default 256); at native resolution, images of one size, and no more "
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+        help=f"images per forward pass (default {DEFAULT_BATCH_SIZE}); at native resolution, images of one size, and no more "
         "pixels than this many images of 322 x 322",
     )
     inference.add_argument(
@@ -156,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--queries_folder", type=Path, help="folder of the query images")
     data.add_argument("--folder_set_name", default="folders", help="name of the folder set (default folders)")
     data.add_argument(
-        "--positive_dist_threshold", type=float, default=DEFAULT_POSITIVE_DIST_THRESHOLD,
+        "--positive_dist_threshold", type=float, default=POSITIVE_RADIUS_M,
         help="metres within which a database image is a positive, positions from @UTM_east@UTM_north@ file "
-        "names (default 25)",
+        f"names (default {POSITIVE_RADIUS_M:g})",
     )
     data.add_argument(
         "--no_labels", action="store_true",
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each query's top-K predictions and distances (FILE_<set>.csv when several sets run)",
     )
     output.add_argument(
-        "--top_k", type=int, default=25, help="predictions per query in the predictions CSVs (default 25, at most "
+        "--top_k", type=int, default=DEFAULT_TOP_K, help=f"predictions per query in the predictions CSVs (default {DEFAULT_TOP_K}, at most "
         "the database size)",
     )
     output.add_argument(

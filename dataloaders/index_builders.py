@@ -16,14 +16,9 @@ import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
 from dataloaders.eval_sets.folders import list_images
-from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD, read_gmberton
-from dataloaders.eval_sets.msls_raw import (
-    POSITIVE_DIST_THRESHOLD,
-    TEST_CITIES,
-    VAL_CITIES,
-    read_msls_test,
-    read_msls_val,
-)
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES, POSITIVE_RADIUS_M
+from dataloaders.eval_sets.gmberton import read_gmberton
+from dataloaders.eval_sets.msls_raw import read_msls_test, read_msls_val
 from dataloaders.eval_sets.pittsburgh_mat import read_pittsburgh_mat
 from dataloaders.eval_sets.published_index import load_index_array
 
@@ -68,8 +63,8 @@ def standard_index_files(eval_set: EvalSet, prefix: str) -> IndexFiles:
 
 def msls_val_index_files(
     msls_root: Path,
-    cities: Sequence[str] = VAL_CITIES,
-    positive_dist_threshold: float = POSITIVE_DIST_THRESHOLD,
+    cities: Sequence[str] = MSLS_VAL_CITIES,
+    positive_dist_threshold: float = POSITIVE_RADIUS_M,
 ) -> IndexFiles:
     """``msls_val_{dbImages,qImages,qIdx,pIdx}.npy`` from the raw MSLS tree."""
     index = read_msls_val(msls_root, cities, positive_dist_threshold)
@@ -81,7 +76,7 @@ def msls_val_index_files(
     }
 
 
-def msls_test_index_files(msls_root: Path, cities: Sequence[str] = TEST_CITIES) -> IndexFiles:
+def msls_test_index_files(msls_root: Path, cities: Sequence[str] = MSLS_TEST_CITIES) -> IndexFiles:
     """``msls_test_{dbImages,qImages}.npy`` (object arrays of str) from the raw MSLS tree."""
     db_images, query_images = read_msls_test(msls_root, cities)
     return {
@@ -99,7 +94,7 @@ def pittsburgh_index_files(mat_file: Path, name: str | None = None) -> IndexFile
 
 
 def gmberton_index_files(
-    root: Path, name: str, positive_dist_threshold: float = DEFAULT_POSITIVE_DIST_THRESHOLD
+    root: Path, name: str, positive_dist_threshold: float = POSITIVE_RADIUS_M
 ) -> IndexFiles:
     """``<name>_{dbImages,qImages,gt}.npy`` of a gmberton dataset; paths relative to ``root``."""
     return standard_index_files(read_gmberton(root, name, positive_dist_threshold), name)

@@ -22,7 +22,8 @@ from dataloaders.eval_sets import (
     read_image_folders,
     read_pittsburgh_mat,
 )
-from dataloaders.eval_sets.geo import positives_within
+from dataloaders.constants import POSITIVE_RADIUS_M
+from dataloaders.geo import positives_within
 from dataloaders.image_io import ImageDecodeError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -292,10 +293,13 @@ def test_ground_truth_must_match_queries_and_database(tmp_path: Path) -> None:
 
 
 def test_positives_radius_is_inclusive_and_sorted() -> None:
-    db = np.array([[100.0, 0.0], [15.0, 20.0], [0.0, 0.0], [15.0, 20.01]])
-    positives = positives_within(db, np.array([[0.0, 0.0], [500.0, 500.0]]), 25.0)
-    assert positives[0].tolist() == [1, 2]  # (15, 20) is exactly 25 m away
+    db = np.array([[100.0, 0.0], [15.0, 20.0], [0.0, 0.0], [15.0, 20.01], [24.9, 0.0]])
+    positives = positives_within(db, np.array([[0.0, 0.0], [500.0, 500.0]]))  # the published 25 m
+    assert POSITIVE_RADIUS_M == 25.0
+    assert positives[0].tolist() == [1, 2, 4]  # (15, 20) is exactly 25 m away
     assert positives[1].tolist() == []
+    assert all(found.dtype == np.int64 for found in positives)
+    assert positives_within(db, np.array([[0.0, 0.0]]), 20.0)[0].tolist() == [2]
 
 
 def write_pittsburgh_mat(

@@ -24,16 +24,13 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.distance import cdist
 
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES
 from toy_world import (
-    MSLS_TEST_CITIES,
-    POSITIVE_RADIUS_M,
-    MSLS_VAL_CITIES,
     SUMMARY_FILE,
     TOY_WORLD_SIZES,
     TOY_WORLD_VERSION,
     ToyWorldSize,
     generate_toy_world,
-    positives_within,
 )
 from tools import make_toy_world
 
@@ -287,15 +284,6 @@ def test_msls_test_index_lists_cities_in_order_as_object_arrays(world: Path) -> 
         for path in array:
             assert re.fullmatch(rf"test/[a-z]+/{side}/images/{MSLS_KEY}\.jpg", path)
             assert (world / "mapillary" / path).is_file()
-
-
-def test_positives_are_database_points_within_25_m_inclusive() -> None:
-    assert POSITIVE_RADIUS_M == 25.0
-    database = np.array([[0.0, 0.0], [24.9, 0.0], [25.0, 0.0], [25.1, 0.0], [0.0, -20.0], [15.0, 20.0]])
-    queries = np.array([[0.0, 0.0], [100.0, 100.0]])
-    found = positives_within(queries, database)
-    assert [f.tolist() for f in found] == [[0, 1, 2, 4, 5], []]  # |(15, 20)| = 25 exactly
-    assert all(f.dtype == np.int64 for f in found)
 
 
 # ------------------------------------------------------------------------------ Pittsburgh

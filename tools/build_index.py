@@ -21,8 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python tools/build_index.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
-from dataloaders.eval_sets.msls_raw import POSITIVE_DIST_THRESHOLD, TEST_CITIES, VAL_CITIES
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES, POSITIVE_RADIUS_M
 from dataloaders.index_builders import (
     IndexFiles,
     gmberton_index_files,
@@ -101,19 +100,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     msls.add_argument(
         "--val_cities",
         nargs="+",
-        default=list(VAL_CITIES),
-        help=f"cities under train_val/, in order (default: {' '.join(VAL_CITIES)})",
+        default=list(MSLS_VAL_CITIES),
+        help=f"cities under train_val/, in order (default: {' '.join(MSLS_VAL_CITIES)})",
     )
     msls.add_argument(
         "--test_cities",
         nargs="+",
-        default=list(TEST_CITIES),
-        help=f"cities under test/, in order (default: {' '.join(TEST_CITIES)})",
+        default=list(MSLS_TEST_CITIES),
+        help=f"cities under test/, in order (default: {' '.join(MSLS_TEST_CITIES)})",
     )
     msls.add_argument(
         "--positive_dist_threshold",
         type=float,
-        default=POSITIVE_DIST_THRESHOLD,
+        default=POSITIVE_RADIUS_M,
         help="val positive radius in metres, UTM (default: %(default)s)",
     )
     msls.set_defaults(build=build_msls)
@@ -161,7 +160,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gmberton.add_argument(
         "--positive_dist_threshold",
         type=float,
-        default=DEFAULT_POSITIVE_DIST_THRESHOLD,
+        default=POSITIVE_RADIUS_M,
         help="positive radius in metres, UTM (default: %(default)s)",
     )
     gmberton.set_defaults(build=build_gmberton)

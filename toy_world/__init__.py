@@ -27,7 +27,7 @@ Modules: ``sizes`` (how much to generate, the summary), ``layout`` (dataset name
 constants), ``randomness`` (random streams, hashes), ``city`` (street grid, buildings),
 ``streets`` (street points, routes), ``views`` (cameras, appearance), ``render`` (ray casting),
 ``finish`` (occluders, camera response), ``jobs`` (rendering and saving images), ``regions``
-(geography), ``files`` and ``part`` (output files), ``ground_truth`` (positives by distance),
+(geography), ``files`` and ``part`` (output files),
 one module per dataset family (``gsv``, ``msls``, ``pittsburgh``, ``vprbench``, ``gmberton``)
 and ``generate`` (:func:`generate_toy_world`).
 """
@@ -36,9 +36,8 @@ from .city import COLOUR_ROWS, FACADE_COLUMNS, WINDOW_STYLES, City, build_city
 from .finish import finish_images
 from .generate import generate_toy_world
 from .gmberton import gmberton_name
-from .ground_truth import POSITIVE_RADIUS_M, positives_within
 from .jobs import JPEG_QUALITY, RenderJob, render_jobs
-from .layout import GMBERTON_SET, MSLS_SUBTASKS, MSLS_TEST_CITIES, MSLS_VAL_CITIES, PITTS_PITCHES_DEG, PITTS_YAWS
+from .layout import GMBERTON_SET, MSLS_SUBTASKS, PITTS_PITCHES_DEG, PITTS_YAWS
 from .regions import Region, plan_regions
 from .render import render_views
 from .sizes import (
@@ -55,10 +54,10 @@ from .views import DATABASE_LOOK, QUERY_LOOK, TRAIN_LOOK, Appearance, Views, sam
 
 __all__ = [
     "COLOUR_ROWS", "DATABASE_LOOK", "FACADE_COLUMNS", "GMBERTON_SET", "GSV_CITY_CENTRES", "JPEG_QUALITY",
-    "MSLS_SUBTASKS", "MSLS_TEST_CITIES", "MSLS_VAL_CITIES", "PITTS_PITCHES_DEG", "PITTS_YAWS", "POSITIVE_RADIUS_M",
+    "MSLS_SUBTASKS", "PITTS_PITCHES_DEG", "PITTS_YAWS",
     "QUERY_LOOK", "SUMMARY_FILE", "TOY_WORLD_SIZES", "TOY_WORLD_VERSION", "TRAIN_LOOK", "WINDOW_STYLES",
     "Appearance", "City", "Region", "RenderJob", "Route", "StreetPoint", "ToyWorldSize", "ToyWorldSummary", "Views",
-    "build_city", "finish_images", "generate_toy_world", "gmberton_name", "plan_regions", "positives_within",
+    "build_city", "finish_images", "generate_toy_world", "gmberton_name", "plan_regions",
     "random_route", "random_street_point", "render_jobs", "render_views", "resolve_size", "sample_views",
     "spaced_street_points",
 ]

@@ -9,11 +9,13 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES
+
 from .city import City, build_city
 from .gmberton import gmberton_part
 from .gsv import gsv_part
 from .jobs import render_jobs
-from .layout import GMBERTON_SET, MSLS_TEST_CITIES, MSLS_VAL_CITIES
+from .layout import GMBERTON_SET
 from .msls import msls_test_part, msls_val_part
 from .pittsburgh import pitts_part
 from .randomness import STREAM_CITY, stream_rng

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES
+from dataloaders.geo import positives_within
+
 from .city import City
 from .files import object_array
-from .ground_truth import positives_within
 from .jobs import RenderJob
-from .layout import MSLS_SUBTASKS, MSLS_TEST_CITIES, MSLS_VAL_CITIES
+from .layout import MSLS_SUBTASKS
 from .part import DatasetPart
 from .randomness import STREAM_MSLS_TEST, STREAM_MSLS_VAL, random_keys, stream_rng
 from .regions import Region
@@ -128,7 +130,7 @@ def msls_val_part(root: Path, seed: int, size: ToyWorldSize, regions: Sequence[R
         offset_db, offset_q = len(db_images), len(q_images)
         db_images += [f"train_val/{name}/database/images/{k}.jpg" for k in db_frame.loc[db_keep, "key"]]
         q_images += [f"train_val/{name}/query/images/{k}.jpg" for k in q_frame.loc[q_keep, "key"]]
-        for j, positives in enumerate(positives_within(q_xy, db_xy)):
+        for j, positives in enumerate(positives_within(db_xy, q_xy)):
             if len(positives):
                 q_idx.append(offset_q + j)
                 p_idx.append(positives + offset_db)

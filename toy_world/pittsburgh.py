@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dataloaders.constants import POSITIVE_RADIUS_M
+from dataloaders.geo import positives_within
+
 from .city import City
 from .files import object_array
-from .ground_truth import POSITIVE_RADIUS_M, positives_within
 from .jobs import RenderJob
 from .layout import PITTS_PITCHES_DEG, PITTS_YAWS
 from .part import DatasetPart
@@ -111,7 +113,7 @@ def pitts_part(root: Path, seed: int, size: ToyWorldSize, region: Region, city: 
         arrays = {
             f"{set_name}_dbImages.npy": np.array(set_db_names),
             f"{set_name}_qImages.npy": np.array([f"queries_real/{n}" for n in q_names]),
-            f"{set_name}_gt.npy": object_array(positives_within(q_utm, set_db_utm)),
+            f"{set_name}_gt.npy": object_array(positives_within(set_db_utm, q_utm)),
         }
         part.arrays += [(index_dir / name, array) for name, array in arrays.items()]
         part.counts[set_name] = {"database": len(set_db_names), "queries": len(q_names)}

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import GMBERTON_SET, MSLS_TEST_CITIES, MSLS_VAL_CITIES
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES
+
+from .layout import GMBERTON_SET
 from .sizes import GSV_CITY_CENTRES, ToyWorldSize
 
 

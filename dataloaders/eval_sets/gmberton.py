@@ -14,9 +14,8 @@ import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
 from dataloaders.eval_sets.folders import common_root, list_images
-from dataloaders.eval_sets.geo import positives_within
-
-DEFAULT_POSITIVE_DIST_THRESHOLD = 25.0
+from dataloaders.constants import POSITIVE_RADIUS_M
+from dataloaders.geo import positives_within
 TEST_SUBFOLDER = Path("images") / "test"
 
 
@@ -62,7 +61,7 @@ def read_gmberton_folders(
     name: str,
     database_folder: Path,
     queries_folder: Path,
-    positive_dist_threshold: float = DEFAULT_POSITIVE_DIST_THRESHOLD,
+    positive_dist_threshold: float = POSITIVE_RADIUS_M,
     image_root: Path | None = None,
 ) -> EvalSet:
     """A labelled set from two folders of gmberton-named images (sorted, recursive).
@@ -94,7 +93,7 @@ def read_gmberton_folders(
 
 
 def read_gmberton(
-    root: Path, name: str, positive_dist_threshold: float = DEFAULT_POSITIVE_DIST_THRESHOLD
+    root: Path, name: str, positive_dist_threshold: float = POSITIVE_RADIUS_M
 ) -> EvalSet:
     """A gmberton dataset root; stored paths are relative to ``root``."""
     database_folder, queries_folder = find_split_folders(root)

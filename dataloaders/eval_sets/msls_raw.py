@@ -23,14 +23,12 @@ import numpy as np
 import pandas as pd
 
 from dataloaders.eval_sets.base import EvalSet, path_stems
-from dataloaders.eval_sets.geo import positives_within
+from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES, POSITIVE_RADIUS_M
+from dataloaders.geo import positives_within
 from dataloaders.eval_sets.published_index import msls_cities
 
-VAL_CITIES = ("cph", "sf")
-TEST_CITIES = ("miami", "athens", "buenosaires", "stockholm", "bengaluru", "kampala")
 VAL_SPLIT = "train_val"
 TEST_SPLIT = "test"
-POSITIVE_DIST_THRESHOLD = 25.0
 SUBTASK = "all"
 
 # CSVs whose ``key`` column names the images, in the order they are consulted
@@ -85,8 +83,8 @@ class MslsValIndex:
 
 def read_msls_val(
     msls_root: Path,
-    cities: Sequence[str] = VAL_CITIES,
-    positive_dist_threshold: float = POSITIVE_DIST_THRESHOLD,
+    cities: Sequence[str] = MSLS_VAL_CITIES,
+    positive_dist_threshold: float = POSITIVE_RADIUS_M,
 ) -> MslsValIndex:
     """Apply the val protocol to ``<msls_root>/train_val/<city>`` for each city, in order."""
     db_images: list[str] = []
@@ -107,7 +105,7 @@ def read_msls_val(
 
 
 def read_msls_test(
-    msls_root: Path, cities: Sequence[str] = TEST_CITIES
+    msls_root: Path, cities: Sequence[str] = MSLS_TEST_CITIES
 ) -> tuple[list[str], list[str]]:
     """``(db_images, query_images)`` of the test protocol over ``cities``, in order."""
     db_images: list[str] = []

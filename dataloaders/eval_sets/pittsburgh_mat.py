@@ -15,7 +15,7 @@ import numpy as np
 from scipy.io import loadmat
 
 from dataloaders.eval_sets.base import EvalSet
-from dataloaders.eval_sets.geo import positives_within
+from dataloaders.geo import positives_within
 
 QUERY_FOLDER = "queries_real"
 

@@ -45,6 +45,10 @@ from utils.evaluation.inference import Precision, autocast_context, compute_desc
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BATCH_SIZE = 256
+"""Images per forward pass (the published evaluation batch)."""
+DEFAULT_TOP_K = 25
+"""Predictions kept per query for the outputs."""
 DEFAULT_NUM_WORKERS = min(16, os.cpu_count() or 1)
 """Decoding workers: the published 16, or fewer where the machine has fewer cores (a GPU outruns
 fewer workers; more than the cores only adds contention)."""
@@ -101,13 +105,13 @@ class EvalOptions:
     image_size: tuple[int, int] | None = None
     max_side: int | None = DEFAULT_MAX_SIDE
     draft_decode: bool = False
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     num_workers: int = DEFAULT_NUM_WORKERS
     device: str | None = None
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     recall_values: tuple[int, ...] = RECALL_KS
     per_city: bool = False
-    top_k: int = 25
+    top_k: int = DEFAULT_TOP_K
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     cache_dir: Path | None = None
     cache_content_hash: bool = False

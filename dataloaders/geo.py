@@ -5,16 +5,19 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dataloaders.constants import POSITIVE_RADIUS_M
+
 
 def positives_within(
-    db_utm: np.ndarray, query_utm: np.ndarray, max_distance: float
+    db_utm: np.ndarray, query_utm: np.ndarray, max_distance: float = POSITIVE_RADIUS_M
 ) -> list[np.ndarray]:
     """Database indices within ``max_distance`` of each query (Euclidean, inclusive).
 
     Args:
         db_utm: ``[N, 2]`` database positions (UTM easting, northing in metres).
         query_utm: ``[M, 2]`` query positions.
-        max_distance: radius in metres; a database image at exactly this distance counts.
+        max_distance: radius in metres; a database image at exactly this distance counts
+            (default: the published 25 m).
 
     Returns:
         ``M`` int64 arrays of ascending database indices (possibly empty).
