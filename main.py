@@ -33,6 +33,7 @@ from models import AGGREGATORS, BACKBONES
 from models.pretrained import DownloadError
 from models.vpr_model import NonFiniteError, VPRModel
 from utils.cli import first_line
+from utils.training.metric_learning import LOSSES, MINERS
 from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 from utils.training.loggers import run_loggers
 
@@ -129,11 +130,13 @@ class VPRTrainingCLI(LightningCLI):
 
     @staticmethod
     def _list_registered_names(parser: LightningArgumentParser) -> None:
-        """``--help`` names every registered backbone and aggregator."""
-        registries = {"model.backbone_arch": BACKBONES, "model.agg_arch": AGGREGATORS}
+        """``--help`` names every registered backbone, aggregator, loss and miner."""
+        registries = {"model.backbone_arch": BACKBONES, "model.agg_arch": AGGREGATORS, "model.loss_name": LOSSES}
         for action in parser._actions:
             if action.dest in registries:
                 action.help = f"one of: {', '.join(registries[action.dest].names())}"
+            elif action.dest == "model.miner_name":
+                action.help = f"one of: {', '.join(MINERS.names())}; null: no mining"
 
 
 def default_precision() -> str:

@@ -6,50 +6,9 @@ A new architecture is one module plus one ``@BACKBONES.register("name")`` (or
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from utils.registry import Registry
 
-import torch.nn as nn
-
-BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
-
-
-class Registry:
-    """A named table of module builders (classes or functions returning ``nn.Module``)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._builders: dict[str, Callable[..., nn.Module]] = {}
-
-    def register(self, name: str) -> Callable[[BuilderT], BuilderT]:
-        """Decorator that registers ``builder`` under ``name`` (exact, case-sensitive)."""
-
-        def decorator(builder: BuilderT) -> BuilderT:
-            if name in self._builders:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._builders[name] = builder
-            return builder
-
-        return decorator
-
-    def get(self, name: str) -> Callable[..., nn.Module]:
-        try:
-            return self._builders[name]
-        except KeyError:
-            raise ValueError(
-                f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}"
-            ) from None
-
-    def build(self, name: str, **kwargs: Any) -> nn.Module:
-        """Build the module registered as ``name`` with keyword arguments ``kwargs``."""
-        return self.get(name)(**kwargs)
-
-    def names(self) -> list[str]:
-        return sorted(self._builders)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._builders
-
+__all__ = ["AGGREGATORS", "BACKBONES", "Registry"]
 
 BACKBONES = Registry("backbone")
 AGGREGATORS = Registry("aggregator")

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
-from utils.training.metric_learning import MetricLearningObjective
+from utils.training.metric_learning import DEFAULT_LOSS, DEFAULT_MINER, DEFAULT_MINER_MARGIN, MetricLearningObjective
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
 from utils.evaluation.retrieval import retrieve
@@ -79,7 +79,13 @@ class VPRModel(pl.LightningModule):
             warmup over ``warmup_steps``, then the lr times ``gamma`` at each of ``milestone_epochs``)
             or ``none``.
         lr_sched_args: the scheduler's arguments.
-        loss_name, miner_name, miner_margin: the objective (pytorch-metric-learning).
+        loss_name: a name of ``utils.training.metric_learning.LOSSES`` (pytorch-metric-learning).
+        loss_config: the loss's arguments, e.g. ``{"alpha": 2.0}`` (``None``: its defaults, the
+            published ones; a checkpoint records them all).
+        miner_name: a name of ``utils.training.metric_learning.MINERS``; ``None``: no mining.
+        miner_config: the miner's arguments other than its margin, e.g. ``{"type_of_triplets":
+            "hard"}`` (``None``: its defaults).
+        miner_margin: the miner's margin (MultiSimilarityMiner's epsilon, TripletMarginMiner's margin).
         recall_ks: the K of the Recall@K logged at validation.
         compile_network: ``torch.compile`` the backbone and the aggregator in place
             (``nn.Module.compile``: the state dict and checkpoints keep their keys).
@@ -98,9 +104,11 @@ class VPRModel(pl.LightningModule):
         backbone_lr_factor: float = 1.0,
         lr_sched: Literal["linear", "cosine", "multistep", "none"] = "linear",
         lr_sched_args: dict[str, Any] | None = None,
-        loss_name: str = "MultiSimilarityLoss",
-        miner_name: str | None = "MultiSimilarityMiner",
-        miner_margin: float = 0.1,
+        loss_name: str = DEFAULT_LOSS,
+        loss_config: dict[str, Any] | None = None,
+        miner_name: str | None = DEFAULT_MINER,
+        miner_config: dict[str, Any] | None = None,
+        miner_margin: float = DEFAULT_MINER_MARGIN,
         recall_ks: list[int] | None = None,
         compile_network: bool = False,
     ) -> None:
@@ -114,6 +122,8 @@ class VPRModel(pl.LightningModule):
         if lr_sched_args is None:
             lr_sched_args = {"start_factor": 1.0, "end_factor": 0.2, "total_iters": 4000}
         self.save_hyperparameters()
+        # Built first: an unknown loss or miner is refused before the network (and its weights) is.
+        objective = MetricLearningObjective(loss_name, miner_name, miner_margin, loss_config, miner_config)
         network = build_network(Architecture(backbone_arch, backbone_config, agg_arch, agg_config))
         warn_if_random_backbone(network)
         # The network's two parts are this module's own, so checkpoints read backbone.* and aggregator.*.
@@ -125,7 +135,8 @@ class VPRModel(pl.LightningModule):
         # The resolved configuration is what a checkpoint must carry to rebuild this model.
         resolved = network.architecture
         self.hparams.update(backbone_config=resolved.backbone_config, agg_config=resolved.agg_config, lr_sched_args=lr_sched_args)
-        self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)
+        self.hparams.update(loss_config=objective.loss_config, miner_config=objective.miner_config)
+        self.objective = objective
         self.recall_ks = tuple(sorted(set(recall_ks or RECALL_KS)))
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 

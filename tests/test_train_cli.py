@@ -17,6 +17,7 @@ import torch
 import eval as eval_cli
 import main as train_cli
 from models.vpr_model import NonFiniteError
+from utils.errors import UserError
 from tests.planted_pickles import RunsShell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,11 +198,15 @@ def test_missing_data_root_is_a_one_line_error_before_the_model_is_built(tmp_pat
     [("dinov2_vits14", {"num_trainable_blocks": 1}, "GeM", {})],  # every pair: tests/test_cross_product.py
 )
 def test_a_pair_trains_through_the_cli_flags(toy_world, tmp_path, backbone, backbone_config, aggregator, agg_config):
+    """The pair, and a loss and miner other than the defaults, chosen and configured by flags."""
     args = train_args(toy_world, tmp_path / "pair", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
                       "--data.val_set_names", '["sped"]')
     overrides = {
         "--model.backbone_arch": backbone, "--model.backbone_config": json.dumps(backbone_config),
         "--model.agg_arch": aggregator, "--model.agg_config": json.dumps(agg_config),
+        "--model.loss_name": "TripletMarginLoss", "--model.loss_config": '{"margin": 0.3}',
+        "--model.miner_name": "TripletMarginMiner", "--model.miner_config": '{"type_of_triplets": "all"}',
+        "--model.miner_margin": "0.25",
     }
     for flag, value in overrides.items():
         if flag in args:
@@ -212,6 +217,31 @@ def test_a_pair_trains_through_the_cli_flags(toy_world, tmp_path, backbone, back
     assert trainer.global_step == 2
     assert "sped/R1" in trainer.callback_metrics
     assert type(trainer.lightning_module.aggregator).__name__ == aggregator
+    objective = trainer.lightning_module.objective
+    assert type(objective.loss).__name__ == "TripletMarginLoss" and objective.loss.margin == 0.3
+    assert type(objective.miner).__name__ == "TripletMarginMiner" and objective.miner.margin == 0.25
+    assert objective.miner.type_of_triplets == "all"
+    recorded = torch.load(tmp_path / "pair" / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert recorded["loss_config"] == {"margin": 0.3, "swap": False, "smooth_loss": False}
+    assert (recorded["miner_config"], recorded["miner_margin"]) == ({"type_of_triplets": "all"}, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--model.loss_name", "CircleLoss", "loss_name='CircleLoss' is not a registered loss; registered: ContrastiveLoss, "),
+        ("--model.loss_config", '{"alfa": 2}', "loss MultiSimilarityLoss has no argument alfa; its arguments: alpha, beta, base"),
+        ("--model.miner_name", "HardMiner", "miner_name='HardMiner' is not a registered miner; registered: "),
+        ("--model.miner_config", '{"epsilon": 0.2}', "miner MultiSimilarityMiner has no argument epsilon; its arguments: none (margin: set by miner_margin=)"),
+    ],
+)
+def test_an_unknown_loss_or_miner_is_one_line_before_the_model_is_built(toy_world, tmp_path, monkeypatch, flag, value, expected):
+    from models import vpr_model
+
+    monkeypatch.setattr(vpr_model, "build_network", lambda *args, **kwargs: pytest.fail("the model was built"))
+    with pytest.raises(UserError) as info:
+        run_training(train_args(toy_world, tmp_path / "run", flag, value))
+    assert expected in str(info.value) and "\n" not in str(info.value)
 
 
 def test_default_model_is_the_paper_recipe_starting_from_pretrained_dinov2(monkeypatch):

@@ -1,0 +1,87 @@
+"""A name -> builder registry (timm-like): the models' backbones and aggregators
+(``models.registry``), the training losses and miners (``utils.training.metric_learning``).
+
+Names are matched exactly, never by substring.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import torch.nn as nn
+
+from utils.errors import UserError
+
+BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
+
+
+class Registry:
+    """A named table of module builders (classes or functions returning ``nn.Module``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._builders: dict[str, Callable[..., nn.Module]] = {}
+
+    def register(self, name: str) -> Callable[[BuilderT], BuilderT]:
+        """Decorator that registers ``builder`` under ``name`` (exact, case-sensitive)."""
+
+        def decorator(builder: BuilderT) -> BuilderT:
+            if name in self._builders:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._builders[name] = builder
+            return builder
+
+        return decorator
+
+    def get(self, name: str) -> Callable[..., nn.Module]:
+        try:
+            return self._builders[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}"
+            ) from None
+
+    def build(self, name: str, **kwargs: Any) -> nn.Module:
+        """Build the module registered as ``name`` with keyword arguments ``kwargs``."""
+        return self.get(name)(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._builders
+
+    def build_checked(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        name_parameter: str,
+        config_parameter: str,
+        given: Mapping[str, tuple[str, Any]] | None = None,
+    ) -> nn.Module:
+        """Build ``name`` with the keyword arguments ``config``, refusing an unknown name or
+        argument in one line that names the parameter they came from (``loss_name=``,
+        ``loss_config=``) and lists the valid ones.
+
+        Args:
+            given: arguments set by parameters of their own, ``{argument: (parameter, value)}``
+                (a miner's ``margin`` from ``miner_margin``): passed to a builder that takes them,
+                refused in ``config``.
+        """
+        if name not in self._builders:
+            raise UserError(f"{name_parameter}={name!r} is not a registered {self.kind}; registered: {', '.join(self.names())}")
+        builder = self._builders[name]
+        given = given or {}
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        accepted = [key for key, parameter in inspect.signature(builder).parameters.items() if parameter.kind in keyword]
+        settable = [key for key in accepted if key not in given]
+        unknown = sorted(set(config) - set(settable))
+        if unknown:
+            apart = "".join(f" ({key}: set by {given[key][0]}=)" for key in accepted if key in given)
+            raise UserError(
+                f"{config_parameter}={dict(config)}: {self.kind} {name} has no argument {', '.join(unknown)}; "
+                f"its arguments: {', '.join(settable) or 'none'}{apart}"
+            )
+        return builder(**config, **{key: value for key, (_, value) in given.items() if key in accepted})
