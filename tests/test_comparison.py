@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from dataclasses import replace
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 
 import eval as eval_cli
+from dataloaders.eval_sets import DataRoots, load_eval_set
+from models.compared import released_row
 from models.released import RELEASED_MODELS, released_model
 from models.seeded_weights import synthesize_state_dict
 from models.vpr_net import build_network
 from tests import parity
-from utils.evaluation.comparison import TABLE_FILES, ComparisonTable
-from utils.evaluation.pipeline import Evaluator
+from utils.evaluation.comparison import TABLE_FILES, ComparisonTable, compare_models
+from utils.evaluation.pipeline import EvalOptions, Evaluator
 
 torch.set_num_threads(2)
 
@@ -150,3 +155,40 @@ def test_a_missing_released_file_is_named_before_any_model_runs(small_toy_world:
         f"eval.py: error: dinov2_salad: the released file {missing} does not exist; give the path of dino_salad.ckpt"
     )
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.fixture
+def served_folder(released_files: dict[str, Path]):
+    """The releases' folder served over HTTP on 127.0.0.1 (a download that never leaves the machine)."""
+    handler = partial(SimpleHTTPRequestHandler, directory=str(released_files[BOQ].parent))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    thread.join()
+
+
+def test_a_release_named_alone_downloads_and_is_cached_on_the_downloaded_file(
+    small_toy_world: Path, released_files: dict[str, Path], served_folder: str, small_sizes: None, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = RELEASED_MODELS[BOQ]
+    monkeypatch.setitem(RELEASED_MODELS, BOQ, replace(release, url=served_folder + release.file_name))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # torch.hub's cache, for this test only
+    sped = [load_eval_set("sped", DataRoots(data_dir=str(small_toy_world)))]
+    options = EvalOptions(device="cpu", num_workers=0, batch_size=8, cache_dir=tmp_path / "cache")
+    local = compare_models([released_row(BOQ, released_files[BOQ])], sped, options, make_folder(tmp_path / "local"))
+    downloaded = compare_models([released_row(BOQ)], sped, options, make_folder(tmp_path / "downloaded"))
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / release.file_name).is_file()
+    assert downloaded.rows == local.rows
+
+    monkeypatch.setattr(Evaluator, "compute", lambda self, eval_set: pytest.fail("computed again"))
+    again = compare_models([released_row(BOQ)], sped, options, make_folder(tmp_path / "again"))
+    assert again.rows == local.rows
+
+
+def make_folder(path: Path) -> Path:
+    path.mkdir()
+    return path

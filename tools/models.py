@@ -138,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    print(markdown() if args.markdown else listing(), end="\n" if not args.markdown else "")
+    if args.markdown:
+        print(markdown(), end="")
+    else:
+        print(listing())
 
 
 if __name__ == "__main__":

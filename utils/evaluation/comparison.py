@@ -123,7 +123,7 @@ class ComparisonTable:
             rf"\cmidrule(lr){{{2 + index * width}-{1 + (index + 1) * width}}}" for index in range(len(self.set_names))
         )
         lines = [
-            rf"\begin{{tabular}}{{l{('|' + 'c' * width) * len(self.set_names)}}}",
+            rf"\begin{{tabular}}{{l{'c' * width * len(self.set_names)}}}",
             r"\toprule",
             rf"Model & {spans} \\",
             rules,
