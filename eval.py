@@ -43,8 +43,8 @@ from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
 from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
-from models.registry import AGGREGATORS
 from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry, released_row
+from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
 from utils.cli import first_line, json_object
 from utils.evaluation.comparison import compare_models
