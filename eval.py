@@ -8,10 +8,15 @@ Examples (from the repository root)::
         --token_dim 32 --image_size 322 --data_dir ../data --val_datasets SPED
     python eval.py --ckpt_path last.ckpt --database_folder db/ --queries_folder q/ \\
         --no_labels --save_predictions predictions.csv
+    python eval.py --released dinov2_salad=weights/dino_salad.ckpt dinov2_boq=weights/dinov2_12288.pth \\
+        --ckpt_path last.ckpt --data_dir ../data --val_datasets MSLS SPED --cache_descriptors
 
 Every run writes into a new folder ``<--log_dir>/<checkpoint name>_<time>/`` (``run.json`` with
 what ran, ``results.json`` with each labelled set's recall, ``recall_<set>.png``, predictions CSVs,
 the MSLS challenge file, prediction images, descriptor files: see ``utils/evaluation/outputs.py``).
+With several models (``--released`` with several names, or ``NAME=FILE``), the folder is
+``<--log_dir>/comparison_<time>/`` with the table (``comparison.md``, ``.csv``, ``.tex``) and a run
+folder per model (``utils/evaluation/comparison.py``).
 
 This is a thin command line over ``utils.evaluation.pipeline`` (the evaluation itself, usable from
 Python without argparse) and ``utils.evaluation.outputs`` (one writer per output).
@@ -28,6 +33,7 @@ from pathlib import Path
 import torch
 
 from dataloaders.eval_sets import (
+    EvalSet,
     EvalSetRegistry,
     add_data_root_arguments,
     data_roots_from_args,
@@ -37,9 +43,11 @@ from dataloaders.constants import POSITIVE_RADIUS_M
 from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
+from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry, released_row
 from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
 from utils.cli import first_line, json_object
+from utils.evaluation.comparison import compare_models
 from utils.evaluation.outputs import (
     DescriptorFiles,
     MslsChallengeFile,
@@ -77,6 +85,24 @@ ARCHITECTURE_FLAGS = ("released", "backbone", "backbone_config", "agg_arch", *SA
 USER_ERRORS = (OSError, ValueError, ImportError, ImageDecodeError, torch.OutOfMemoryError)
 
 
+def released_entry(text: str) -> ReleasedEntry:
+    """``--released`` ``NAME`` or ``NAME=FILE``."""
+    try:
+        return parse_released_entry(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class ReleasedModels(argparse.Action):
+    """``--released``: one name is the model of ``--ckpt_path`` (``args.released``); several, or a
+    ``NAME=FILE``, are the rows of a comparison table (``args.compare``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        single = len(values) == 1 and values[0].path is None
+        namespace.released = values[0].name if single else None
+        namespace.compare = None if single else list(values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,10 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         "architecture flags below)",
     )
     model.add_argument(
-        "--released", choices=sorted(RELEASED_MODELS),
-        help=f"a released model: its architecture for the bare state dict in --ckpt_path, and its evaluation "
-        f"image size unless --image_size is given (default architecture: {DEFAULT_RELEASE}'s)",
+        "--released", nargs="+", type=released_entry, action=ReleasedModels, metavar="NAME[=FILE]",
+        help=f"a released model ({', '.join(sorted(RELEASED_MODELS))}): its architecture for the bare state dict in "
+        f"--ckpt_path, and its evaluation image size unless --image_size is given (default architecture: "
+        f"{DEFAULT_RELEASE}'s). Several, or NAME=FILE (the release's local file; a name alone downloads it): one "
+        "comparison table, rows the models (each at its own evaluation size; --ckpt_path adds yours), columns the "
+        "sets' R@1/5/10",
     )
+    parser.set_defaults(compare=None)
     default = released_model(DEFAULT_RELEASE).architecture
     model.add_argument("--backbone", help=f"backbone of a bare state dict (default {default.backbone_arch})")
     model.add_argument("--backbone_config", type=json_object, default={}, help="backbone arguments as JSON")
@@ -240,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot work, before anything is loaded."""
-    if args.ckpt_path is None and not args.random_weights:
+    if args.ckpt_path is None and not args.random_weights and args.compare is None:
         raise ValueError("--ckpt_path is required (or --random_weights with the architecture flags)")
+    if args.compare is not None and (args.random_weights or args.save_predictions):
+        raise ValueError("a comparison of several --released models takes neither --random_weights nor "
+                         "--save_predictions (each model's predictions are kept in its own folder)")
     if args.ckpt_path is not None and args.ckpt_path.is_dir():
         raise IsADirectoryError(f"--ckpt_path {args.ckpt_path} is a folder; give the checkpoint file in it (e.g. last.ckpt)")
     if args.ckpt_path is not None and not args.ckpt_path.is_file():
@@ -383,6 +416,8 @@ def run(args: argparse.Namespace) -> Path:
         eval_set.check_files_exist()
     if args.save_only_wrong_preds:
         PredictionImages(args.log_dir, args.num_preds_to_save, only_wrong=True).check(eval_sets)
+    if args.compare is not None:
+        return run_comparison(args, options, set_names, eval_sets)
 
     if args.released and args.ckpt_path and not args.no_verify:
         check_released_file(args.released, args.ckpt_path)
@@ -397,6 +432,18 @@ def run(args: argparse.Namespace) -> Path:
     run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
     write_run_info(run_dir, evaluator, set_names)
     evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
+    print(f"run folder: {run_dir}")
+    return run_dir
+
+
+def run_comparison(args: argparse.Namespace, options: EvalOptions, set_names: list[str], eval_sets: list[EvalSet]) -> Path:
+    """One table of the ``--released`` models and the ``--ckpt_path`` one (last); returns its folder."""
+    rows = [released_row(entry.name, entry.path, verify=not args.no_verify) for entry in args.compare]
+    if args.ckpt_path is not None:
+        rows.append(checkpoint_row(args.ckpt_path, architecture_from_args(args)))
+    run_dir = new_run_dir(args.log_dir, "comparison")
+    table = compare_models(rows, eval_sets, options, run_dir, lambda folder: output_writers(args, folder), set_names)
+    print(table.markdown())
     print(f"run folder: {run_dir}")
     return run_dir
 

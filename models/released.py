@@ -13,8 +13,10 @@ as published.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from os import PathLike
+from typing import Any
 
 import torch
 
@@ -59,6 +61,24 @@ class ReleasedModel:
             the file is in it already (the SALAD releases; BoQ's files need a :class:`ReleasedLayout`).
         sha256: the file's SHA-256, checked after a download and when a local file of that name is
             loaded; ``None`` where it is not recorded yet (the file is then not checked).
+
+    What a user reads about it (``python -m tools.models``, the README's tables); empty where unknown:
+
+    Attributes:
+        summary: the network in words (``"DINOv2 ViT-B/14, last 4 blocks trained + SALAD ..."``).
+        authors: who published the model.
+        paper: its paper's title and venue.
+        paper_url: where the paper is (arXiv).
+        code_url: the authors' repository.
+        code_license: the license of the authors' code (SPDX name where there is one).
+        weights_license: the license of the released file, as the authors state it (or that
+            they state none).
+        published_recalls: Recall@1 in percent **as the authors publish it** for this file,
+            by this project's set name (``"msls_val"``, ``"msls_test"``, ``"nordland"``, ...);
+            never a figure measured here.
+        published_source: where ``published_recalls`` are printed (``"SALAD paper, Table 1"``).
+        parity: how this project's descriptors of the file compare with the authors' code (the
+            figure of the parity test, or which release's test covers the same code).
     """
 
     architecture: Architecture
@@ -68,6 +88,16 @@ class ReleasedModel:
     image_size: tuple[int, int] = (322, 322)
     checkpoint_filter: StateDictFilter | None = None
     sha256: str | None = None
+    summary: str = ""
+    authors: str = ""
+    paper: str = ""
+    paper_url: str = ""
+    code_url: str = ""
+    code_license: str = ""
+    weights_license: str = ""
+    published_recalls: Mapping[str, float] = field(default_factory=dict)
+    published_source: str = ""
+    parity: str = ""
 
     def network_state(self, state_dict: dict[str, torch.Tensor], source: str | PathLike[str]) -> dict[str, torch.Tensor]:
         """``state_dict`` of this release's file (read from ``source``) in this project's layout."""
@@ -131,32 +161,69 @@ BOQ_RELEASES = "https://github.com/amaralibey/Bag-of-Queries/releases/download/v
 
 def boq_release(
     backbone: str, backbone_config: dict[str, object], proj_channels: int, file_name: str, image_size: int,
-    layout: ReleasedLayout,
+    layout: ReleasedLayout, **card: Any,
 ) -> ReleasedModel:
-    """A released BoQ model (2 blocks of 64 queries, 32 rows: ``proj_channels * 32`` dims)."""
+    """A released BoQ model (2 blocks of 64 queries, 32 rows: ``proj_channels * 32`` dims); ``card``:
+    the :class:`ReleasedModel` fields a user reads (summary, published recalls, ...)."""
     agg_config = {"proj_channels": proj_channels, "num_queries": 64, "num_layers": 2, "row_dim": 32}
     return ReleasedModel(
         Architecture(backbone, backbone_config, "BoQ", agg_config), file_name, BOQ_RELEASES + file_name,
-        proj_channels * agg_config["row_dim"], (image_size, image_size), layout,
+        proj_channels * agg_config["row_dim"], (image_size, image_size), layout, **BOQ_CARD, **card,
     )
 
 
+#: What the three SALAD releases share (serizba/salad; GPL-3.0 code, no separate terms for the files).
+SALAD_CARD: dict[str, Any] = {
+    "authors": "Sergio Izquierdo, Javier Civera",
+    "paper": "Optimal Transport Aggregation for Visual Place Recognition (CVPR 2024)",
+    "paper_url": "https://arxiv.org/abs/2311.15937",
+    "code_url": "https://github.com/serizba/salad",
+    "code_license": "GPL-3.0",
+    "weights_license": "none stated",
+}
+#: What the two BoQ releases share (amaralibey/Bag-of-Queries; MIT code, no separate terms for the files).
+BOQ_CARD: dict[str, Any] = {
+    "authors": "Amar Ali-bey, Brahim Chaib-draa, Philippe Giguère",
+    "paper": "BoQ: A Place is Worth a Bag of Learnable Queries (CVPR 2024)",
+    "paper_url": "https://arxiv.org/abs/2405.07364",
+    "code_url": "https://github.com/amaralibey/Bag-of-Queries",
+    "code_license": "MIT",
+    "weights_license": "none stated",
+    "published_source": "BoQ authors' README",
+}
+
+
 RELEASED_MODELS: dict[str, ReleasedModel] = {
-    # 8448-d: MSLS-val R@1 92.2, Nordland 76.0, SPED 92.1, Pitts250k 95.1 (paper, Table 1).
     "dinov2_salad": ReleasedModel(
         dinov2_salad_architecture(64, 128, 256), "dino_salad.ckpt",
         "https://github.com/serizba/salad/releases/download/v1.0.0/dino_salad.ckpt", 8448,
+        summary="DINOv2 ViT-B/14 (last 4 blocks trained) + SALAD 64 x 128 + 256",
+        published_recalls={"msls_val": 92.2, "msls_test": 75.0, "nordland": 76.0, "sped": 92.1, "pitts250k_test": 95.1},
+        published_source="SALAD paper, Table 1", parity="max abs diff 3e-8 (ViT-S/14 fixture)", **SALAD_CARD,
     ),
-    "dinov2_salad_512_32": ReleasedModel(dinov2_salad_architecture(16, 32, 32), "dino_salad_512_32.ckpt", None, 544),
-    "dinov2_salad_2048_64": ReleasedModel(dinov2_salad_architecture(32, 64, 64), "dino_salad_2048_64.ckpt", None, 2112),
-    # BoQ (Ali-bey et al., CVPR 2024), DINOv2 ViT-B/14, 12288-d, evaluated at 322 x 322: MSLS-val R@1 93.8,
-    # MSLS challenge 79.0, Nordland 81.3, SPED 92.5, Pitts250k 96.6 (the authors' figures). Their wrapper
-    # runs every block but not DINOv2's final LayerNorm, drops the class token and fine-tunes 2 blocks.
+    "dinov2_salad_512_32": ReleasedModel(
+        dinov2_salad_architecture(16, 32, 32), "dino_salad_512_32.ckpt", None, 544,
+        summary="DINOv2 ViT-B/14 (last 4 blocks trained) + SALAD 16 x 32 + 32",
+        parity="the code of dinov2_salad", **SALAD_CARD,
+    ),
+    "dinov2_salad_2048_64": ReleasedModel(
+        dinov2_salad_architecture(32, 64, 64), "dino_salad_2048_64.ckpt", None, 2112,
+        summary="DINOv2 ViT-B/14 (last 4 blocks trained) + SALAD 32 x 64 + 64",
+        parity="the code of dinov2_salad", **SALAD_CARD,
+    ),
+    # DINOv2 ViT-B/14, 12288-d, evaluated at 322 x 322. The authors' wrapper runs every block but not
+    # DINOv2's final LayerNorm, drops the class token and fine-tunes 2 blocks.
     "dinov2_boq": boq_release(
         "dinov2_vitb14", {"num_trainable_blocks": 2, "norm_layer": False, "return_token": False}, 384,
         "dinov2_12288.pth", 322, ReleasedLayout("dinov2_12288.pth", "backbone.dino."),
+        summary="DINOv2 ViT-B/14 (no final norm, last 2 blocks trained) + BoQ 2 x 64 queries, 384 x 32",
+        published_recalls={
+            "msls_val": 93.8, "msls_test": 79.0, "nordland": 81.3, "sped": 92.5, "pitts30k_test": 93.7,
+            "pitts250k_test": 96.6,
+        },
+        parity="max abs diff 2.6e-8",
     ),
-    # BoQ, ResNet-50 cropped after layer3 (1024 channels, stride 16), 16384-d, evaluated at 384 x 384.
+    # ResNet-50 cropped after layer3 (1024 channels, stride 16), 16384-d, evaluated at 384 x 384.
     # The authors keep the stem and stages in one nn.Sequential: net.0 conv1, net.1 bn1, net.4-6 layer1-3.
     "resnet50_boq": boq_release(
         "resnet50", {"layers_to_crop": [4], "layers_to_freeze": 2}, 512, "resnet50_16384.pth", 384,
@@ -164,6 +231,9 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
             "resnet50_16384.pth", "backbone.net.",
             (("0.", "conv1."), ("1.", "bn1."), ("4.", "layer1."), ("5.", "layer2."), ("6.", "layer3.")),
         ),
+        summary="ResNet-50 up to layer3 + BoQ 2 x 64 queries, 512 x 32",
+        published_recalls={"msls_val": 91.2, "nordland": 70.7, "sped": 86.5, "pitts30k_test": 92.4, "pitts250k_test": 95.0},
+        parity="max abs diff 2.2e-8",
     ),
 }
 

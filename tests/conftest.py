@@ -32,3 +32,15 @@ def small_toy_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("small_toy_world") / "world"
     generate_toy_world(root, seed=0, size="small", image_size=56, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def short_run(small_toy_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """One epoch of the tiny training run (``tests.toy_training.train_args``) on the small toy world,
+    trained once per test session: ``(trainer, last.ckpt)``. Read the checkpoint only."""
+    import main as train_cli
+    from tests.toy_training import train_args
+
+    out = tmp_path_factory.mktemp("short") / "run"
+    trainer = train_cli.main(train_args(small_toy_world, out, "--trainer.max_epochs", "1")).trainer
+    return trainer, out / "checkpoints" / "last.ckpt"

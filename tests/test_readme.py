@@ -68,7 +68,7 @@ def program_of(command: str) -> str:
 
 def test_every_command_is_one_this_test_checks() -> None:
     known = {"make", "python3 main.py", "python3 eval.py", "tools.build_index", "tools.make_toy_world",
-             "tools.plot_recalls", "tools.export_onnx"}
+             "tools.plot_recalls", "tools.export_onnx", "tools.models"}
     commands = shell_commands()
     assert len(commands) >= 15
     assert {program_of(command) for command in commands} <= known
@@ -161,12 +161,16 @@ def test_tool_commands(user_folder: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert export_onnx.resolve_architecture(export).agg_arch == "SALAD"
     assert export_onnx.resolve_image_size(export) == (322, 322)
 
+    listing = run([sys.executable, *commands["tools.models"][1:]], REPO, 120)
+    assert listing.returncode == 0 and "dinov2_salad" in listing.stdout, listing.stderr[-2000:]
+
 
 def test_every_flag_the_readme_names_exists(main_help: str) -> None:
     import eval as eval_cli
-    from tools import export_onnx, plot_recalls
+    from tools import export_onnx, models, plot_recalls
 
-    tool_flags = {option for parser in (eval_cli.build_parser(), export_onnx.build_parser(), plot_recalls.build_parser())
+    parsers = (eval_cli.build_parser(), export_onnx.build_parser(), plot_recalls.build_parser(), models.build_parser())
+    tool_flags = {option for parser in parsers
                   for action in parser._actions for option in action.option_strings}
     mentioned = {flag.rstrip(".") for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_.-]*)", README)}
     for flag in sorted(mentioned):

@@ -19,6 +19,7 @@ import main as train_cli
 from models.vpr_model import NonFiniteError
 from utils.errors import UserError
 from tests.planted_pickles import RunsShell
+from tests.toy_training import train_args  # short_run: the session fixture of conftest.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,36 +29,8 @@ def toy_world(small_toy_world: Path) -> Path:
     return small_toy_world
 
 
-def train_args(world: Path, out: Path, *extra: str) -> list[str]:
-    """A tiny run: ResNet-18 (layers 3-4 cropped) + SALAD with 4 clusters, 56 px, 4 places x 4 images."""
-    return [
-        "--model.backbone_arch", "resnet18",
-        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1}',
-        "--model.agg_config", '{"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0}',
-        "--model.lr", "0.001",
-        "--data.data_root", str(world / "gsv-cities"),
-        "--data.cities", '["Bangkok", "Boston", "PRS"]',
-        "--data.batch_size", "4", "--data.img_per_place", "4", "--data.image_size", "[56, 56]",
-        "--data.num_workers", "0", "--data.persistent_workers", "false",
-        "--data.val_set_names", '["pitts30k_val"]', "--data.data_dir", str(world),
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-        "--trainer.default_root_dir", str(out),
-        "--trainer.enable_progress_bar", "false",
-        "--checkpoint.dirpath", str(out / "checkpoints"),
-        "--resume_checkpoint.dirpath", str(out / "checkpoints"),
-        *extra,
-    ]
-
-
 def run_training(args: list[str]) -> pl.Trainer:
     return train_cli.main(args).trainer
-
-
-@pytest.fixture(scope="module")
-def short_run(toy_world: Path, tmp_path_factory) -> tuple[pl.Trainer, Path]:
-    out = tmp_path_factory.mktemp("short") / "run"
-    trainer = run_training(train_args(toy_world, out, "--trainer.max_epochs", "1"))
-    return trainer, out / "checkpoints" / "last.ckpt"
 
 
 def test_short_run_saves_a_checkpoint_that_eval_loads(toy_world: Path, short_run, tmp_path: Path):
