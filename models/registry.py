@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import torch.nn as nn
 
+from utils.errors import UserError
+
 BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
 
 
@@ -36,7 +38,7 @@ class Registry:
         try:
             return self._builders[name]
         except KeyError:
-            raise ValueError(
+            raise UserError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}"
             ) from None
 

@@ -168,7 +168,7 @@ def test_a_folder_as_checkpoint_and_an_unwritable_predictions_path_are_named_bef
     line = run_eval_error(
         ["--ckpt_path", str(checkpoints["lightning"]), "--save_predictions", str(blocker / "p.csv"), *common], capsys
     )
-    assert "--save_predictions: cannot write" in line and "a_file is not a writable folder" in line
+    assert f"--save_predictions {blocker / 'p.csv'}: cannot write" in line and "a_file is not a writable folder" in line
     assert not (tmp_path / "logs").exists()  # refused before the model, the run folder and any descriptor
 
 

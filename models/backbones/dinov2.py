@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
 from models.contract import Backbone, BackboneOutput, building_on_meta_device
 from models.pretrained import fetch_state_dict
+from utils.errors import UserError
 
 PATCH_SIZE = 14
 # DINOv2 was trained at 518 px: its position-embedding table holds 37 x 37 patches.
@@ -83,7 +84,7 @@ def resize_dinov2_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -
     num_table = pos_embed.shape[1] - 1
     side = int(math.sqrt(num_table))
     if side * side != num_table:
-        raise ValueError(f"position-embedding table of {num_table} entries is not square")
+        raise UserError(f"position-embedding table of {num_table} entries is not square")
     if grid_h == grid_w == side:
         return pos_embed
     dim = pos_embed.shape[-1]
@@ -130,7 +131,7 @@ class DINOv2(Backbone):
     ) -> None:
         super().__init__()
         if model_name not in DINOV2_ARCHS:
-            raise ValueError(f"unknown DINOv2 model {model_name!r}; known: {', '.join(DINOV2_ARCHS)}")
+            raise UserError(f"unknown DINOv2 model {model_name!r}; known: {', '.join(DINOV2_ARCHS)}")
         arch = DINOV2_ARCHS[model_name]
         self.model_name = model_name
         self.model = timm.create_model(
@@ -145,7 +146,7 @@ class DINOv2(Backbone):
         )
         depth = len(self.model.blocks)
         if not 0 <= num_trainable_blocks <= depth:
-            raise ValueError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
+            raise UserError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
         # Parts of the official layout that timm's model lacks. The mask token is used only by
         # DINOv2's own pretraining; it is kept so the official state dicts load strictly.
         self.model.mask_token = nn.Parameter(torch.zeros(1, arch.embed_dim))
@@ -170,7 +171,7 @@ class DINOv2(Backbone):
         """The official DINOv2 file: downloaded, or a local copy."""
         file_name = official_weights_url(self.model_name).rsplit("/", 1)[-1]
         return (
-            f"""DINOv2's weights: --model.backbone_config '{{"pretrained": true}}' downloads {file_name} """
+            f"""DINOv2's weights: backbone_config='{{"pretrained": true}}' downloads {file_name} """
             f"""(or "pretrained_path": a local copy of it)"""
         )
 

@@ -51,6 +51,7 @@ from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
 from models.contract import Backbone, BackboneOutput
 from models.pretrained import check_published_file, read_state_dict
+from utils.errors import UserError, UserFileError
 
 PATCH_SIZE = 16
 NUM_STORAGE_TOKENS = 4
@@ -194,15 +195,15 @@ class DINOv3(Backbone):
     ) -> None:
         super().__init__()
         if model_name not in DINOV3_ARCHS:
-            raise ValueError(f"unknown DINOv3 model {model_name!r}; known: {', '.join(DINOV3_ARCHS)}")
+            raise UserError(f"unknown DINOv3 model {model_name!r}; known: {', '.join(DINOV3_ARCHS)}")
         arch = DINOV3_ARCHS[model_name]
         self.model_name = model_name
         self.official_file = arch.official_file
         if pretrained and pretrained_path is None:
-            raise ValueError(f"{model_name}: pretrained=True needs pretrained_path; {self.pretrained_weights_hint()}")
+            raise UserError(f"{model_name}: pretrained=True needs pretrained_path; {self.pretrained_weights_hint()}")
         if pretrained_path is not None and not Path(pretrained_path).is_file():
             hint = self.pretrained_weights_hint()
-            raise FileNotFoundError(f"pretrained_path {pretrained_path}: no such file; {hint}")
+            raise UserFileError(f"pretrained_path {pretrained_path}: no such file; {hint}")
         # With a file to load, the model is built on the meta device and takes the file's tensors
         # (timm's random initialisation of a ViT-H+ takes tens of seconds, only to be overwritten).
         # Built on the meta device otherwise too (to load a checkpoint into), it costs nothing.
@@ -215,7 +216,7 @@ class DINOv3(Backbone):
                 use_masked_qkv_bias(block.attn)
         depth = len(self.model.blocks)
         if not 0 <= num_trainable_blocks <= depth:
-            raise ValueError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
+            raise UserError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
         self.model._register_state_dict_hook(
             lambda module, state_dict, prefix, local_metadata: timm_to_official(state_dict, prefix, arch.swiglu)
         )
@@ -238,7 +239,7 @@ class DINOv3(Backbone):
         return (
             f"DINOv3's weights come from Meta after a license form ({WEIGHTS_ACCESS_PAGE}), with no fixed URL "
             f"to download from: get {self.official_file} there and pass "
-            f"""--model.backbone_config '{{"pretrained_path": "FILE"}}'"""
+            f"""backbone_config='{{"pretrained_path": "FILE"}}'"""
         )
 
     def _load_official_file(self, path: Path) -> None:
@@ -263,7 +264,7 @@ class DINOv3(Backbone):
             if found.get(key, shape) != shape
         ]
         if problems:
-            raise ValueError(
+            raise UserError(
                 f"pretrained_path {path} is not the official {self.model_name} checkpoint ({self.official_file}): "
                 f"{len(problems)} problems, first: {problems[0]}"
             )

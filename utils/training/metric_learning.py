@@ -14,6 +14,8 @@ import torch.distributed as dist
 from pytorch_metric_learning import distances, losses, miners
 from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
 
+from utils.errors import UserError
+
 
 def build_loss(name: str) -> losses.BaseMetricLossFunction:
     """The published losses by exact name, with the published hyperparameters."""
@@ -25,7 +27,7 @@ def build_loss(name: str) -> losses.BaseMetricLossFunction:
         "TripletMarginLoss": lambda: losses.TripletMarginLoss(margin=0.1, swap=False, smooth_loss=False),
     }
     if name not in builders:
-        raise ValueError(f"unknown loss_name {name!r}; known: {', '.join(builders)}")
+        raise UserError(f"unknown loss_name {name!r}; known: {', '.join(builders)}")
     return builders[name]()
 
 
@@ -39,7 +41,7 @@ def build_miner(name: str | None, margin: float) -> miners.BaseMiner | None:
         "PairMarginMiner": lambda: miners.PairMarginMiner(pos_margin=0.7, neg_margin=0.3, distance=distances.DotProductSimilarity()),
     }
     if name not in builders:
-        raise ValueError(f"unknown miner_name {name!r}; known: {', '.join(builders)}")
+        raise UserError(f"unknown miner_name {name!r}; known: {', '.join(builders)}")
     return builders[name]()
 
 
