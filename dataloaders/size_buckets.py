@@ -67,7 +67,7 @@ def resized_sizes(paths: Sequence[str | PathLike[str]], preprocessing: EvalPrepr
     if capped:
         more = f" and {len(capped) - NAMES_SHOWN} more" if len(capped) > NAMES_SHOWN else ""
         log.info(
-            "%d images are larger than --max_side %d and are scaled down to it: %s%s",
+            "%d images are larger than max_side=%d and are scaled down to it: %s%s",
             len(capped), preprocessing.max_side, ", ".join(capped[:NAMES_SHOWN]), more,
         )
     return sizes

@@ -73,7 +73,7 @@ def test_native_resolution_caps_the_longer_side_and_names_the_images_it_scales(
     with caplog.at_level(logging.INFO):
         sizes = resized_sizes(paths, EvalPreprocessing(None, patch_size=14, max_side=700))
     assert sizes == [(700, 462), (644, 476)]  # 1500 x 1000 -> 700 x 467 -> multiples of 14
-    assert "1 images are larger than --max_side 700" in caplog.text and "big.jpg (1500x1000)" in caplog.text
+    assert "1 images are larger than max_side=700" in caplog.text and "big.jpg (1500x1000)" in caplog.text
     assert "small.jpg" not in caplog.text
 
 
