@@ -40,13 +40,12 @@ from dataloaders.eval_sets import (
     published_registry,
 )
 from dataloaders.constants import POSITIVE_RADIUS_M
-from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
 from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry, released_row
 from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
-from utils.cli import first_line, json_object
+from utils.cli import flag_names, json_object
 from utils.evaluation.comparison import compare_models
 from utils.evaluation.outputs import (
     DescriptorFiles,
@@ -73,6 +72,7 @@ from utils.evaluation.pipeline import (
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
 from utils.evaluation.metrics import RECALL_KS
 from utils.evaluation.results import new_run_dir
+from utils.errors import UserError, UserFileError, render
 
 log = logging.getLogger("eval")
 
@@ -82,7 +82,8 @@ DEFAULT_RELEASE = "dinov2_salad"
 """The architecture of a bare state dict when no flag describes it: the paper's model."""
 SALAD_SIZE_FLAGS = ("num_clusters", "cluster_dim", "token_dim")
 ARCHITECTURE_FLAGS = ("released", "backbone", "backbone_config", "agg_arch", *SALAD_SIZE_FLAGS, "agg_config")
-USER_ERRORS = (OSError, ValueError, ImportError, ImageDecodeError, torch.OutOfMemoryError)
+RENAMED_PARAMETERS = {"only_wrong=True": "--save_only_wrong_preds", "verify=False": "--no_verify"}
+"""Library parameters whose eval.py flag has another name; every other flag is ``--<parameter>``."""
 
 
 def released_entry(text: str) -> ReleasedEntry:
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument(
         "--draft_decode", action="store_true",
         help="decode JPEGs at 1/2, 1/4 or 1/8 scale when --image_size allows it: faster on large photos, but not "
-        "the published preprocessing (descriptors move, e.g. cosine 0.99997 on a 1331 x 1331 photo at 322)",
+        "the published preprocessing: descriptors move slightly (figures in docs/FIGURES.md)",
     )
     inference.add_argument(
         "--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--decode_on_device", action="store_true",
         help="decode JPEGs on --device with torchvision (nvJPEG on CUDA), resize and normalise there, instead of "
         "PIL in the workers (for GPUs that outrun the workers; other formats and EXIF-rotated photos still use "
-        "PIL; descriptors agree to a cosine of about 0.999)",
+        "PIL; descriptors agree with PIL's closely, not bit for bit)",
     )
     speed.add_argument(
         "--compile", action="store_true",
@@ -271,26 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
 def check_arguments(args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot work, before anything is loaded."""
     if args.ckpt_path is None and not args.random_weights and args.compare is None:
-        raise ValueError("--ckpt_path is required (or --random_weights with the architecture flags)")
+        raise UserError("--ckpt_path is required (or --random_weights with the architecture flags)")
     if args.compare is not None and (args.random_weights or args.save_predictions):
-        raise ValueError("a comparison of several --released models takes neither --random_weights nor "
+        raise UserError("a comparison of several --released models takes neither --random_weights nor "
                          "--save_predictions (each model's predictions are kept in its own folder)")
     if args.ckpt_path is not None and args.ckpt_path.is_dir():
-        raise IsADirectoryError(f"--ckpt_path {args.ckpt_path} is a folder; give the checkpoint file in it (e.g. last.ckpt)")
+        raise UserError(f"--ckpt_path {args.ckpt_path} is a folder; give the checkpoint file in it (e.g. last.ckpt)")
     if args.ckpt_path is not None and not args.ckpt_path.is_file():
-        raise FileNotFoundError(f"--ckpt_path {args.ckpt_path} does not exist")
+        raise UserFileError(f"--ckpt_path {args.ckpt_path} does not exist")
     if (args.database_folder is None) != (args.queries_folder is None):
-        raise ValueError("--database_folder and --queries_folder go together")
+        raise UserError("--database_folder and --queries_folder go together")
     if args.no_labels and args.database_folder is None:
-        raise ValueError("--no_labels applies to --database_folder/--queries_folder")
+        raise UserError("--no_labels applies to --database_folder/--queries_folder")
     if args.save_only_wrong_preds and args.num_preds_to_save < 1:
-        raise ValueError("--save_only_wrong_preds needs --num_preds_to_save K >= 1")
+        raise UserError("--save_only_wrong_preds needs --num_preds_to_save K >= 1")
     if args.num_preds_to_save < 0:
-        raise ValueError(f"--num_preds_to_save must not be negative, got {args.num_preds_to_save}")
+        raise UserError(f"--num_preds_to_save must not be negative, got {args.num_preds_to_save}")
     if args.max_side < 0:
-        raise ValueError(f"--max_side must be a positive number of pixels (0: no cap), got {args.max_side}")
+        raise UserError(f"--max_side must be a positive number of pixels (0: no cap), got {args.max_side}")
     if args.image_size is not None and (len(args.image_size) > 2 or min(args.image_size) < 1):
-        raise ValueError(f"--image_size takes one or two positive integers (N, or H W), got {args.image_size}")
+        raise UserError(f"--image_size takes one or two positive integers (N, or H W), got {args.image_size}")
 
 
 def architecture_from_args(args: argparse.Namespace) -> Architecture:
@@ -311,7 +312,7 @@ def architecture_from_args(args: argparse.Namespace) -> Architecture:
         if value is None:
             continue
         if name not in parameters:
-            raise ValueError(f"--{name} is not an argument of aggregator {agg_arch}; use --agg_config")
+            raise UserError(f"--{name} is not an argument of aggregator {agg_arch}; use --agg_config")
         agg_config[name] = value
     return Architecture(backbone, backbone_config, agg_arch, agg_config).with_configs(args.backbone_config, args.agg_config)
 
@@ -334,7 +335,7 @@ def log_cpu_bf16_hint(name: str, device: torch.device, cpuinfo: Path = CPUINFO) 
     native = [CPU_BF16_FLAGS[flag] for flag, present in features.items() if present]
     if native:
         log.info("this CPU has %s: --precision bf16 can run several times faster than the float32 that auto "
-                 "keeps on CPUs (ViT-B/14 SALAD: 3.3x, descriptor cosine >= 0.99999 to float32)", ", ".join(native))
+                 "keeps on CPUs, with descriptors close to float32's (figures in docs/FIGURES.md)", ", ".join(native))
 
 
 def select_sets(args: argparse.Namespace, registry: EvalSetRegistry) -> list[str]:
@@ -449,18 +450,18 @@ def run_comparison(args: argparse.Namespace, options: EvalOptions, set_names: li
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: a user error is one line ``eval.py: error: ...`` and exit status 2."""
+    """Command-line entry: a user error (:class:`utils.errors.UserError`) is one line
+    ``eval.py: error: ...`` and exit status 2; any other exception is a bug and keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build faiss found
     try:
         run(args)
-    except USER_ERRORS as error:
-        message = first_line(error)
-        if isinstance(error, torch.OutOfMemoryError):
-            message = f"out of memory: lower --batch_size or --image_size ({message})"
-        parser.exit(2, f"{PROG}: error: {message}\n")
+    except UserError as error:
+        parser.exit(2, f"{PROG}: error: {render(error, flag_names(parser, RENAMED_PARAMETERS))}\n")
+    except torch.OutOfMemoryError as error:
+        parser.exit(2, f"{PROG}: error: out of memory: lower --batch_size or --image_size ({render(error)})\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``u
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import sys
@@ -30,9 +31,8 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from dataloaders.gsv_cities import check_gsv_root
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
-from models.pretrained import DownloadError
-from models.vpr_model import NonFiniteError, VPRModel
-from utils.cli import first_line
+from models.vpr_model import VPRModel
+from utils.errors import UserError, UserFileError, render
 from utils.training.metric_learning import LOSSES, MINERS
 from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 from utils.training.loggers import run_loggers
@@ -42,8 +42,13 @@ SUBCOMMANDS = ("fit", "validate")
 step: evaluation is eval.py's)."""
 CHECKPOINT_FILENAME = "epoch{epoch:02d}-step{step}-R1={R1:.2f}"
 """Checkpoint names carry the Recall@1 of the first validation set (logged as ``R1``)."""
-EVAL_FLAGS_IN_MESSAGES = re.compile(r"(?<![\w.-])--(data_dir|index_dir|msls_root|pitts_root|nordland_root|sped_root)\b")
-"""The evaluation sets' messages name eval.py's flags; main.py's are ``--data.<name>``."""
+PARAMETER_FLAGS = {
+    **{name: f"--data.{name}" for name in inspect.signature(VPRDataModule).parameters},
+    **{name: f"--model.{name}" for name in inspect.signature(VPRModel).parameters},
+    "ckpt_path": "--ckpt_path",
+}
+"""Library parameter name -> main.py flag (``image_size`` is ``--data.image_size``), for
+:func:`utils.errors.render`."""
 RST_MARKUP = ((re.compile(r"``([^`]*)``"), r"\1"), (re.compile(r":[a-z]+:`~?([^`]*)`"), r"\1"),
               (re.compile(r"\.\. (\w+)::"), r"\1:"), (re.compile(r"(\w)::(\s)"), r"\1:\2"))
 """Docstring markup that Lightning's and our docstrings carry into ``--help`` (pattern, replacement)."""
@@ -103,8 +108,8 @@ class VPRTrainingCLI(LightningCLI):
         if self.subcommand in (None, "fit"):
             try:
                 check_gsv_root(Path(config.data.data_root))
-            except FileNotFoundError as error:
-                raise FileNotFoundError(f"--data.data_root {config.data.data_root}: {error}") from None
+            except UserFileError as error:
+                raise UserFileError(f"data_root={config.data.data_root}: {error}") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer; unless ``--trainer.logger`` says otherwise, it logs to TensorBoard and to
@@ -187,18 +192,15 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
     )
 
 
-def error_line(error: BaseException) -> str:
-    """The one line main.py prints for a user error, naming main.py's flags."""
-    if isinstance(error, DownloadError):
-        return (
-            f"could not download {error.what} ({error.reason}); fetch {error.file_name} by hand and pass "
-            f"""--model.backbone_config '{{"pretrained_path": "{error.file_name}"}}'"""
-        )
-    return EVAL_FLAGS_IN_MESSAGES.sub(r"--data.\1", first_line(error))
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry: :func:`main`, a user error (:class:`utils.errors.UserError`) shown as one
+    line ``main.py: error: ...`` with exit status 2; any other exception is a bug and keeps its traceback."""
+    try:
+        main(argv)
+    except UserError as error:
+        print(f"main.py: error: {render(error, PARAMETER_FLAGS)}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError, NonFiniteError, DownloadError) as error:
-        sys.exit(f"main.py: error: {error_line(error)}")
+    cli()

@@ -13,7 +13,7 @@ does not apply it). A JPEG the device then fails to decode is decoded by PIL in 
 process, with a warning. Either way the image that reaches the model is the upright RGB image.
 
 The pixels differ slightly from the PIL path (another IDCT, resizing in float instead of uint8):
-descriptors agree to a cosine of about 0.999, not bit for bit.
+descriptors agree closely, not bit for bit.
 """
 
 from __future__ import annotations

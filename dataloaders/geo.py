@@ -6,6 +6,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from dataloaders.constants import POSITIVE_RADIUS_M
+from utils.errors import UserError
 
 
 def positives_within(
@@ -25,7 +26,7 @@ def positives_within(
     db_utm = _as_points(db_utm, "db_utm")
     query_utm = _as_points(query_utm, "query_utm")
     if max_distance < 0:
-        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+        raise UserError(f"max_distance must be >= 0, got {max_distance}")
     if len(db_utm) == 0:
         return [np.empty(0, dtype=np.int64) for _ in range(len(query_utm))]
     neighbours = cKDTree(db_utm).query_ball_point(query_utm, r=max_distance, return_sorted=True)
@@ -35,5 +36,5 @@ def positives_within(
 def _as_points(points: np.ndarray, what: str) -> np.ndarray:
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"{what} must have shape [N, 2], got {list(array.shape)}")
+        raise UserError(f"{what} must have shape [N, 2], got {list(array.shape)}")
     return array

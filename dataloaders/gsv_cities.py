@@ -18,8 +18,7 @@ is in that order in every checkpoint, so a run resumed mid-epoch trains on the b
 uninterrupted run would have.
 
 A file that cannot be read (corrupt, truncated, missing) is replaced by another image of
-the same place, with a :class:`CorruptImageWarning` naming it; failures are counted across
-worker processes (:attr:`GSVCitiesDataset.failed_image_count`).
+the same place, with a :class:`CorruptImageWarning` naming it.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from dataloaders.image_io import ImageDecodeError, load_image
 from dataloaders.transforms import decode_size, train_transform
+from utils.errors import UserError, UserFileError
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,9 @@ class CorruptImageWarning(UserWarning):
     """A training image could not be read and another image of its place was used."""
 
 
-class UnreadablePlaceError(ValueError):
-    """No image of a place can be read: training cannot draw its ``K`` images.
-
-    The message stays one line when a DataLoader worker raised it: the main process re-raises
-    it as ``UnreadablePlaceError("Caught UnreadablePlaceError in DataLoader worker process 0.
-    Original Traceback ...")``, of which only the original message is kept.
-    """
-
-    def __init__(self, message: str) -> None:
-        if "Original Traceback" in message:
-            last_line = message.strip().splitlines()[-1]
-            message = last_line.split(f"{type(self).__name__}: ", 1)[-1]
-        super().__init__(message)
+class UnreadablePlaceError(UserError):
+    """No image of a place can be read: training cannot draw its ``K`` images (one line, also
+    when a DataLoader worker raised it: see :class:`utils.errors.UserError`)."""
 
 
 def image_file_name(place_id: int, year: int, month: int, northdeg: int, city_id: str, lat: str, lon: str,
@@ -90,8 +80,8 @@ def image_file_name(place_id: int, year: int, month: int, northdeg: int, city_id
 def check_gsv_root(root: Path) -> None:
     """Raise ``FileNotFoundError`` unless ``root`` holds GSV-Cities' ``Dataframes/`` folder."""
     if not (Path(root) / "Dataframes").is_dir():
-        raise FileNotFoundError(f"GSV-Cities: {Path(root) / 'Dataframes'} is not a folder; "
-                                "expected <root>/Dataframes/<City>.csv and <root>/Images/")
+        raise UserFileError(f"GSV-Cities: {Path(root) / 'Dataframes'} is not a folder; "
+                            "expected <root>/Dataframes/<City>.csv and <root>/Images/")
 
 
 def read_city_csv(root: Path, city: str) -> pd.DataFrame:
@@ -104,28 +94,28 @@ def read_city_csv(root: Path, city: str) -> pd.DataFrame:
     """
     path = root / "Dataframes" / f"{city}.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"GSV-Cities: no CSV for city {city!r}: {path} does not exist")
+        raise UserFileError(f"GSV-Cities: no CSV for city {city!r}: {path} does not exist")
     try:
         frame = pd.read_csv(path, dtype={"city_id": str, "lat": str, "lon": str, "panoid": str})
     except pd.errors.EmptyDataError:
-        raise ValueError(f"GSV-Cities CSV {path} is empty (no header, no rows): re-download it, or leave {city} "
-                         f"out of --data.cities") from None
+        raise UserError(f"GSV-Cities CSV {path} is empty (no header, no rows): re-download it, or leave {city} "
+                        f"out of cities=") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ValueError(f"GSV-Cities CSV {path} is not a readable CSV ({str(error).strip().splitlines()[0]}): "
-                         f"re-download it, or leave {city} out of --data.cities") from None
+        raise UserError(f"GSV-Cities CSV {path} is not a readable CSV ({str(error).strip().splitlines()[0]}): "
+                        f"re-download it, or leave {city} out of cities=") from None
     missing = [column for column in CSV_COLUMNS if column not in frame.columns]
     if missing:
-        raise ValueError(f"GSV-Cities CSV {path} lacks column(s) {', '.join(missing)}; "
-                         f"expected columns {', '.join(CSV_COLUMNS)}")
+        raise UserError(f"GSV-Cities CSV {path} lacks column(s) {', '.join(missing)}; "
+                        f"expected columns {', '.join(CSV_COLUMNS)}")
     for column in INTEGER_COLUMNS:
         if not pd.api.types.is_integer_dtype(frame[column]):
-            raise ValueError(f"GSV-Cities CSV {path}: column {column!r} must hold integers, "
-                             f"found dtype {frame[column].dtype}")
+            raise UserError(f"GSV-Cities CSV {path}: column {column!r} must hold integers, "
+                            f"found dtype {frame[column].dtype}")
     if len(frame) and (frame["place_id"].min() < 0 or frame["place_id"].max() >= PLACE_ID_STRIDE):
-        raise ValueError(f"GSV-Cities CSV {path}: place_id must be in [0, {PLACE_ID_STRIDE}), "
-                         f"found {frame['place_id'].min()}..{frame['place_id'].max()}")
+        raise UserError(f"GSV-Cities CSV {path}: place_id must be in [0, {PLACE_ID_STRIDE}), "
+                        f"found {frame['place_id'].min()}..{frame['place_id'].max()}")
     if frame[["city_id", "lat", "lon", "panoid"]].isna().any().any():
-        raise ValueError(f"GSV-Cities CSV {path}: empty city_id, lat, lon or panoid value")
+        raise UserError(f"GSV-Cities CSV {path}: empty city_id, lat, lon or panoid value")
     return frame[list(CSV_COLUMNS)]
 
 
@@ -309,9 +299,9 @@ class PlaceLoader(DataLoader):
         """
         num_places = len(self.dataset)
         if int(state["num_places"]) != num_places:
-            raise ValueError(
+            raise UserError(
                 f"the checkpoint's data order is over {state['num_places']} GSV-Cities places but the data now has "
-                f"{num_places}: resume with the run's --data.cities and --data.min_img_per_place"
+                f"{num_places}: resume with the run's cities= and min_img_per_place="
             )
         epoch, places_done = int(state["epoch"]), int(state["batches_done"]) * int(state["places_per_batch"])
         if places_done >= num_places:
@@ -350,16 +340,16 @@ class GSVCitiesDataset(Dataset):
         self.root = Path(root)
         self.cities = tuple(GSV_CITIES if cities is None else cities)
         if img_per_place < 1:
-            raise ValueError(f"img_per_place must be at least 1, got {img_per_place}")
+            raise UserError(f"img_per_place={img_per_place}: must be at least 1")
         if img_per_place > min_img_per_place:
-            raise ValueError(f"img_per_place ({img_per_place}) must not exceed min_img_per_place "
-                             f"({min_img_per_place}): every place must have K images to give")
+            raise UserError(f"img_per_place={img_per_place} must not exceed min_img_per_place={min_img_per_place}: "
+                            "every place must have K images to give")
         if sample not in ("random", "recent"):
-            raise ValueError(f"sample must be 'random' or 'recent', got {sample!r}")
+            raise UserError(f"sample={sample}: expected random or recent")
         if not self.cities:
-            raise ValueError("cities must name at least one GSV-Cities city")
+            raise UserError("cities must name at least one GSV-Cities city")
         if len(set(self.cities)) != len(self.cities):
-            raise ValueError(f"cities lists a city twice: {list(self.cities)}")
+            raise UserError(f"cities={list(self.cities)} lists a city twice")
         check_gsv_root(self.root)
         self.img_per_place = img_per_place
         self.min_img_per_place = min_img_per_place
@@ -369,10 +359,8 @@ class GSVCitiesDataset(Dataset):
         self.seed = seed
         self.places = load_places(self.root, self.cities, min_img_per_place, seed)
         if len(self.places) == 0:
-            raise ValueError(f"GSV-Cities under {self.root}: no place of {', '.join(self.cities)} has "
-                             f"at least {min_img_per_place} images")
-        # shared memory: counts failures made in DataLoader worker processes too
-        self._failed = torch.zeros(1, dtype=torch.int64).share_memory_()
+            raise UserError(f"GSV-Cities under {self.root}: no place of {', '.join(self.cities)} has "
+                            f"at least min_img_per_place={min_img_per_place} images")
 
     @property
     def num_places(self) -> int:
@@ -386,11 +374,6 @@ class GSVCitiesDataset(Dataset):
         """Files of place ``place_index``, in CSV order."""
         start, count = self.places.start[place_index], self.places.count[place_index]
         return [self.root / "Images" / name.decode() for name in self.places.files[start:start + count]]
-
-    @property
-    def failed_image_count(self) -> int:
-        """Images that could not be read so far (all worker processes together)."""
-        return int(self._failed.item())
 
     def __len__(self) -> int:
         return len(self.places)
@@ -406,7 +389,6 @@ class GSVCitiesDataset(Dataset):
         try:
             return load_image(path, min_size=self.decode_size)
         except (ImageDecodeError, FileNotFoundError) as error:
-            self._failed += 1
             warnings.warn(f"GSV-Cities: cannot read {path} ({error}); using another image of place "
                           f"{place_id} instead", CorruptImageWarning, stacklevel=3)
             return None
@@ -461,9 +443,9 @@ class GSVCitiesDataModule(pl.LightningDataModule):
                  persistent_workers: bool = True) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size (places per batch) must be at least 1, got {batch_size}")
+            raise UserError(f"batch_size={batch_size} (places per batch): must be at least 1")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise UserError(f"num_workers={num_workers}: must be >= 0")
         self.data_root = data_root
         self.cities = list(GSV_CITIES if cities is None else cities)
         self.batch_size = batch_size
@@ -493,11 +475,6 @@ class GSVCitiesDataModule(pl.LightningDataModule):
     @property
     def iterations_per_epoch(self) -> int:
         return math.ceil(self._dataset().num_places / self.batch_size)
-
-    @property
-    def failed_image_count(self) -> int:
-        """Training images that could not be read (and were replaced) so far."""
-        return 0 if self.train_dataset is None else self.train_dataset.failed_image_count
 
     def _dataset(self) -> GSVCitiesDataset:
         if self.train_dataset is None:

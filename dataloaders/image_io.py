@@ -16,6 +16,8 @@ from os import PathLike
 import numpy as np
 from PIL import EpsImagePlugin, Image, ImageFile, ImageOps
 
+from utils.errors import UserError
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 """Pillow's 16-bit greyscale modes, and its 32-bit integer mode, which 16-bit files also open as."""
 SIXTEEN_BIT_TO_EIGHT = 257.0
@@ -43,7 +45,7 @@ def decodable_image_suffixes() -> frozenset[str]:
     return frozenset(suffix for suffix, name in Image.registered_extensions().items() if name in decodable)
 
 
-class ImageDecodeError(RuntimeError):
+class ImageDecodeError(UserError, RuntimeError):
     """An image file that exists but cannot be decoded."""
 
 

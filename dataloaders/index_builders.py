@@ -21,6 +21,7 @@ from dataloaders.eval_sets.gmberton import read_gmberton
 from dataloaders.eval_sets.msls_raw import read_msls_test, read_msls_val
 from dataloaders.eval_sets.pittsburgh_mat import read_pittsburgh_mat
 from dataloaders.eval_sets.published_index import load_index_array
+from utils.errors import UserError, UserFileExistsError
 
 IndexFiles = dict[str, np.ndarray]
 
@@ -53,7 +54,7 @@ def ragged_int_array(rows: Sequence[np.ndarray]) -> np.ndarray:
 def standard_index_files(eval_set: EvalSet, prefix: str) -> IndexFiles:
     """``<prefix>_{dbImages,qImages,gt}.npy`` of a labelled set."""
     if eval_set.ground_truth is None:
-        raise ValueError(f"{eval_set.name}: has no ground truth to write as {prefix}_gt.npy")
+        raise UserError(f"{eval_set.name}: has no ground truth to write as {prefix}_gt.npy")
     return {
         f"{prefix}_dbImages.npy": unicode_array(eval_set.db_paths),
         f"{prefix}_qImages.npy": unicode_array(eval_set.query_paths),
@@ -120,13 +121,13 @@ def vprbench_index_files(
     query_paths = _relative_images(dataset_root, VPRBENCH_QUERY_FOLDER)
     positives = vprbench_positives(load_index_array(gt_file), gt_file)
     if len(positives) != len(query_paths):
-        raise ValueError(
+        raise UserError(
             f"{gt_file}: {len(positives)} rows for {len(query_paths)} images in "
             f"{dataset_root / VPRBENCH_QUERY_FOLDER}"
         )
     largest = max((int(row.max()) for row in positives if row.size), default=-1)
     if largest >= len(db_paths):
-        raise ValueError(
+        raise UserError(
             f"{gt_file}: reference index {largest} but {dataset_root / VPRBENCH_DB_FOLDER} "
             f"holds {len(db_paths)} images"
         )
@@ -140,13 +141,13 @@ def vprbench_index_files(
 def vprbench_positives(ground_truth: np.ndarray, source: Path) -> list[np.ndarray]:
     """Column 1 of a VPR-Bench ``[Q, 2]`` ground truth, checking column 0 is ``0..Q-1``."""
     if ground_truth.ndim != 2 or ground_truth.shape[1] != 2:
-        raise ValueError(
+        raise UserError(
             f"{source}: expected rows [query_index, [ref indices]] (shape [Q, 2]), "
             f"got shape {list(ground_truth.shape)}"
         )
     query_indices = [int(index) for index in ground_truth[:, 0]]
     if query_indices != list(range(len(ground_truth))):
-        raise ValueError(f"{source}: column 0 is not the query indices 0..{len(ground_truth) - 1}")
+        raise UserError(f"{source}: column 0 is not the query indices 0..{len(ground_truth) - 1}")
     return [np.asarray(row, dtype=np.int64).reshape(-1) for row in ground_truth[:, 1]]
 
 
@@ -168,9 +169,9 @@ def write_index_files(files: IndexFiles, out_dir: Path, force: bool = False) -> 
     targets = {out_dir / name: array for name, array in files.items()}
     existing = [str(path) for path in targets if path.exists()]
     if existing and not force:
-        raise FileExistsError(
+        raise UserFileExistsError(
             f"{len(existing)} index file(s) already exist ({', '.join(existing)}); "
-            "pass --force to overwrite"
+            "pass force=True to overwrite"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, array in targets.items():

@@ -19,6 +19,8 @@ from typing import IO, Literal
 import numpy as np
 from numpy.lib import format as npy_format
 
+from utils.errors import UserError, UserFileError
+
 NUMPY_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     (module, name)
     for core in ("numpy.core.multiarray", "numpy._core.multiarray")
@@ -32,7 +34,7 @@ BUILTIN_NAMES: frozenset[str] = frozenset(
 """Plain containers and scalars an object array may hold (``builtins``, ``__builtin__`` in Python 2 pickles)."""
 
 
-class RefusedPickleError(ValueError):
+class RefusedPickleError(UserError):
     """A ``.npy`` object array whose pickle names a global outside the allow-list."""
 
 
@@ -102,7 +104,7 @@ def load_npy(
     path = Path(path)
     source = f"{what} {path}"
     if not path.is_file():
-        raise FileNotFoundError(f"{source} does not exist")
+        raise UserFileError(f"{source} does not exist")
     try:
         with path.open("rb") as stream:
             shape, _, dtype = read_npy_header(stream)
@@ -114,9 +116,9 @@ def load_npy(
         raise
     except (OSError, ValueError, EOFError, TypeError, AttributeError, IndexError, KeyError, pickle.UnpicklingError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{source} is not a readable .npy array: {message}") from error
+        raise UserError(f"{source} is not a readable .npy array: {message}") from error
     if not allow_objects or mmap_mode is not None:
-        raise ValueError(f"{source} holds an object array ({dtype}) where a numeric array is expected")
+        raise UserError(f"{source} holds an object array ({dtype}) where a numeric array is expected")
     if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
-        raise ValueError(f"{source} is not a readable .npy array: its data does not match its header {list(shape)}")
+        raise UserError(f"{source} is not a readable .npy array: its data does not match its header {list(shape)}")
     return array

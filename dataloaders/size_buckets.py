@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from dataloaders.image_io import ImageDecodeError
 from dataloaders.transforms import EvalPreprocessing
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def resized_sizes(paths: Sequence[str | PathLike[str]], preprocessing: EvalPrepr
     if capped:
         more = f" and {len(capped) - NAMES_SHOWN} more" if len(capped) > NAMES_SHOWN else ""
         log.info(
-            "%d images are larger than --max_side %d and are scaled down to it: %s%s",
+            "%d images are larger than max_side=%d and are scaled down to it: %s%s",
             len(capped), preprocessing.max_side, ", ".join(capped[:NAMES_SHOWN]), more,
         )
     return sizes
@@ -87,9 +88,9 @@ class SizeBucketBatchSampler(Sampler[list[int]]):
 
     def __init__(self, sizes: Sequence[tuple[int, int]], batch_size: int, max_pixels: int | None = None) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size {batch_size}: expected at least 1")
+            raise UserError(f"batch_size {batch_size}: expected at least 1")
         if max_pixels is not None and max_pixels < 1:
-            raise ValueError(f"max_pixels {max_pixels}: expected at least 1")
+            raise UserError(f"max_pixels {max_pixels}: expected at least 1")
         buckets: dict[tuple[int, int], list[int]] = {}
         for index, size in enumerate(sizes):
             buckets.setdefault(tuple(size), []).append(index)

@@ -20,6 +20,8 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
+from utils.errors import UserError
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -28,7 +30,7 @@ ImageTransform = Callable[[Image.Image], torch.Tensor]
 
 def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
     if len(image_size) != 2 or any(int(side) != side or side < 1 for side in image_size):
-        raise ValueError(f"image_size must be (height, width) in positive integers, got {image_size!r}")
+        raise UserError(f"image_size={list(image_size)}: expected [height, width] in positive integers")
     return int(image_size[0]), int(image_size[1])
 
 
@@ -97,7 +99,7 @@ class EvalPreprocessing:
         elif self.patch_size is None:
             raise ValueError("native-resolution evaluation (image_size None) needs the model's patch_size")
         if self.max_side is not None and self.max_side < 1:
-            raise ValueError(f"max_side must be a positive integer, got {self.max_side}")
+            raise UserError(f"max_side={self.max_side}: expected a positive integer")
 
     @property
     def native(self) -> bool:

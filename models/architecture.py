@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from os import PathLike
 from typing import Any
 
+from utils.errors import UserError
+
 ARCHITECTURE_FIELDS = ("backbone_arch", "backbone_config", "agg_arch", "agg_config")
 """The four fields, also the keys of a checkpoint's ``hyper_parameters`` that describe its network."""
 
@@ -79,7 +81,7 @@ def canonical_agg_config(agg_config: Mapping[str, Any], source: str = "agg_confi
             continue
         value = config.pop(legacy)
         if config.get(INPUT_WIDTH_ARGUMENT, value) != value:
-            raise ValueError(
+            raise UserError(
                 f"{source}: {legacy}={value} and {INPUT_WIDTH_ARGUMENT}={config[INPUT_WIDTH_ARGUMENT]} disagree; "
                 f"give {INPUT_WIDTH_ARGUMENT} alone"
             )
@@ -100,7 +102,7 @@ def architecture_from_mapping(fields: Mapping[str, Any], source: str | PathLike[
         return None
     missing = [name for name in ARCHITECTURE_FIELDS if name not in fields]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"checkpoint {source}: hyper_parameters lacks {', '.join(missing)} "
             f"(expected all of {', '.join(ARCHITECTURE_FIELDS)})"
         )
@@ -108,7 +110,7 @@ def architecture_from_mapping(fields: Mapping[str, Any], source: str | PathLike[
     backbone_config = fields["backbone_config"] or {}
     agg_config = fields["agg_config"] or {}
     if not (isinstance(backbone_arch, str) and isinstance(agg_arch, str)):
-        raise ValueError(f"checkpoint {source}: backbone_arch and agg_arch must be names (strings)")
+        raise UserError(f"checkpoint {source}: backbone_arch and agg_arch must be names (strings)")
     if not (isinstance(backbone_config, Mapping) and isinstance(agg_config, Mapping)):
-        raise ValueError(f"checkpoint {source}: backbone_config and agg_config must be dicts")
+        raise UserError(f"checkpoint {source}: backbone_config and agg_config must be dicts")
     return Architecture(backbone_arch, dict(backbone_config), agg_arch, dict(agg_config))

@@ -23,6 +23,7 @@ from typing import Any
 from models.architecture import Architecture, architecture_from_mapping
 from models.pretrained import StateDictFilter, filter_state_dict, read_checkpoint, state_dict_of
 from models.vpr_net import VPRNet, build_network, build_network_with_weights
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,11 @@ def load_model(
     elif fallback is not None:
         architecture, source = fallback, "caller"
     elif ckpt_path is None:
-        raise ValueError("no checkpoint and no architecture: give a checkpoint, or an architecture and random weights")
+        raise UserError("no checkpoint and no architecture: give a checkpoint, or an architecture and random weights")
     else:
-        raise ValueError(f"checkpoint {ckpt_path} is a bare state dict: its architecture must be given")
+        raise UserError(f"checkpoint {ckpt_path} is a bare state dict: its architecture must be given")
     if ckpt_path is None and not random_weights:
-        raise ValueError("without a checkpoint only random weights can be evaluated")
+        raise UserError("without a checkpoint only random weights can be evaluated")
 
     if random_weights:
         from pytorch_lightning import seed_everything  # heavy import, only needed here
@@ -119,9 +120,9 @@ def load_model(
         if source == "caller":
             state_dict = filter_state_dict(state_dict, checkpoint_filter, ckpt_path)
         model = build_network_with_weights(architecture, state_dict, ckpt_path)
-    except ValueError as error:
+    except UserError as error:
         if source == "checkpoint" or not mismatch_hint:
             raise
-        raise ValueError(f"{error}; {mismatch_hint}") from None
+        raise UserError(f"{error}; {mismatch_hint}") from None
     log.info("loaded the weights of %s", Path(ckpt_path))
     return LoadedModel(model, model.architecture, source, "checkpoint")

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from utils.errors import UserError
+
 
 class BackboneOutput(NamedTuple):
     """What every backbone returns for a batch of images ``[B, 3, H, W]``.
@@ -62,7 +64,7 @@ class Backbone(nn.Module):
     def pretrained_weights_hint(self) -> str:
         """Where this backbone's pretrained weights come from, for the warning that training
         starts from random weights."""
-        return """pretrained weights: --model.backbone_config '{"pretrained": true}' (or "pretrained_path": FILE)"""
+        return """pretrained weights: backbone_config='{"pretrained": true}' (or "pretrained_path": FILE)"""
 
     def check_image_size(self, height: int, width: int) -> None:
         """Raise ``ValueError`` when images of ``height x width`` cannot go through this backbone.
@@ -73,7 +75,7 @@ class Backbone(nn.Module):
         patch = self.patch_size
         if height < 1 or width < 1 or height % patch or width % patch:
             nearest = f"{max(patch, round(height / patch) * patch)}x{max(patch, round(width / patch) * patch)}"
-            raise ValueError(
+            raise UserError(
                 f"image size {height}x{width} is not a multiple of the patch size {patch} of "
                 f"{type(self).__name__} (e.g. use {nearest})"
             )

@@ -15,7 +15,7 @@ from urllib.error import URLError
 
 import torch
 
-from utils.cli import first_line
+from utils.errors import UserError, UserFileError, render
 from utils.file_hash import check_sha256, digest_in_name
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,19 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise UserFileError(f"checkpoint {path} does not exist")
     problem = checkpoint_file_problem(path)
     if problem is not None:
-        raise ValueError(f"checkpoint {path} {problem}: pass a .ckpt/.pth file saved by main.py or torch.save")
+        raise UserError(f"checkpoint {path} {problem}: pass a .ckpt/.pth file saved by main.py or torch.save")
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...
-        raise ValueError(
+        raise UserError(
             f"checkpoint {path} is not a plain tensor file loadable with weights_only=True "
-            f"(refused, not executed): {first_line(error)}"
+            f"(refused, not executed): {render(error)}"
         ) from error
     if not isinstance(payload, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
+        raise UserError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
     return payload
 
 
@@ -52,7 +52,7 @@ def state_dict_of(payload: dict[str, Any], source: str | PathLike[str]) -> dict[
     if isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]
     if not all(isinstance(v, torch.Tensor) for v in payload.values()):
-        raise ValueError(f"checkpoint {source} holds no state dict of tensors")
+        raise UserError(f"checkpoint {source} holds no state dict of tensors")
     return payload
 
 
@@ -75,10 +75,10 @@ def filter_state_dict(
     try:
         return checkpoint_filter(state_dict)
     except ValueError as error:
-        raise ValueError(f"checkpoint {source}: {error}") from None
+        raise UserError(f"checkpoint {source}: {error}") from None
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """Pretrained weights that could not be downloaded; says which file to fetch by hand.
 
     Attributes:
@@ -90,8 +90,10 @@ class DownloadError(RuntimeError):
     """
 
     def __init__(self, what: str, url: str, file_name: str, reason: str, argument: str) -> None:
+        where = f"""(in backbone_config='{{"{argument}": "{file_name}"}}')""" if argument == "pretrained_path" else ""
         super().__init__(
-            f"could not download {what} from {url} ({reason}); fetch {file_name} by hand and pass its path as {argument}=..."
+            f"could not download {what} from {url} ({reason}); fetch {file_name} by hand and pass its path as "
+            f"{argument}=... {where}".rstrip()
         )
         self.what, self.url, self.file_name, self.reason, self.argument = what, url, file_name, reason, argument
 

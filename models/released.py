@@ -30,6 +30,7 @@ from models.pretrained import (
     read_state_dict,
 )
 from models.vpr_net import VPRNet, build_network, build_network_with_weights
+from utils.errors import UserError
 
 #: The published DINOv2 backbone options (last 4 blocks fine-tuned, final norm, class token
 #: returned), spelled out in the releases' architectures.
@@ -135,7 +136,7 @@ class ReleasedLayout:
             if any(key.startswith(BACKBONE_PREFIX) for key in state_dict):
                 return state_dict
             first = next(iter(state_dict), None)
-            raise ValueError(
+            raise UserError(
                 f"holds neither the layout of {self.file_name} ({self.backbone_prefix}*, {AGGREGATOR_PREFIX}*) "
                 f"nor this project's ({BACKBONE_PREFIX}*, {AGGREGATOR_PREFIX}*); its first key is {first!r}"
             )
@@ -149,7 +150,7 @@ class ReleasedLayout:
         for theirs, ours in self.renames:
             if rest.startswith(theirs):
                 return BACKBONE_PREFIX + ours + rest.removeprefix(theirs)
-        raise ValueError(
+        raise UserError(
             f"key {key!r} has no place in the network of {self.file_name} (known under {self.backbone_prefix}: "
             f"{', '.join(theirs + '*' for theirs, _ in self.renames)})"
         )
@@ -248,11 +249,11 @@ def released_model(name: str) -> ReleasedModel:
     try:
         return RELEASED_MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown released model {name!r}; released: {', '.join(RELEASED_MODELS)}") from None
+        raise UserError(f"unknown released model {name!r}; released: {', '.join(RELEASED_MODELS)}") from None
 
 
 #: How to skip the check of a released file's SHA-256 (for a fine-tune saved under the released name).
-SKIP_CHECK_HINT = "pass verify=False (eval.py: --no_verify)"
+SKIP_CHECK_HINT = "pass verify=False"
 
 
 def check_released_file(name: str, path: str | PathLike[str]) -> bool:
@@ -299,7 +300,7 @@ def build_released(
     if not pretrained:
         return build_network(architecture, pretrained_backbone=False).eval()
     if release.url is None:
-        raise ValueError(
+        raise UserError(
             f"{name}: the authors publish {release.file_name} only for download by hand; "
             f"pass its path as ckpt_path=..., or pretrained=False for an untrained model"
         )

@@ -18,6 +18,7 @@ import torch
 
 from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
 from utils.training.metric_learning import DEFAULT_LOSS, DEFAULT_MINER, DEFAULT_MINER_MARGIN, MetricLearningObjective
+from utils.errors import UserError
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
 from utils.evaluation.retrieval import retrieve
@@ -27,7 +28,7 @@ from utils.evaluation.results import format_recall_table
 log = logging.getLogger(__name__)
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(UserError, RuntimeError):
     """A NaN or infinity in descriptors or loss: training stops at that step."""
 
 
@@ -144,16 +145,16 @@ class VPRModel(pl.LightningModule):
     forward = VPRNet.forward  # the network's forward, on this module's backbone and aggregator
 
     def setup(self, stage: str) -> None:
-        """Refuse, before any batch, an image size the backbone cannot take (``--data.image_size``,
-        ``--data.val_image_size``)."""
+        """Refuse, before any batch, an image size the backbone cannot take (the data module's
+        ``image_size`` and ``val_image_size``)."""
         datamodule = self.trainer.datamodule if self.trainer is not None else None
-        for flag in ("image_size", "val_image_size"):
-            size = getattr(datamodule, flag, None)
+        for name in ("image_size", "val_image_size"):
+            size = getattr(datamodule, name, None)
             if size is not None:
                 try:
                     self.backbone.check_image_size(*size)
                 except ValueError as error:
-                    raise ValueError(f"--data.{flag} {list(size)}: {error}") from None
+                    raise UserError(f"{name}={list(size)}: {error}") from None
 
     # ----------------------------------------------------------------------------- training
     def configure_optimizers(self) -> Any:
@@ -168,7 +169,7 @@ class VPRModel(pl.LightningModule):
         elif hp.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum)
         else:
-            raise ValueError(f"optimizer={hp.optimizer!r}; expected adamw, adam or sgd")
+            raise UserError(f"optimizer={hp.optimizer!r}; expected adamw, adam or sgd")
         if hp.lr_sched == "none":
             return optimizer
         if hp.lr_sched == "linear":
@@ -180,7 +181,7 @@ class VPRModel(pl.LightningModule):
             schedule = WarmupMultiStep(steps_per_epoch=steps_per_epoch, **hp.lr_sched_args)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         else:
-            raise ValueError(f"lr_sched={hp.lr_sched!r}; expected linear, cosine, multistep or none")
+            raise UserError(f"lr_sched={hp.lr_sched!r}; expected linear, cosine, multistep or none")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from models.architecture import INPUT_WIDTH_ARGUMENT, WEIGHT_SOURCE_ARGUMENTS, A
 from models.contract import Aggregator, Backbone, BackboneOutput
 from models.pretrained import read_state_dict
 from models.registry import AGGREGATORS, BACKBONES
+from utils.errors import UserError
 
 
 class VPRNet(nn.Module):
@@ -86,7 +87,7 @@ def build_network(architecture: Architecture, pretrained_backbone: bool = True) 
     agg_config = canonical_agg_config(architecture.agg_config)
     width = agg_config.get(INPUT_WIDTH_ARGUMENT)
     if width is not None and width != backbone.out_channels:
-        raise ValueError(
+        raise UserError(
             f"aggregator {architecture.agg_arch}: {INPUT_WIDTH_ARGUMENT}={width}, but backbone "
             f"{architecture.backbone_arch} gives {backbone.out_channels} channels; leave {INPUT_WIDTH_ARGUMENT} out"
         )
@@ -165,12 +166,12 @@ def load_network_state(
         result = model.load_state_dict(state_dict, strict=False, assign=assign)
     except RuntimeError as error:  # size mismatches
         mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise ValueError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
+        raise UserError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing {len(result.missing_keys)} keys (first: {result.missing_keys[0]})")
     if result.unexpected_keys:
         problems.append(f"unexpected {len(result.unexpected_keys)} keys (first: {result.unexpected_keys[0]})")
     if problems:
-        raise ValueError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
+        raise UserError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
     return model

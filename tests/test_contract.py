@@ -131,5 +131,5 @@ def test_training_refuses_an_image_size_the_backbone_cannot_take(small_toy_world
                          img_per_place=2, image_size=(30, 30), num_workers=0, val_set_names=[])
     trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"--data.image_size \[30, 30\]: image size 30x30 is not a multiple of the patch size 14"):
+    with pytest.raises(ValueError, match=r"^image_size=\[30, 30\]: image size 30x30 is not a multiple of the patch size 14"):
         trainer.fit(model, datamodule=data)

@@ -14,6 +14,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ from PIL import Image
 
 import eval as eval_cli
 from models import build_vpr_net
+from models.aggregators.salad import SALAD
 from models.architecture import Architecture
 from models.checkpoint_io import architecture_from_payload, load_model
 from models.vpr_net import build_network
+from utils.errors import UserError
 from utils.evaluation.metrics import recall_at_k
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -290,7 +293,8 @@ def test_one_image_size_is_a_square_and_a_size_off_the_patch_grid_names_the_flag
     assert read_results(run_dir)["sped"]["image_size"] == [IMAGE_SIDE, IMAGE_SIDE]
     line = run_eval_error([*common, "--image_size", "60", "56"], capsys)
     assert line == (
-        "eval.py: error: --image_size: image size 60x56 is not a multiple of the patch size 14 of DINOv2 (e.g. use 56x56)"
+        "eval.py: error: --image_size [60, 56]: image size 60x56 is not a multiple of the patch size 14 of DINOv2 "
+        "(e.g. use 56x56)"
     )
     line = run_eval_error([*common, "--image_size", "56", "56", "56"], capsys)
     assert "--image_size takes one or two positive integers" in line
@@ -540,7 +544,7 @@ def test_missing_data_root(sped_dir: Path, checkpoints: dict[str, Path], tmp_pat
         "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped",
         *common_flags(tmp_path),
     ], capsys)
-    assert f"image folder {sped_dir / 'SPEDTEST'} does not exist" in line
+    assert line.endswith(f"image folder {sped_dir / 'SPEDTEST'} does not exist (set by --data_dir {sped_dir})")
 
 
 def test_missing_index_file(sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path, capsys) -> None:
@@ -575,3 +579,21 @@ def test_error_from_the_command_line_is_one_line_without_traceback(tmp_path: Pat
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [error_line(completed.stderr)]
     assert "SPED_dbImages.npy not found" in completed.stderr
+
+
+def test_a_bug_in_an_aggregator_keeps_its_traceback(
+    sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a UserError is one line: a ValueError raised by a bug inside a model's forward reaches
+    the console as an exception with the frames that raised it, not as ``eval.py: error: ...``."""
+    def broken_forward(self, *args, **kwargs):
+        raise ValueError("a bug inside the aggregator")
+
+    monkeypatch.setattr(SALAD, "forward", broken_forward)
+    with pytest.raises(ValueError, match="a bug inside the aggregator") as info:
+        eval_cli.main([
+            "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped",
+            *common_flags(tmp_path),
+        ])
+    assert not isinstance(info.value, UserError)
+    assert traceback.extract_tb(info.value.__traceback__)[-1].name == "broken_forward"

@@ -73,7 +73,7 @@ def test_native_resolution_caps_the_longer_side_and_names_the_images_it_scales(
     with caplog.at_level(logging.INFO):
         sizes = resized_sizes(paths, EvalPreprocessing(None, patch_size=14, max_side=700))
     assert sizes == [(700, 462), (644, 476)]  # 1500 x 1000 -> 700 x 467 -> multiples of 14
-    assert "1 images are larger than --max_side 700" in caplog.text and "big.jpg (1500x1000)" in caplog.text
+    assert "1 images are larger than max_side=700" in caplog.text and "big.jpg (1500x1000)" in caplog.text
     assert "small.jpg" not in caplog.text
 
 
@@ -168,7 +168,7 @@ def test_a_folder_as_checkpoint_and_an_unwritable_predictions_path_are_named_bef
     line = run_eval_error(
         ["--ckpt_path", str(checkpoints["lightning"]), "--save_predictions", str(blocker / "p.csv"), *common], capsys
     )
-    assert "--save_predictions: cannot write" in line and "a_file is not a writable folder" in line
+    assert f"--save_predictions {blocker / 'p.csv'}: cannot write" in line and "a_file is not a writable folder" in line
     assert not (tmp_path / "logs").exists()  # refused before the model, the run folder and any descriptor
 
 

@@ -184,27 +184,27 @@ def test_unknown_or_partial_names_are_rejected_listing_known_ones(name: str) -> 
         assert known in str(error.value)
 
 
-def test_missing_roots_name_the_flags(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--index_dir.*--data_dir"):
+def test_missing_roots_name_the_parameters(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="set index_dir=FOLDER or data_dir=FOLDER"):
         load_eval_set("sped", DataRoots())
     index_dir = tmp_path / "index"
     for name in ("SPED_dbImages.npy", "SPED_qImages.npy", "SPED_gt.npy"):
         copy_fixture(name, index_dir)
-    with pytest.raises(ValueError, match="--sped_root or --data_dir"):
+    with pytest.raises(ValueError, match="set sped_root=FOLDER or data_dir=FOLDER"):
         load_eval_set("sped", DataRoots(index_dir=index_dir))
     missing_root = tmp_path / "no_such_folder"
-    with pytest.raises(FileNotFoundError, match=f"{missing_root}.*--sped_root"):
+    with pytest.raises(FileNotFoundError, match=rf"{missing_root} does not exist \(set by sped_root={missing_root}\)"):
         load_eval_set("sped", DataRoots(index_dir=index_dir, sped_root=missing_root))
 
 
-def test_missing_index_file_names_both_places_and_flag(tmp_path: Path) -> None:
+def test_missing_index_file_names_both_places_and_parameter(tmp_path: Path) -> None:
     (tmp_path / "Pittsburgh").mkdir()
     with pytest.raises(FileNotFoundError) as error:
         load_eval_set("pitts30k_test", DataRoots(data_dir=tmp_path))
     message = str(error.value)
     assert str(tmp_path / "datasets" / "pitts30k_test_dbImages.npy") in message
     assert str(tmp_path / "datasets" / "Pittsburgh" / "pitts30k_test_dbImages.npy") in message
-    assert "--data_dir" in message
+    assert f"set by data_dir={tmp_path};" in message
 
 
 def test_override_root_wins_over_data_dir(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_a_local_release_is_checked_unless_the_user_says_it_is_their_own(recorde
     state = torch.load(recorded_release, weights_only=True)
     state["aggregator.dust_bin"] += 1.0  # a fine-tune saved under the released name
     torch.save(state, recorded_release)
-    with pytest.raises(ValueError, match=r"dino_salad_512_32.ckpt: its SHA-256 .* verify=False \(eval.py: --no_verify\)"):
+    with pytest.raises(ValueError, match=r"dino_salad_512_32.ckpt: its SHA-256 .* verify=False\)"):
         released.build_released(RELEASE, ckpt_path=recorded_release)
     loaded = released.build_released(RELEASE, ckpt_path=recorded_release, verify=False)
     assert torch.equal(loaded.aggregator.dust_bin, state["aggregator.dust_bin"])

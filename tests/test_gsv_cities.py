@@ -156,12 +156,12 @@ def test_min_img_per_place_drops_small_places(gsv_root: Path) -> None:
     assert sorted(kept.places.place_ids.tolist()) == [0, 1, 2]
     dropped = GSVCitiesDataset(gsv_root, cities=["Boston"], img_per_place=3, min_img_per_place=5, transform=PLAIN)
     assert dropped.places.place_ids.tolist() == [0]
-    with pytest.raises(ValueError, match="no place of Boston has at least 6 images"):
+    with pytest.raises(ValueError, match="no place of Boston has at least min_img_per_place=6 images"):
         GSVCitiesDataset(gsv_root, cities=["Boston"], img_per_place=3, min_img_per_place=6, transform=PLAIN)
 
 
 def test_img_per_place_above_min_is_rejected(gsv_root: Path) -> None:
-    with pytest.raises(ValueError, match=r"img_per_place \(5\) must not exceed min_img_per_place \(4\)"):
+    with pytest.raises(ValueError, match=r"img_per_place=5 must not exceed min_img_per_place=4"):
         GSVCitiesDataset(gsv_root, cities=CITIES, img_per_place=5, min_img_per_place=4)
 
 
@@ -175,7 +175,6 @@ def test_corrupt_image_is_replaced_by_another_of_its_place(gsv_root: Path) -> No
         images, ids = dataset[index]
     assert image_numbers(images) == [1, 2, 0]  # the next newest instead, never a blank image
     assert ids.tolist() == [0, 0, 0]
-    assert dataset.failed_image_count == 1
 
 
 def test_missing_files_are_replaced_and_repeated_when_too_few_remain(gsv_root: Path) -> None:
@@ -186,7 +185,6 @@ def test_missing_files_are_replaced_and_repeated_when_too_few_remain(gsv_root: P
     with pytest.warns(CorruptImageWarning):
         images, _ = dataset[index]
     assert image_numbers(images) == [8, 8]
-    assert dataset.failed_image_count == 3
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
@@ -234,7 +232,7 @@ def test_empty_city_csv_is_named(gsv_root: Path) -> None:
     csv = gsv_root / "Dataframes" / "PRS.csv"
     csv.write_bytes(b"")  # e.g. a download that stopped before the first byte
     with pytest.raises(ValueError, match=rf"GSV-Cities CSV {csv} is empty \(no header, no rows\): re-download it, or "
-                                         r"leave PRS out of --data.cities"):
+                                         r"leave PRS out of cities=$"):
         GSVCitiesDataset(gsv_root, cities=["Boston", "PRS"])
 
 
@@ -355,17 +353,16 @@ def test_iterating_the_loader_draws_nothing_from_the_global_generator(gsv_root: 
 
 def test_a_data_order_for_other_places_is_a_one_line_error(gsv_root: Path) -> None:
     loader = make_module(gsv_root).train_dataloader()
-    with pytest.raises(ValueError, match=r"over 5 GSV-Cities places but the data now has 4: resume with the run's --data"):
+    with pytest.raises(ValueError, match=r"over 5 GSV-Cities places but the data now has 4: resume with the run's cities= and min_img_per_place=$"):
         loader.load_state_dict({"epoch": 0, "batches_done": 1, "places_per_batch": 3, "num_places": 5})
 
 
-def test_failures_in_worker_processes_are_counted(gsv_root: Path) -> None:
+def test_a_corrupt_image_is_replaced_in_a_worker_process_too(gsv_root: Path) -> None:
     newest = path_of(gsv_root, 18)  # the newest image of PRS place 7
     newest.write_bytes(b"garbage")
     module = make_module(gsv_root, num_workers=1, random_sample_from_each_place=False, persistent_workers=False,
                          train_transform=PLAIN)
     batches = list(module.train_dataloader())
-    assert module.failed_image_count == 1
     row = torch.cat([b[1][:, 0] for b in batches]).tolist().index(100_007)
     all_images = torch.cat([b[0] for b in batches])
     assert image_numbers(all_images[row]) == [17, 16]
@@ -415,7 +412,7 @@ def test_eval_transform_without_size_keeps_aspect_in_multiples_of_14(width: int,
 
 
 def test_bad_image_size_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"image_size must be \(height, width\)"):
+    with pytest.raises(ValueError, match=r"image_size=\[224, 0\]: expected \[height, width\]"):
         train_transform((224, 0))
     assert decode_size(None) is None and decode_size((224, 224)) == (224, 224)
 

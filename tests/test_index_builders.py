@@ -278,7 +278,7 @@ def test_msls_test_keeps_subtask_images_as_object_arrays(tmp_path: Path) -> None
 def test_msls_absent_city_is_a_clear_error(tmp_path: Path) -> None:
     cph_only = {"cph": MSLS_VAL_TREE["cph"]}
     root = write_msls_tree(tmp_path, "train_val", cph_only, with_positions=True)
-    with pytest.raises(FileNotFoundError, match=f"{root / 'train_val' / 'sf'}.*--val_cities"):
+    with pytest.raises(FileNotFoundError, match=f"{root / 'train_val' / 'sf'} .*msls_root={root} and cities="):
         msls_val_index_files(root)
 
 

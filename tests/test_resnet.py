@@ -40,7 +40,7 @@ def test_small_resnets_feature_shape(depth: int, crop: tuple[int, ...]) -> None:
     backbone = BACKBONES.build(f"resnet{depth}", layers_to_crop=list(crop))
     expected_channels = CHANNELS_BY_CROP[BLOCK_KIND[depth]][crop]
     assert backbone.out_channels == expected_channels
-    assert backbone.stride == STRIDE_BY_CROP[crop]
+    assert backbone.patch_size == STRIDE_BY_CROP[crop]
     with torch.no_grad():
         features = backbone(torch.randn(2, 3, 64, 96)).feature_map
     stride = STRIDE_BY_CROP[crop]
@@ -59,7 +59,7 @@ def test_bottleneck_resnets_channels(depth: int) -> None:
     for crop in [(), (4,), (3, 4)]:
         backbone = BACKBONES.build(f"resnet{depth}", layers_to_crop=crop)
         assert backbone.out_channels == CHANNELS_BY_CROP["bottleneck"][crop]
-        assert backbone.stride == STRIDE_BY_CROP[crop]
+        assert backbone.patch_size == STRIDE_BY_CROP[crop]
 
 
 def test_resnet50_forward_matches_out_channels() -> None:

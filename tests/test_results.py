@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from utils.errors import UserError
 from utils.evaluation.results import (
     format_recall_table,
     make_set_result,
@@ -105,3 +106,9 @@ def test_new_run_dir_with_prefix_skips_existing(tmp_path: Path) -> None:
     run_dir = new_run_dir(tmp_path, "salad", now=now)
     assert run_dir == tmp_path / "salad_2026-01-02_03-04-05_1"
     assert (tmp_path / "salad_2026-01-02_03-04-05" / "results.json").read_text() == "{}"
+
+
+def test_a_run_folder_parent_that_cannot_be_created_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("in the way")
+    with pytest.raises(UserError, match=rf"cannot create run folders in {tmp_path / 'a_file' / 'eval'} \(.+\); choose"):
+        new_run_dir(tmp_path / "a_file" / "eval")

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from models.vpr_model import NonFiniteError
 from utils.errors import UserError
 from tests.planted_pickles import RunsShell
 from tests.toy_training import train_args  # short_run: the session fixture of conftest.py
+from tests.test_train_watch import main_error_line
+from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +71,9 @@ def test_eval_reads_every_format_of_the_toy_world(toy_world: Path, short_run, tm
 
 
 @pytest.mark.parametrize("damage", ["planted", "torn"])
-def test_a_bad_resume_checkpoint_is_one_line_before_lightning_opens_it(toy_world: Path, short_run, tmp_path: Path, damage: str):
+def test_a_bad_resume_checkpoint_is_one_line_before_lightning_opens_it(
+    toy_world: Path, short_run, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+):
     _, checkpoint = short_run
     folder, marker = tmp_path / "checkpoints", tmp_path / "marker"
     folder.mkdir()
@@ -82,9 +87,10 @@ def test_a_bad_resume_checkpoint_is_one_line_before_lightning_opens_it(toy_world
     else:
         bad.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 3])  # a write killed one third in
         expected = (f"main.py: error: checkpoint {bad} is torn", f"resume from one of last.ckpt in {folder} instead")
-    with pytest.raises(ValueError) as info:  # main.py prints main.py: error: <error_line> (test_train_watch.py)
-        run_training([*train_args(toy_world, tmp_path / "run", "--trainer.max_epochs", "2"), "--ckpt_path", str(bad)])
-    last_line = f"main.py: error: {train_cli.error_line(info.value)}"
+    capsys.readouterr()
+    last_line = main_error_line(
+        [*train_args(toy_world, tmp_path / "run", "--trainer.max_epochs", "2"), "--ckpt_path", str(bad)], capsys
+    )
     assert last_line.startswith(expected[0]) and last_line.endswith(expected[1])
     assert not marker.exists() and not (tmp_path / "run").exists()  # refused before anything ran
 
@@ -155,15 +161,28 @@ def test_non_finite_values_stop_the_run_at_their_step_and_nothing_corrupt_is_sav
     assert not list((tmp_path / "nan").rglob("*.ckpt"))
 
 
-def test_missing_data_root_is_a_one_line_error_before_the_model_is_built(tmp_path: Path, monkeypatch):
+def test_missing_data_root_is_a_one_line_error_before_the_model_is_built(tmp_path: Path, monkeypatch, capsys):
     from models import vpr_model
 
     monkeypatch.setattr(vpr_model, "build_network", lambda *args, **kwargs: pytest.fail("the model was built"))
-    with pytest.raises(FileNotFoundError) as info:
-        run_training(["--data.data_root", str(tmp_path / "nowhere"), "--trainer.accelerator", "cpu",
-                      "--trainer.default_root_dir", str(tmp_path)])
-    line = train_cli.error_line(info.value)
-    assert line.startswith(f"--data.data_root {tmp_path / 'nowhere'}: ") and "\n" not in line
+    line = main_error_line(["--data.data_root", str(tmp_path / "nowhere"), "--trainer.accelerator", "cpu",
+                            "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert line.startswith(f"main.py: error: --data.data_root {tmp_path / 'nowhere'}: ")
+
+
+def test_a_bug_in_an_aggregator_keeps_its_traceback(toy_world: Path, tmp_path: Path, monkeypatch) -> None:
+    """Only a UserError is one line: a ValueError raised by a bug in the aggregator's forward at the
+    first training step leaves main.py as itself, with the frames that raised it."""
+    from models.aggregators.salad import SALAD
+
+    def broken_forward(self, *args, **kwargs):
+        raise ValueError("a bug inside the aggregator")
+
+    monkeypatch.setattr(SALAD, "forward", broken_forward)
+    with pytest.raises(ValueError, match="a bug inside the aggregator") as info:
+        train_cli.cli(train_args(toy_world, tmp_path / "bug", "--trainer.max_steps", "1"))
+    assert not isinstance(info.value, UserError)
+    assert traceback.extract_tb(info.value.__traceback__)[-1].name == "broken_forward"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import main as train_cli
+from utils.errors import UserError, render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,13 +81,28 @@ def test_an_offline_pretrained_backbone_names_main_pys_flag(small_toy_world: Pat
     assert completed.returncode != 0 and "Traceback" not in completed.stderr
     last = completed.stderr.strip().splitlines()[-1]
     assert last.startswith("main.py: error: could not download dinov2_vits14 weights")
-    assert last.endswith("""--model.backbone_config '{"pretrained_path": "dinov2_vits14_pretrain.pth"}'""")
+    assert last.endswith("""(in --model.backbone_config '{"pretrained_path": "dinov2_vits14_pretrain.pth"}')""")
 
 
-def test_data_hints_name_main_pys_flags(small_toy_world: Path, tmp_path: Path) -> None:
-    """The evaluation sets' messages say --data_dir (eval.py's flag); main.py's is --data.data_dir."""
-    with pytest.raises(FileNotFoundError) as info:
-        train_cli.main([*toy_flags(small_toy_world, tmp_path / "logs"), "--data.data_dir", str(tmp_path)])
-    line = train_cli.error_line(info.value)
-    assert line.startswith("sped: index file") and "set by --data.data_dir" in line and " --data_dir" not in line
-    assert train_cli.error_line(ValueError("use --index_dir or --sped_root")) == "use --data.index_dir or --data.sped_root"
+def main_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run main.py's command-line entry in-process expecting a user error: exit status 2 and, last
+    on stderr, one line ``main.py: error: ...``, no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.cli(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_user_errors_name_main_pys_flags(small_toy_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The library names its parameters (``data_dir=``, ``image_size=``); main.py shows its own flags."""
+    line = main_error_line([*toy_flags(small_toy_world, tmp_path / "logs"), "--data.data_dir", str(tmp_path)], capsys)
+    assert line.startswith("main.py: error: sped: index file") and f"set by --data.data_dir {tmp_path};" in line
+    vit = ["--model.backbone_arch", "dinov2_vits14", "--model.backbone_config", '{"num_trainable_blocks": 1}',
+           "--model.agg_arch", "GeM", "--model.agg_config", "{}"]
+    line = main_error_line([*toy_flags(small_toy_world, tmp_path / "logs"), *vit, "--data.image_size", "[100, 100]"], capsys)
+    assert line.startswith("main.py: error: --data.image_size [100, 100]: image size 100x100 is not a multiple of the patch size 14")
+    assert render(UserError("set index_dir=FOLDER or sped_root=FOLDER"), train_cli.PARAMETER_FLAGS) == (
+        "set --data.index_dir FOLDER or --data.sped_root FOLDER"
+    )

@@ -31,6 +31,10 @@ from dataloaders.index_builders import (
     vprbench_index_files,
     write_index_files,
 )
+from utils.errors import UserError, render
+
+PARAMETER_FLAGS = {"force=True": "--force", "msls_root": "--msls_root", "cities": "--val_cities/--test_cities"}
+"""Library settings named in messages -> this tool's flags (:func:`utils.errors.render`)."""
 
 
 def build_msls(args: argparse.Namespace) -> IndexFiles:
@@ -173,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         written = write_index_files(args.build(args), args.out_dir, force=args.force)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        sys.exit(f"build_index {args.command}: error: {error}")
+    except UserError as error:
+        sys.exit(f"build_index {args.command}: error: {render(error, PARAMETER_FLAGS)}")
     for path in written:
         print(path)
 

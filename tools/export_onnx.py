@@ -43,7 +43,8 @@ from models.checkpoint_io import read_architecture
 from models.released import RELEASED_MODELS, released_model
 from models.pretrained import read_state_dict
 from models.vpr_net import VPRNet, build_network, load_network_state
-from utils.cli import json_object
+from utils.cli import flag_names, json_object
+from utils.errors import UserError, UserFileExistsError, render
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def architecture_from_checkpoint(path: str) -> Architecture:
     """The architecture saved in a Lightning checkpoint's hyperparameters."""
     stored = read_architecture(path)
     if stored is None:
-        raise ValueError(
+        raise UserError(
             f"checkpoint {path} does not record its architecture (no hyper_parameters with "
             f"{', '.join(ARCHITECTURE_FIELDS)}); give --backbone and --aggregator (or --released NAME)"
         )
@@ -169,16 +170,16 @@ def resolve_architecture(args: argparse.Namespace) -> Architecture:
     """
     if args.released is not None:
         if args.backbone is not None or args.aggregator is not None:
-            raise ValueError("--released sets the architecture: drop --backbone/--aggregator")
+            raise UserError("--released sets the architecture: drop --backbone/--aggregator")
         architecture = released_model(args.released).architecture
     elif args.backbone is not None or args.aggregator is not None:
         if args.backbone is None or args.aggregator is None:
-            raise ValueError("give both --backbone and --aggregator (or --released NAME, or a --checkpoint alone)")
+            raise UserError("give both --backbone and --aggregator (or --released NAME, or a --checkpoint alone)")
         architecture = Architecture(args.backbone, {}, args.aggregator, {})
     elif args.checkpoint is not None:
         architecture = architecture_from_checkpoint(args.checkpoint)
     else:
-        raise ValueError("give --backbone and --aggregator, --released NAME, or a --checkpoint that records them")
+        raise UserError("give --backbone and --aggregator, --released NAME, or a --checkpoint that records them")
     architecture = architecture.with_configs(args.backbone_config, args.agg_config)
     return architecture.without_weight_sources() if args.checkpoint is not None else architecture
 
@@ -196,10 +197,10 @@ def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
     """``(H, W)`` from ``--image_size`` (1 or 2 values) or the released model's size."""
     if args.image_size is None:
         if args.released is None:
-            raise ValueError("--image_size is required (e.g. --image_size 322 322) unless --released is given")
+            raise UserError("--image_size is required (e.g. --image_size 322 322) unless --released is given")
         return released_model(args.released).image_size
     if len(args.image_size) > 2:
-        raise ValueError(f"--image_size takes 1 or 2 values (H [W]), got {args.image_size}")
+        raise UserError(f"--image_size takes 1 or 2 values (H [W]), got {args.image_size}")
     height, width = args.image_size if len(args.image_size) == 2 else args.image_size * 2
     return height, width
 
@@ -268,14 +269,14 @@ def run(args: argparse.Namespace) -> int:
     """Build, export and check; return the process exit status."""
     output = Path(args.output)
     if output.exists():
-        raise FileExistsError(f"--output {output} already exists; remove it or choose another path")
+        raise UserFileExistsError(f"--output {output} already exists; remove it or choose another path")
     architecture = resolve_architecture(args)
     image_size = resolve_image_size(args)
     model = build_network(architecture)
     try:
         model.backbone.check_image_size(*image_size)
     except ValueError as error:
-        raise ValueError(f"--image_size: {error}") from None
+        raise UserError(f"--image_size: {error}") from None
     architecture = model.architecture or architecture
     if args.checkpoint is not None:
         load_network_state(model, checkpoint_state(args), args.checkpoint)
@@ -323,8 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        parser.error(str(error))
+    except UserError as error:
+        parser.error(render(error, flag_names(parser, {"ckpt_path": "--checkpoint"})))
 
 
 if __name__ == "__main__":

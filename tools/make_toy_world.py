@@ -24,6 +24,8 @@ if __package__ in (None, ""):  # run as `python tools/make_toy_world.py`: make t
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toy_world import GSV_CITY_CENTRES, SUMMARY_FILE, TOY_WORLD_SIZES, generate_toy_world
+from utils.cli import flag_names
+from utils.errors import UserError, render
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         parser.error(f"--out {args.out} exists and is not an empty folder; choose a new or empty folder")
     start = time.perf_counter()
-    summary = generate_toy_world(args.out, seed=args.seed, size=size, image_size=args.image_size,
-                                 workers=args.workers, progress=not args.no_progress)
+    try:
+        summary = generate_toy_world(args.out, seed=args.seed, size=size, image_size=args.image_size,
+                                     workers=args.workers, progress=not args.no_progress)
+    except UserError as error:
+        parser.error(render(error, flag_names(parser)))
     elapsed = time.perf_counter() - start
     gsv = summary.counts["gsv_total"]
     print(f"wrote the toy world ({summary.size}, seed {args.seed}) to {args.out}: {summary.num_images} images "

@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as `python tools/plot_recalls.py`: make the
 
 import numpy as np
 
+from utils.errors import UserError, render
 from utils.evaluation.results import read_results_json, recall_curve_from_result
 from utils.evaluation.visualize import plot_recall_panels
 
@@ -91,8 +92,8 @@ def collect_curves(
     results = [read_results_json(path) for path in runs]
     empty = [str(path) for path, result in zip(runs, results) if not result]
     if empty:
-        raise ValueError(f"no evaluation set in {', '.join(empty)} (an empty results file): nothing to plot; "
-                         "pass results.json files that eval.py wrote after evaluating at least one set")
+        raise UserError(f"no evaluation set in {', '.join(empty)} (an empty results file): nothing to plot; "
+                        "pass results.json files that eval.py wrote after evaluating at least one set")
     if set_names is None:
         set_names = list(dict.fromkeys(name for result in results for name in result))
     curves: dict[str, dict[str, np.ndarray]] = {}
@@ -102,10 +103,10 @@ def collect_curves(
             if set_name in result:
                 try:
                     per_run[label] = recall_curve_from_result(result[set_name])
-                except ValueError as error:
-                    raise ValueError(f"{path}, set {set_name!r}: {error}") from None
+                except UserError as error:
+                    raise UserError(f"{path}, set {set_name!r}: {error}") from None
         if not per_run:
-            raise ValueError(f"no run has results for the set {set_name!r}")
+            raise UserError(f"no run has results for the set {set_name!r}")
         curves[set_name] = per_run
     return curves
 
@@ -115,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         labels = args.labels if args.labels is not None else default_labels(args.runs)
-    except (FileNotFoundError, ValueError) as error:  # the files, not the flags: one line, no usage
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except UserError as error:  # the files, not the flags: one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {render(error)}\n")
     if len(labels) != len(args.runs):
         parser.error(f"--labels gives {len(labels)} labels for {len(args.runs)} --runs files")
     if len(set(labels)) != len(labels):
@@ -125,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out must end in .png, got {args.out}")
     try:
         curves = collect_curves(args.runs, labels, args.sets)
-    except (FileNotFoundError, ValueError) as error:  # the files, not the flags: one line, no usage
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except UserError as error:  # the files, not the flags: one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {render(error)}\n")
     if args.out.exists():
         parser.error(f"not overwriting the existing figure {args.out}")
     panels = {args.title.replace("{set}", set_name): per_run for set_name, per_run in curves.items()}

@@ -23,14 +23,16 @@ from .regions import Region, plan_regions
 from .sizes import SUMMARY_FILE, TOY_WORLD_SIZES, TOY_WORLD_VERSION, ToyWorldSize, ToyWorldSummary, resolve_size
 from .vprbench import nordland_part, sped_part
 
+from utils.errors import UserError, UserFileExistsError
+
 logger = logging.getLogger(__name__)
 
 
 def _check_output_folder(root: Path) -> None:
     if root.exists() and not root.is_dir():
-        raise FileExistsError(f"toy world output {root} exists and is not a folder")
+        raise UserFileExistsError(f"toy world output {root} exists and is not a folder")
     if root.is_dir() and any(root.iterdir()):
-        raise FileExistsError(f"toy world output folder {root} is not empty; choose a new or empty folder")
+        raise UserFileExistsError(f"toy world output folder {root} is not empty; choose a new or empty folder")
 
 
 def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | ToyWorldSize = "default",
@@ -52,9 +54,9 @@ def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | 
     """
     root = Path(root)
     if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        raise UserError(f"seed={seed}: expected a non-negative integer")
     if image_size < 16:
-        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+        raise UserError(f"image_size={image_size}: expected at least 16 pixels")
     resolved = resolve_size(size)
     size_name = size if isinstance(size, str) else next(
         (name for name, preset in TOY_WORLD_SIZES.items() if preset == size), "custom")

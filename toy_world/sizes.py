@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from utils.errors import UserError
+
 
 TOY_WORLD_VERSION = 1
 SUMMARY_FILE = "toy_world.json"
@@ -50,22 +52,22 @@ class ToyWorldSize:
     def __post_init__(self) -> None:
         low, high = self.gsv_images_per_place
         if not 1 <= low <= high:
-            raise ValueError("gsv_images_per_place must be (low, high) with 1 <= low <= high, "
-                             f"got {self.gsv_images_per_place}")
+            raise UserError("gsv_images_per_place must be (low, high) with 1 <= low <= high, "
+                            f"got {self.gsv_images_per_place}")
         if not self.gsv_cities:
-            raise ValueError("gsv_cities must name at least one city")
+            raise UserError("gsv_cities must name at least one city")
         unknown = [city for city in self.gsv_cities if city not in GSV_CITY_CENTRES]
         if unknown:
-            raise ValueError(f"unknown GSV-Cities city {', '.join(unknown)}; expected names from "
-                             f"{', '.join(GSV_CITY_CENTRES)}")
+            raise UserError(f"unknown GSV-Cities city {', '.join(unknown)}; expected names from "
+                            f"{', '.join(GSV_CITY_CENTRES)}")
         if len(set(self.gsv_cities)) != len(self.gsv_cities):
-            raise ValueError(f"gsv_cities lists a city twice: {', '.join(self.gsv_cities)}")
+            raise UserError(f"gsv_cities lists a city twice: {', '.join(self.gsv_cities)}")
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, int) and value < 1:
-                raise ValueError(f"{item.name} must be at least 1, got {value}")
+                raise UserError(f"{item.name} must be at least 1, got {value}")
         if self.nordland_queries < 2:
-            raise ValueError(f"nordland_queries must be at least 2, got {self.nordland_queries}")
+            raise UserError(f"nordland_queries must be at least 2, got {self.nordland_queries}")
 
 
 TOY_WORLD_SIZES: dict[str, ToyWorldSize] = {
@@ -107,7 +109,7 @@ def resolve_size(size: str | ToyWorldSize) -> ToyWorldSize:
     if isinstance(size, ToyWorldSize):
         return size
     if size not in TOY_WORLD_SIZES:
-        raise ValueError(f"unknown toy world size {size!r}; expected one of {', '.join(TOY_WORLD_SIZES)}")
+        raise UserError(f"unknown toy world size {size!r}; expected one of {', '.join(TOY_WORLD_SIZES)}")
     return TOY_WORLD_SIZES[size]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from utils.cli import first_line
+from utils.errors import UserError, render
 
 ZIP_MAGIC = b"PK\x03\x04"
 """First bytes of torch's zip checkpoint format (``torch.save`` since 1.6)."""
@@ -40,7 +40,7 @@ plain dicts, lists, numbers and strings."""
 UNPICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-class RefusedCheckpointError(ValueError):
+class RefusedCheckpointError(UserError):
     """A checkpoint whose pickle names something a checkpoint of this project never holds."""
 
 
@@ -92,17 +92,17 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
                 torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
         except pickle.UnpicklingError as error:
             found = UNPICKLED_GLOBAL.search(str(error))
-            what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({first_line(error)})"
+            what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({render(error)})"
             raise RefusedCheckpointError(
                 f"checkpoint {path} holds {what}, which no checkpoint of this project holds: refused, not executed"
             ) from None
         except Exception as error:  # torch's zip reader raises RuntimeError, OSError, ...
-            problem = f"is corrupt ({first_line(error)})"
+            problem = f"is corrupt ({render(error)})"
     if problem is not None:
         others = other_checkpoints(path)
         instead = f"resume from one of {', '.join(others)} in {path.parent}" if others else (
             "resume from last.ckpt or the previous checkpoint of the run")
-        raise ValueError(f"checkpoint {path} {problem}; {instead} instead")
+        raise UserError(f"checkpoint {path} {problem}; {instead} instead")
 
 
 def _allowed(globals_: tuple[type, ...]) -> contextlib.AbstractContextManager:

@@ -1,9 +1,10 @@
-"""What the command-line tools share: argument types, and the one line an error is shown as."""
+"""What the command-line tools share: argument types (an error's one line is :func:`utils.errors.render`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -18,8 +19,16 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (its type's name when it has none): what a one-line
-    error shows of an exception raised deeper down."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+
+def flag_names(parser: argparse.ArgumentParser, renamed: Mapping[str, str] = {}) -> dict[str, str]:
+    """Library parameter name -> ``parser``'s flag, for :func:`utils.errors.render`: each option's
+    destination names its flag (``image_size`` -> ``--image_size``; a switch, the setting it makes:
+    ``force=True`` -> ``--force``), ``renamed`` adds the parameters whose flag has another name."""
+    flags = {}
+    for action in parser._actions:
+        if action.option_strings:
+            flag = action.option_strings[-1]
+            flags[action.dest] = flag
+            if isinstance(action.const, bool) and action.nargs == 0:  # store_true / store_false
+                flags[f"{action.dest}={action.const}"] = flag
+    return {**flags, **renamed}

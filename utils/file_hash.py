@@ -7,6 +7,8 @@ import re
 from os import PathLike
 from pathlib import Path
 
+from utils.errors import UserError
+
 HASH_BLOCK_BYTES = 1 << 20
 NAME_DIGEST = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 """torch.hub's convention for published files, ``<name>-<leading hex digits of the SHA-256>.<ext>``
@@ -44,7 +46,7 @@ def check_sha256(path: str | PathLike[str], expected: str, what: str, skip_hint:
     """
     actual = file_sha256(path)
     if not actual.startswith(expected.lower()):
-        raise ValueError(
+        raise UserError(
             f"{path}: its SHA-256 {actual[:16]}... is not that of {what} ({expected[:16]}...): the file is corrupt, "
             f"truncated or another one; download it again (or, for a file of your own, {skip_hint})"
         )

@@ -39,7 +39,7 @@ class Registry:
         try:
             return self._builders[name]
         except KeyError:
-            raise ValueError(
+            raise UserError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}"
             ) from None
 

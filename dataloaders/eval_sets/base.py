@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dataloaders.image_io import load_image
+from utils.errors import UserError, UserFileError
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
@@ -117,7 +118,7 @@ class EvalSet:
         if missing:
             shown = ", ".join(str(path) for path in missing[:_MISSING_PATHS_SHOWN])
             more = ", ..." if len(missing) > _MISSING_PATHS_SHOWN else ""
-            raise FileNotFoundError(
+            raise UserFileError(
                 f"{self.name}: {len(missing)} of {len(paths)} images are missing under "
                 f"{self.image_root.expanduser().absolute()} (first: {shown}{more})"
             )
@@ -161,7 +162,7 @@ class EvalImages(Dataset):
 
 def _check_length(set_name: str, what: str, values: Sequence | None, expected: int) -> None:
     if values is not None and len(values) != expected:
-        raise ValueError(f"{set_name}: {what} has {len(values)} entries, expected {expected}")
+        raise UserError(f"{set_name}: {what} has {len(values)} entries, expected {expected}")
 
 
 def _check_indices(set_name: str, positives: list[np.ndarray], num_db: int) -> None:
@@ -169,7 +170,7 @@ def _check_indices(set_name: str, positives: list[np.ndarray], num_db: int) -> N
         return
     flat = np.concatenate(positives)
     if flat.size and (flat.min() < 0 or flat.max() >= num_db):
-        raise ValueError(
+        raise UserError(
             f"{set_name}: ground truth holds database index {int(flat.min())}..{int(flat.max())}, "
             f"expected 0..{num_db - 1}"
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dataloaders.eval_sets.base import EvalSet
 from dataloaders.image_io import decodable_image_suffixes
+from utils.errors import UserError, UserFileError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{flag} {folder} is not a directory")
+        raise UserFileError(f"{flag} {folder} is not a directory")
     suffixes = decodable_image_suffixes()
     images: list[Path] = []
     hidden: list[str] = []
@@ -52,7 +53,7 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     _log_skipped(flag, folder, others, "file(s) that are not images this Pillow build can read")
     if not images:
         example = f" (it holds {len(others)} other file(s): {', '.join(sorted(others)[:SHOWN_SKIPPED])})" if others else ""
-        raise ValueError(f"{flag} {folder} holds no image this Pillow build can read{example}")
+        raise UserError(f"{flag} {folder} holds no image this Pillow build can read{example}")
     return sorted(images)
 
 

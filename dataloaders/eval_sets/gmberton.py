@@ -16,6 +16,7 @@ from dataloaders.eval_sets.base import EvalSet
 from dataloaders.eval_sets.folders import common_root, list_images
 from dataloaders.constants import POSITIVE_RADIUS_M
 from dataloaders.geo import positives_within
+from utils.errors import UserError, UserFileError
 TEST_SUBFOLDER = Path("images") / "test"
 
 
@@ -31,7 +32,7 @@ def utm_from_name(path: Path) -> tuple[float, float]:
             raise ValueError("fewer than 3 '@'-separated fields")
         return float(fields[1]), float(fields[2])
     except ValueError as error:
-        raise ValueError(
+        raise UserError(
             f"{path}: not a gmberton file name '@UTM_east@UTM_north@...@.jpg' ({error})"
         ) from None
 
@@ -52,7 +53,7 @@ def find_split_folders(root: Path) -> tuple[Path, Path]:
     for base in (root / TEST_SUBFOLDER, root):
         if (base / "database").is_dir() and (base / "queries").is_dir():
             return base / "database", base / "queries"
-    raise FileNotFoundError(
+    raise UserFileError(
         f"{root} holds neither images/test/{{database,queries}}/ nor {{database,queries}}/"
     )
 

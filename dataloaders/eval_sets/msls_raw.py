@@ -26,6 +26,7 @@ from dataloaders.eval_sets.base import EvalSet, path_stems
 from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES, POSITIVE_RADIUS_M
 from dataloaders.geo import positives_within
 from dataloaders.eval_sets.published_index import msls_cities
+from utils.errors import UserError, UserFileError
 
 VAL_SPLIT = "train_val"
 TEST_SPLIT = "test"
@@ -130,16 +131,16 @@ def read_city_folder(
     """
     city_folder = Path(msls_root) / split / city
     if not city_folder.is_dir():
-        raise FileNotFoundError(
+        raise UserFileError(
             f"MSLS city folder {city_folder} does not exist "
-            "(check --msls_root and --val_cities / --test_cities)"
+            f"(check msls_root={msls_root} and cities=)"
         )
     folder = city_folder / role
     tables = {name: _read_csv(folder / name) for name in _KEY_SOURCES if (folder / name).is_file()}
     needed = ["subtask_index.csv"] + (["raw.csv", "postprocessed.csv"] if with_positions else [])
     for name in needed:
         if name not in tables:
-            raise FileNotFoundError(f"MSLS file {folder / name} does not exist")
+            raise UserFileError(f"MSLS file {folder / name} does not exist")
     keys = _image_keys(folder, tables)
     keep = _bool_column(tables["subtask_index.csv"], SUBTASK, folder / "subtask_index.csv")
     utm = None
@@ -159,28 +160,28 @@ def _image_keys(folder: Path, tables: dict[str, pd.DataFrame]) -> np.ndarray:
     """Image keys of ``folder``, checked to agree across every CSV that lists them."""
     lengths = {name: len(table) for name, table in tables.items()}
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"MSLS CSVs in {folder} have different row counts: {lengths}")
+        raise UserError(f"MSLS CSVs in {folder} have different row counts: {lengths}")
     with_keys = [name for name in _KEY_SOURCES if name in tables and "key" in tables[name].columns]
     if not with_keys:
-        raise ValueError(f"no CSV in {folder} has a 'key' column ({', '.join(tables)})")
+        raise UserError(f"no CSV in {folder} has a 'key' column ({', '.join(tables)})")
     keys = tables[with_keys[0]]["key"].to_numpy(dtype=str)
     for name in with_keys[1:]:
         if not np.array_equal(tables[name]["key"].to_numpy(dtype=str), keys):
-            raise ValueError(f"MSLS keys of {folder / name} differ from {folder / with_keys[0]}")
+            raise UserError(f"MSLS keys of {folder / name} differ from {folder / with_keys[0]}")
     return keys
 
 
 def _bool_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """``column`` as a bool array (accepts bool dtype or the text True/False, any case)."""
     if column not in table.columns:
-        raise ValueError(f"{path} has no {column!r} column (columns: {', '.join(table.columns)})")
+        raise UserError(f"{path} has no {column!r} column (columns: {', '.join(table.columns)})")
     values = table[column]
     if values.dtype == bool:
         return values.to_numpy(dtype=bool)
     text = values.astype(str).str.strip().str.lower()
     if not text.isin(["true", "false"]).all():
         bad = values[~text.isin(["true", "false"])].iloc[0]
-        raise ValueError(f"{path}: column {column!r} holds {bad!r}, expected True or False")
+        raise UserError(f"{path}: column {column!r} holds {bad!r}, expected True or False")
     return (text == "true").to_numpy(dtype=bool)
 
 
@@ -188,5 +189,5 @@ def _utm(table: pd.DataFrame, path: Path) -> np.ndarray:
     """``[N, 2]`` easting, northing."""
     missing = [column for column in ("easting", "northing") if column not in table.columns]
     if missing:
-        raise ValueError(f"{path} has no {', '.join(missing)} column")
+        raise UserError(f"{path} has no {', '.join(missing)} column")
     return table[["easting", "northing"]].to_numpy(dtype=np.float64)

@@ -16,6 +16,7 @@ from scipy.io import loadmat
 
 from dataloaders.eval_sets.base import EvalSet
 from dataloaders.geo import positives_within
+from utils.errors import UserError, UserFileError
 
 QUERY_FOLDER = "queries_real"
 
@@ -64,20 +65,20 @@ def load_db_struct(mat_file: Path) -> PittsburghDbStruct:
     """
     mat_file = Path(mat_file)
     if not mat_file.is_file():
-        raise FileNotFoundError(f"Pittsburgh .mat file {mat_file} does not exist")
+        raise UserFileError(f"Pittsburgh .mat file {mat_file} does not exist")
     try:
         contents = loadmat(mat_file)
     except Exception as error:  # scipy raises MatReadError, OSError, ValueError, IndexError, ... on broken files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "no details"
-        raise ValueError(
+        raise UserError(
             f"Pittsburgh .mat file {mat_file} is not a readable MATLAB file ({type(error).__name__}: {reason}); "
             "it may be truncated: download it again"
         ) from None
     if "dbStruct" not in contents:
-        raise ValueError(f"{mat_file}: no 'dbStruct' variable (found {sorted(contents)})")
+        raise UserError(f"{mat_file}: no 'dbStruct' variable (found {sorted(contents)})")
     struct = contents["dbStruct"].item()
     if len(struct) < len(DB_STRUCT_FIELDS):
-        raise ValueError(
+        raise UserError(
             f"{mat_file}: dbStruct has {len(struct)} fields, expected {len(DB_STRUCT_FIELDS)} "
             f"({', '.join(DB_STRUCT_FIELDS)})"
         )
@@ -127,7 +128,7 @@ def _matlab_string(value: object) -> str:
     while array.dtype == object and array.size == 1:
         array = np.asarray(array.reshape(-1)[0])
     if array.size != 1:
-        raise ValueError(f"expected one string, got an array of shape {list(array.shape)}")
+        raise UserError(f"expected one string, got an array of shape {list(array.shape)}")
     return str(array.reshape(-1)[0])
 
 
@@ -137,7 +138,7 @@ def _utm_columns(value: object, mat_file: Path, field: str) -> np.ndarray:
     if array.size == 0:
         return np.empty((0, 2), dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != 2:
-        raise ValueError(f"{mat_file}: {field} must be 2 x N, got shape {list(array.shape)}")
+        raise UserError(f"{mat_file}: {field} must be 2 x N, got shape {list(array.shape)}")
     return array.T.copy()
 
 
@@ -145,6 +146,6 @@ def _check_count(
     mat_file: Path, field: str, count: int, other_field: str, other_count: int
 ) -> None:
     if count != other_count:
-        raise ValueError(
+        raise UserError(
             f"{mat_file}: {field} says {count} entries but {other_field} has {other_count}"
         )

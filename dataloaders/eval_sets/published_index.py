@@ -17,6 +17,7 @@ import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet, as_path_list, path_stems
 from dataloaders.safe_npy import load_npy
+from utils.errors import UserError
 
 
 def load_index_array(path: Path) -> np.ndarray:
@@ -34,7 +35,7 @@ def load_index_array(path: Path) -> np.ndarray:
 def ground_truth_rows(ground_truth: np.ndarray, source: Path) -> list[np.ndarray]:
     """Per-query positives from a ``gt``/``pIdx`` array: object array of arrays, or 2-d ints."""
     if ground_truth.dtype != object and ground_truth.ndim != 2:
-        raise ValueError(
+        raise UserError(
             f"{source}: expected an object array of index arrays or a 2-d integer array, "
             f"got dtype {ground_truth.dtype} with shape {list(ground_truth.shape)}"
         )
@@ -42,7 +43,7 @@ def ground_truth_rows(ground_truth: np.ndarray, source: Path) -> list[np.ndarray
     for row in ground_truth:
         indices = np.asarray(row).reshape(-1)
         if indices.size and not np.issubdtype(indices.dtype, np.integer):
-            raise ValueError(f"{source}: ground truth holds non-integer values ({indices.dtype})")
+            raise UserError(f"{source}: ground truth holds non-integer values ({indices.dtype})")
         rows.append(indices.astype(np.int64))
     return rows
 
@@ -55,7 +56,7 @@ def read_standard_index(
     query_paths = as_path_list(load_index_array(query_images_file))
     positives = ground_truth_rows(load_index_array(gt_file), gt_file)
     if len(positives) != len(query_paths):
-        raise ValueError(
+        raise UserError(
             f"{gt_file}: {len(positives)} ground-truth rows for {len(query_paths)} queries "
             f"in {query_images_file}"
         )
@@ -79,12 +80,12 @@ def read_msls_val_index(
     query_idx = load_index_array(query_idx_file).astype(np.int64).reshape(-1)
     positives = ground_truth_rows(load_index_array(positives_file), positives_file)
     if query_idx.size and (query_idx.min() < 0 or query_idx.max() >= len(all_query_paths)):
-        raise ValueError(
+        raise UserError(
             f"{query_idx_file}: query index {int(query_idx.max())} out of range for "
             f"{len(all_query_paths)} images in {query_images_file}"
         )
     if len(positives) != len(query_idx):
-        raise ValueError(
+        raise UserError(
             f"{positives_file}: {len(positives)} rows for {len(query_idx)} queries "
             f"in {query_idx_file}"
         )
@@ -130,7 +131,7 @@ def msls_cities(paths: list[str], source: Path) -> list[str]:
     for path in paths:
         parts = Path(path).parts
         if len(parts) < 3:
-            raise ValueError(
+            raise UserError(
                 f"{source}: MSLS path {path!r} is not of the form "
                 "<split>/<city>/{database,query}/images/<key>.jpg"
             )

@@ -30,6 +30,7 @@ from dataloaders.eval_sets.roots import (
     DataRoots,
     ImageRootOption,
 )
+from utils.errors import UserError, UserFileError
 
 EvalSetLoader = Callable[[DataRoots], EvalSet]
 
@@ -177,7 +178,7 @@ class EvalSetRegistry:
 
         def load_index(_roots: DataRoots) -> EvalSet:
             if not image_root.is_dir():
-                raise FileNotFoundError(f"{name}: image folder {image_root} does not exist")
+                raise UserFileError(f"{name}: image folder {image_root} does not exist")
             files = [index_dir / f"{prefix}_{part}.npy" for part in STANDARD_INDEX_PARTS]
             return read_standard_index(name, image_root, *files)
 
@@ -194,7 +195,7 @@ class EvalSetRegistry:
         canonical = self._aliases.get(name.lower())
         if canonical is not None:
             return canonical
-        raise ValueError(
+        raise UserError(
             f"unknown evaluation set {name!r}; known: {', '.join(self.names())} "
             f"(aliases, any case: {', '.join(sorted(self._aliases))})"
         )

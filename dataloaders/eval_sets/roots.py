@@ -12,6 +12,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.errors import UserError, UserFileError
+
 
 @dataclass(frozen=True)
 class ImageRootOption:
@@ -77,37 +79,37 @@ class DataRoots:
         """The image folder of ``set_name`` (override first, then ``<data_dir>/<published>``).
 
         Raises:
-            ValueError: neither the override nor ``data_dir`` is set.
-            FileNotFoundError: the folder does not exist.
+            UserError: neither the override nor ``data_dir`` is set.
+            UserFileError: the folder does not exist.
         """
         override = getattr(self, option.field)
         if override is not None:
-            root, flag = override, option.flag
+            root, setting = override, f"{option.field}={override}"
         elif self.data_dir is not None:
-            root, flag = self.data_dir / option.published_folder, DATA_DIR_FLAG
+            root, setting = self.data_dir / option.published_folder, f"data_dir={self.data_dir}"
         else:
-            raise ValueError(
-                f"{set_name}: no image folder given; pass {option.flag} or {DATA_DIR_FLAG} "
+            raise UserError(
+                f"{set_name}: no image folder given; set {option.field}=FOLDER or data_dir=FOLDER "
                 f"(a folder holding {option.published_folder}/)"
             )
         if not root.is_dir():
-            raise FileNotFoundError(
-                f"{set_name}: image folder {root} does not exist (set by {flag})"
+            raise UserFileError(
+                f"{set_name}: image folder {root} does not exist (set by {setting})"
             )
         return root
 
     def index_root(self, set_name: str) -> tuple[Path, str]:
-        """``(folder, flag that set it)`` of the index files.
+        """``(folder, the setting that chose it)`` of the index files (``index_dir=...``).
 
         Raises:
-            ValueError: neither ``index_dir`` nor ``data_dir`` is set.
+            UserError: neither ``index_dir`` nor ``data_dir`` is set.
         """
         if self.index_dir is not None:
-            return self.index_dir, INDEX_DIR_FLAG
+            return self.index_dir, f"index_dir={self.index_dir}"
         if self.data_dir is not None:
-            return self.data_dir / DEFAULT_INDEX_SUBFOLDER, DATA_DIR_FLAG
-        raise ValueError(
-            f"{set_name}: no index folder given; pass {INDEX_DIR_FLAG} or {DATA_DIR_FLAG} "
+            return self.data_dir / DEFAULT_INDEX_SUBFOLDER, f"data_dir={self.data_dir}"
+        raise UserError(
+            f"{set_name}: no index folder given; set index_dir=FOLDER or data_dir=FOLDER "
             f"(index files in <data_dir>/{DEFAULT_INDEX_SUBFOLDER})"
         )
 
@@ -115,16 +117,16 @@ class DataRoots:
         """Find ``file_name`` in the index folder, flat or in its published ``subfolder``.
 
         Raises:
-            FileNotFoundError: in neither place, naming both and the flag to set.
+            UserFileError: in neither place, naming both and the setting that chose the folder.
         """
-        root, flag = self.index_root(set_name)
+        root, setting = self.index_root(set_name)
         candidates = (root / file_name, root / subfolder / file_name)
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
-        raise FileNotFoundError(
+        raise UserFileError(
             f"{set_name}: index file {file_name} not found as {candidates[0]} or {candidates[1]} "
-            f"(index folder set by {flag}; build it with `python -m tools.build_index`)"
+            f"(index folder set by {setting}; build it with `python -m tools.build_index`)"
         )
 
 

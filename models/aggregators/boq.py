@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
+from utils.errors import UserError
 
 #: Channels per attention head the authors use (``num_heads = proj_channels // 64``).
 HEAD_DIM = 64
@@ -101,10 +102,10 @@ class BoQ(Aggregator):
         for name, value in (("proj_channels", proj_channels), ("num_queries", num_queries),
                             ("num_layers", num_layers), ("row_dim", row_dim)):  # fmt: skip
             if value < 1:
-                raise ValueError(f"BoQ: {name}={value} must be at least 1")
+                raise UserError(f"BoQ: {name}={value} must be at least 1")
         heads = default_num_heads(proj_channels) if num_heads is None else num_heads
         if heads < 1 or proj_channels % heads:
-            raise ValueError(
+            raise UserError(
                 f"BoQ: num_heads={heads} must divide proj_channels={proj_channels} "
                 f"(leave num_heads out for proj_channels // {HEAD_DIM})"
             )

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
+from utils.errors import UserError
 
 
 @AGGREGATORS.register("ConvAP")
@@ -33,7 +34,7 @@ class ConvAP(Aggregator):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("s1", s1), ("s2", s2)):
             if value <= 0:
-                raise ValueError(f"ConvAP {name} must be positive, got {value}")
+                raise UserError(f"ConvAP {name} must be positive, got {value}")
         self.channel_pool = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=True)
         self.AAP = nn.AdaptiveAvgPool2d((s1, s2))  # published attribute name, kept for checkpoints
         self.in_channels = in_channels

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from models.aggregators.gem import GeMPool
 from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
+from utils.errors import UserError
 
 
 @AGGREGATORS.register("CosPlace")
@@ -32,7 +33,7 @@ class CosPlace(Aggregator):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_dim", out_dim)):
             if value <= 0:
-                raise ValueError(f"CosPlace {name} must be positive, got {value}")
+                raise UserError(f"CosPlace {name} must be positive, got {value}")
         self.gem = GeMPool()
         self.fc = nn.Linear(in_channels, out_dim)
         self.in_channels = in_channels

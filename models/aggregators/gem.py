@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
+from utils.errors import UserError
 
 
 def generalized_mean(features: torch.Tensor, p: torch.Tensor, eps: float) -> torch.Tensor:
@@ -59,7 +60,7 @@ class GeM(Aggregator):
     def __init__(self, in_channels: int | None = None, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
         if in_channels is not None and in_channels <= 0:
-            raise ValueError(f"GeM in_channels must be positive, got {in_channels}")
+            raise UserError(f"GeM in_channels must be positive, got {in_channels}")
         self.p = nn.Parameter(torch.full((1,), float(p)))  # the published key: ``aggregator.p``
         self.eps = eps
         self.in_channels = in_channels

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
+from utils.errors import UserError
 
 #: Standard deviation of the truncated-normal init of the mixer's linear layers (published value).
 MIXER_INIT_STD = 0.02
@@ -34,7 +35,7 @@ class FeatureMixerLayer(nn.Module):
         super().__init__()
         hidden_dim = int(in_dim * mlp_ratio)
         if hidden_dim <= 0:
-            raise ValueError(f"MixVPR mlp_ratio={mlp_ratio} leaves no hidden units for {in_dim} inputs")
+            raise UserError(f"MixVPR mlp_ratio={mlp_ratio} leaves no hidden units for {in_dim} inputs")
         self.mix = nn.Sequential(
             nn.LayerNorm(in_dim),
             nn.Linear(in_dim, hidden_dim),
@@ -87,9 +88,9 @@ class MixVPR(Aggregator):
             ("out_rows", out_rows),
         ):
             if value <= 0:
-                raise ValueError(f"MixVPR {name} must be positive, got {value}")
+                raise UserError(f"MixVPR {name} must be positive, got {value}")
         if mix_depth < 0:
-            raise ValueError(f"MixVPR mix_depth must be >= 0, got {mix_depth}")
+            raise UserError(f"MixVPR mix_depth must be >= 0, got {mix_depth}")
         self.in_channels = in_channels
         self.in_h = in_h
         self.in_w = in_w
@@ -104,7 +105,7 @@ class MixVPR(Aggregator):
         features = inputs.feature_map
         expected = (self.in_channels, self.in_h, self.in_w)
         if tuple(features.shape[1:]) != expected:
-            raise ValueError(
+            raise UserError(
                 f"MixVPR was built for feature maps [B, {expected[0]}, {expected[1]}, {expected[2]}], "
                 f"got {list(features.shape)}; set in_channels/in_h/in_w to the backbone's output"
             )

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from models.contract import Aggregator, BackboneOutput
 from models.registry import AGGREGATORS
+from utils.errors import UserError
 
 
 def log_sinkhorn(scores: torch.Tensor, log_row_mass: torch.Tensor, log_col_mass: torch.Tensor, num_iters: int) -> torch.Tensor:
@@ -56,7 +57,7 @@ def sinkhorn_assignment(scores: torch.Tensor, dustbin: torch.Tensor, num_iters: 
     """
     batch, num_clusters, num_features = scores.shape
     if num_features <= num_clusters:
-        raise ValueError(
+        raise UserError(
             f"SALAD needs more features than clusters: got {num_features} features (patches) for "
             f"{num_clusters} clusters; use a larger image or fewer clusters"
         )

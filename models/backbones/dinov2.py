@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from models.backbones.vit import ViTBackbone, register_vit_family, rename_keys, run_blocks
 from models.contract import building_on_meta_device
 from models.pretrained import fetch_state_dict
+from utils.errors import UserError
 
 PATCH_SIZE = 14
 # DINOv2 was trained at 518 px: its position-embedding table holds 37 x 37 patches.
@@ -83,7 +84,7 @@ def resize_dinov2_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -
     num_table = pos_embed.shape[1] - 1
     side = int(math.sqrt(num_table))
     if side * side != num_table:
-        raise ValueError(f"position-embedding table of {num_table} entries is not square")
+        raise UserError(f"position-embedding table of {num_table} entries is not square")
     if grid_h == grid_w == side:
         return pos_embed
     dim = pos_embed.shape[-1]
@@ -149,7 +150,7 @@ class DINOv2(ViTBackbone):
         """The official DINOv2 file: downloaded, or a local copy."""
         file_name = official_weights_url(self.model_name).rsplit("/", 1)[-1]
         return (
-            f"""DINOv2's weights: --model.backbone_config '{{"pretrained": true}}' downloads {file_name} """
+            f"""DINOv2's weights: backbone_config='{{"pretrained": true}}' downloads {file_name} """
             f"""(or "pretrained_path": a local copy of it)"""
         )
 

@@ -50,6 +50,7 @@ from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 
 from models.backbones.vit import ViTBackbone, register_vit_family, rename_keys, run_blocks
 from models.pretrained import check_published_file, read_state_dict
+from utils.errors import UserError, UserFileError
 
 PATCH_SIZE = 16
 NUM_STORAGE_TOKENS = 4
@@ -188,10 +189,10 @@ class DINOv3(ViTBackbone):
     def check_weight_source(self, pretrained: bool, pretrained_path: str | PathLike[str] | None) -> None:
         """``pretrained`` needs ``pretrained_path``, and that file must exist."""
         if pretrained and pretrained_path is None:
-            raise ValueError(f"{self.model_name}: pretrained=True needs pretrained_path; {self.pretrained_weights_hint()}")
+            raise UserError(f"{self.model_name}: pretrained=True needs pretrained_path; {self.pretrained_weights_hint()}")
         if pretrained_path is not None and not Path(pretrained_path).is_file():
             hint = self.pretrained_weights_hint()
-            raise FileNotFoundError(f"pretrained_path {pretrained_path}: no such file; {hint}")
+            raise UserFileError(f"pretrained_path {pretrained_path}: no such file; {hint}")
 
     def create_model(self, arch: DinoV3Arch, pretrained_path: str | PathLike[str] | None) -> nn.Module:
         """timm's model with the official qkv bias, RoPE periods and key names."""
@@ -223,7 +224,7 @@ class DINOv3(ViTBackbone):
         return (
             f"DINOv3's weights come from Meta after a license form ({WEIGHTS_ACCESS_PAGE}), with no fixed URL "
             f"to download from: get {self.official_file} there and pass "
-            f"""--model.backbone_config '{{"pretrained_path": "FILE"}}'"""
+            f"""backbone_config='{{"pretrained_path": "FILE"}}'"""
         )
 
     def _load_official_file(self, path: Path) -> None:
@@ -248,7 +249,7 @@ class DINOv3(ViTBackbone):
             if found.get(key, shape) != shape
         ]
         if problems:
-            raise ValueError(
+            raise UserError(
                 f"pretrained_path {path} is not the official {self.model_name} checkpoint ({self.official_file}): "
                 f"{len(problems)} problems, first: {problems[0]}"
             )

@@ -34,6 +34,7 @@ import torchvision.models as tvm
 from models.contract import Backbone, BackboneOutput
 from models.pretrained import fetch_state_dict
 from models.registry import BACKBONES
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,12 @@ def _validate_crop(layers_to_crop: Sequence[int]) -> frozenset[int]:
     cropped = frozenset(int(stage) for stage in layers_to_crop)
     unknown = sorted(cropped - set(CROPPABLE_STAGES))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"layers_to_crop={list(layers_to_crop)}: only residual stages {list(CROPPABLE_STAGES)} "
             f"can be cropped, got {unknown}"
         )
     if 3 in cropped and 4 not in cropped:
-        raise ValueError(
+        raise UserError(
             f"layers_to_crop={list(layers_to_crop)}: cropping layer3 requires cropping layer4 too "
             f"(use [3, 4])"
         )
@@ -108,9 +109,9 @@ class ResNetBackbone(Backbone):
         """Build a ResNet of ``depth`` layers (18, 34, 50, 101 or 152); see the module docstring."""
         super().__init__()
         if depth not in RESNET_VARIANTS:
-            raise ValueError(f"ResNet depth {depth} is not supported; expected one of {sorted(RESNET_VARIANTS)}")
+            raise UserError(f"ResNet depth {depth} is not supported; expected one of {sorted(RESNET_VARIANTS)}")
         if not -1 <= layers_to_freeze <= MAX_LAYERS_TO_FREEZE:
-            raise ValueError(
+            raise UserError(
                 f"layers_to_freeze={layers_to_freeze}: expected -1 (none) to {MAX_LAYERS_TO_FREEZE} "
                 f"(stem, layer1, layer2, layer3)"
             )
@@ -145,20 +146,15 @@ class ResNetBackbone(Backbone):
         file_name = RESNET_VARIANTS[self.depth].weights.url.rsplit("/", 1)[-1]
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         return (
-            f"""ImageNet weights: --model.backbone_config '{{"pretrained": true}}' downloads torchvision's {file_name} """
+            f"""ImageNet weights: backbone_config='{{"pretrained": true}}' downloads torchvision's {file_name} """
             f"""into {cache} (or "pretrained_path": a local copy of it)"""
         )
-
-    @property
-    def stride(self) -> int:
-        """The network's stride: its ``patch_size``, by the name CNNs use."""
-        return self.patch_size
 
     def check_image_size(self, height: int, width: int) -> None:
         """Any positive size: the convolutions pad (a side that is not a multiple of the stride
         gives a feature map rounded up)."""
         if height < 1 or width < 1:
-            raise ValueError(f"image size {height}x{width}: both sides must be positive")
+            raise UserError(f"image size {height}x{width}: both sides must be positive")
 
     def _load_torchvision_state_dict(
         self, state_dict: dict[str, torch.Tensor], pretrained_path: str | PathLike[str] | None
@@ -173,7 +169,7 @@ class ResNetBackbone(Backbone):
             detail = lines[1] if len(lines) > 1 else lines[0]
             if len(detail) > MAX_DETAIL_CHARS:
                 detail = detail[:MAX_DETAIL_CHARS] + "..."
-            raise ValueError(f"{source} is not a torchvision ResNet-{self.depth} state dict: {detail}") from error
+            raise UserError(f"{source} is not a torchvision ResNet-{self.depth} state dict: {detail}") from error
 
     def _freeze(self, layers_to_freeze: int) -> None:
         """Set ``requires_grad=False`` on the stem (>= 0) and on layer1..layer3 (>= 1..3)."""

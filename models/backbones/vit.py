@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from models.contract import Backbone, BackboneOutput
 from models.registry import BACKBONES
+from utils.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,13 @@ class ViTBackbone(Backbone):
     ) -> None:
         super().__init__()
         if model_name not in self.archs:
-            raise ValueError(f"unknown {self.family} model {model_name!r}; known: {', '.join(self.archs)}")
+            raise UserError(f"unknown {self.family} model {model_name!r}; known: {', '.join(self.archs)}")
         self.model_name = model_name
         self.check_weight_source(pretrained, pretrained_path)
         self.model = self.create_model(self.archs[model_name], pretrained_path)
         depth = len(self.model.blocks)
         if not 0 <= num_trainable_blocks <= depth:
-            raise ValueError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
+            raise UserError(f"num_trainable_blocks={num_trainable_blocks} must be in [0, {depth}] for {model_name}")
         self.num_trainable_blocks = num_trainable_blocks
         self.norm_layer = norm_layer
         self.return_token = return_token

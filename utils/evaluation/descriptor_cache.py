@@ -44,6 +44,7 @@ import numpy as np
 
 from dataloaders.safe_npy import load_npy
 from utils.atomic_write import remove_stale_temporaries, write_atomically
+from utils.errors import UserFileError
 from utils.file_hash import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def checkpoint_sha256(path: str | PathLike[str]) -> str:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise UserFileError(f"checkpoint not found: {path}")
     return file_sha256(path)
 
 

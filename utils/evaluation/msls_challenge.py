@@ -15,6 +15,8 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from utils.errors import UserError, UserFileExistsError
+
 
 def key_from_path(path: str | PathLike[str]) -> str:
     """The MSLS key of an image path: its file name without folder and extension.
@@ -23,7 +25,7 @@ def key_from_path(path: str | PathLike[str]) -> str:
     """
     key = PurePath(path).stem
     if not key:
-        raise ValueError(f"cannot take an MSLS key from the path {path!r}")
+        raise UserError(f"cannot take an MSLS key from the path {path!r}")
     return key
 
 
@@ -73,14 +75,14 @@ def write_msls_predictions(
     seen: set[str] = set()
     for key in query_keys:
         if key in seen:
-            raise ValueError(f"query key {key!r} appears more than once")
+            raise UserError(f"query key {key!r} appears more than once")
         seen.add(key)
 
     lines = []
     for query_key, row in zip(query_keys, predictions):
         ranked_keys = [db_keys[index] for index in row.tolist()]
         if len(set(ranked_keys)) != len(ranked_keys):
-            raise ValueError(f"the predictions of query {query_key!r} repeat a database key")
+            raise UserError(f"the predictions of query {query_key!r} repeat a database key")
         lines.append(" ".join([query_key, *ranked_keys]))
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,18 +90,18 @@ def write_msls_predictions(
         with path.open("x", encoding="ascii") as stream:
             stream.write("\n".join(lines) + "\n")
     except FileExistsError:
-        raise FileExistsError(f"MSLS predictions file already exists, not overwriting it: {path}") from None
+        raise UserFileExistsError(f"MSLS predictions file already exists, not overwriting it: {path}") from None
     return path
 
 
 def _check_key(key: str, role: str) -> None:
     """A key must be a non-empty bare stem that ``np.loadtxt`` reads back as one field."""
     if not isinstance(key, str) or not key:
-        raise ValueError(f"{role} key must be a non-empty string, got {key!r}")
+        raise UserError(f"{role} key must be a non-empty string, got {key!r}")
     if any(character.isspace() for character in key) or "/" in key or "\\" in key:
-        raise ValueError(f"{role} key {key!r} must be a bare image stem without spaces or folders")
+        raise UserError(f"{role} key {key!r} must be a bare image stem without spaces or folders")
     if not key.isascii() or "#" in key:
         # np.loadtxt treats '#' as the start of a comment
-        raise ValueError(f"{role} key {key!r} must be ASCII without '#'")
+        raise UserError(f"{role} key {key!r} must be ASCII without '#'")
     if key.lower().endswith((".jpg", ".jpeg", ".png")):
-        raise ValueError(f"{role} key {key!r} must not carry an image extension (use key_from_path)")
+        raise UserError(f"{role} key {key!r} must not carry an image extension (use key_from_path)")

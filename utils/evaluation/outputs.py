@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from dataloaders.eval_sets import EvalSet
+from utils.errors import UserError, UserFileExistsError
 from utils.evaluation.pipeline import Evaluator, SetEvaluation
 from utils.evaluation.msls_challenge import write_msls_predictions
 from utils.evaluation.predictions_csv import write_predictions_csv
@@ -58,16 +59,16 @@ class OutputWriter:
         raise NotImplementedError
 
 
-def check_writable_file(path: Path, flag: str) -> None:
+def check_writable_file(path: Path, what: str) -> None:
     """Refuse an existing ``path`` (nothing a user wrote is overwritten) or one whose folder cannot
-    be created or written, naming ``flag``."""
+    be created or written, naming ``what`` set it (``save_predictions=FILE``, ``the run folder``)."""
     if path.exists():
-        raise FileExistsError(f"{flag}: {path} already exists, not overwriting it")
+        raise UserFileExistsError(f"{what}: {path} already exists, not overwriting it")
     folder = path.parent
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{flag}: cannot write {path} ({folder} is not a writable folder); choose another path")
+        raise UserError(f"{what}: cannot write {path} ({folder} is not a writable folder); choose another path")
 
 
 def result_entry(evaluation: SetEvaluation, evaluator: Evaluator) -> dict[str, Any]:
@@ -173,7 +174,7 @@ class PredictionsCsv(OutputWriter):
         else:
             paths = {name: requested.with_name(f"{requested.stem}_{name}{requested.suffix}") for name in set_names}
         for path in paths.values():
-            check_writable_file(path, "--save_predictions")
+            check_writable_file(path, f"save_predictions={requested}")
         return paths
 
     def write(self, evaluation: SetEvaluation, evaluator: Evaluator) -> None:
@@ -198,7 +199,7 @@ class PredictionImages(OutputWriter):
         if self.only_wrong:
             for eval_set in eval_sets:
                 if not eval_set.has_ground_truth:
-                    raise ValueError(f"--save_only_wrong_preds: {eval_set.name} has no ground truth to tell wrong ones")
+                    raise UserError(f"only_wrong=True: {eval_set.name} has no ground truth to tell wrong ones")
 
     def write(self, evaluation: SetEvaluation, evaluator: Evaluator) -> None:
         eval_set, retrieval = evaluation.eval_set, evaluation.retrieval

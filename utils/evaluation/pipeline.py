@@ -39,6 +39,7 @@ from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_enco
 from dataloaders.eval_sets import EvalSet
 from dataloaders.size_buckets import native_size_batches
 from dataloaders.transforms import EvalPreprocessing
+from utils.errors import UserError
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
 from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device
@@ -67,7 +68,7 @@ class SpeedOptions:
     Attributes:
         channels_last: run convolutions on NHWC tensors (ResNets on CPU; nothing for ViTs).
         decode_on_device: decode JPEGs on the device (nvJPEG on CUDA) instead of PIL in the
-            workers; descriptors agree with PIL's to a cosine of about 0.999, not bit for bit.
+            workers; descriptors agree with PIL's closely, not bit for bit.
         compile: ``torch.compile`` the model (same descriptors; compiling takes a while).
         search_storage: ``"fp16"`` halves the memory of the search's database copy.
     """
@@ -119,11 +120,11 @@ class EvalOptions:
     def __post_init__(self) -> None:
         for name in ("batch_size", "top_k"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name}={getattr(self, name)}: must be at least 1")
         if self.num_workers < 0:
-            raise ValueError(f"--num_workers must not be negative, got {self.num_workers}")
+            raise UserError(f"num_workers={self.num_workers}: must not be negative")
         if not self.recall_values or min(self.recall_values) < 1:
-            raise ValueError(f"--recall_values must be positive integers, got {list(self.recall_values)}")
+            raise UserError(f"recall_values={list(self.recall_values)}: must be positive integers")
         object.__setattr__(self, "recall_values", tuple(sorted(set(int(k) for k in self.recall_values))))
         if self.image_size is not None:
             object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[-1])))
@@ -193,7 +194,7 @@ class Evaluator:
             try:
                 network.backbone.check_image_size(*options.image_size)
             except ValueError as error:
-                raise ValueError(f"--image_size: {error}") from None
+                raise UserError(f"image_size={list(options.image_size)}: {error}") from None
         self.preprocessing = EvalPreprocessing(
             options.image_size, network.patch_size, options.max_side, options.draft_decode
         )
@@ -264,7 +265,7 @@ class Evaluator:
         city_sizes = {group: int(np.sum(db_groups == group)) for group in dict.fromkeys(eval_set.query_groups)}
         smallest = min(city_sizes, key=city_sizes.__getitem__)
         if city_sizes[smallest] == 0:
-            raise ValueError(f"--per_city: city {smallest!r} of {eval_set.name} has queries but no database images")
+            raise UserError(f"per_city=True: city {smallest!r} of {eval_set.name} has queries but no database images")
         if city_sizes[smallest] < wanted:
             log.info(
                 "%s: per-city search keeps %d predictions per query (the database of %s)",
@@ -277,7 +278,7 @@ class Evaluator:
         descriptors = self.describe(eval_set)
         per_city = self.options.per_city and eval_set.db_groups is not None and eval_set.query_groups is not None
         if self.options.per_city and not per_city:
-            log.info("%s has no cities: --per_city does not apply, searching the whole database", eval_set.name)
+            log.info("%s has no cities: per_city does not apply, searching the whole database", eval_set.name)
         retrieval = retrieve(
             eval_set, descriptors, self.options.recall_values, self.num_results(eval_set, per_city), per_city,
             storage=self.options.speed.search_storage,
@@ -299,20 +300,20 @@ class Evaluator:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``--device`` as a torch device that exists here (``None``: CUDA when available)."""
+    """``name`` as a torch device that exists here (``None``: CUDA when available)."""
     if name is None:
         return default_device()
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+        raise UserError(f"device={name} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+        raise UserError(f"device={name}: CUDA is not available here; use device=cpu")
     return device
 
 
 def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``--precision`` for ``device``; ``auto`` is fp16 autocast on CUDA (as published), fp32 elsewhere."""
+    """``precision`` for ``device``; ``auto`` is fp16 autocast on CUDA (as published), fp32 elsewhere."""
     precision: Precision = ("fp16" if device.type == "cuda" else "fp32") if name == "auto" else name  # type: ignore[assignment]
     autocast_context(device, precision)  # raises ValueError for a precision the device lacks
     return precision

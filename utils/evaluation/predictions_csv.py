@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import UserFileExistsError
+
 
 def predictions_header(num_preds: int) -> list[str]:
     """``["query", "pred_1", "dist_1", ..., "pred_K", "dist_K"]`` for ``K = num_preds``."""
@@ -61,7 +63,7 @@ def write_predictions_csv(
     try:
         stream = path.open("x", newline="", encoding="utf-8")
     except FileExistsError:
-        raise FileExistsError(f"predictions CSV already exists, not overwriting it: {path}") from None
+        raise UserFileExistsError(f"predictions CSV already exists, not overwriting it: {path}") from None
     with stream:
         writer = csv.writer(stream)
         writer.writerow(predictions_header(indices.shape[1]))

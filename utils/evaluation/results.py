@@ -30,6 +30,7 @@ import numpy as np
 from prettytable import PrettyTable
 
 from utils.atomic_write import write_atomically
+from utils.errors import UserError, UserFileError, UserFileExistsError
 
 RECALLS_FIELD = "recall@k"
 CURVE_FIELD = "recall_curve"
@@ -79,14 +80,14 @@ def make_set_result(
 def recalls_from_result(entry: Mapping[str, Any]) -> dict[int, float]:
     """``{K: percent}`` of a results-JSON entry, sorted by K."""
     if RECALLS_FIELD not in entry:
-        raise ValueError(f"results entry has no {RECALLS_FIELD!r} field")
+        raise UserError(f"results entry has no {RECALLS_FIELD!r} field")
     return {int(k): float(v) for k, v in sorted(entry[RECALLS_FIELD].items(), key=lambda kv: int(kv[0]))}
 
 
 def recall_curve_from_result(entry: Mapping[str, Any]) -> np.ndarray:
     """``[max_n]`` Recall@N curve (percent) of a results-JSON entry."""
     if CURVE_FIELD not in entry:
-        raise ValueError(f"results entry has no {CURVE_FIELD!r} field")
+        raise UserError(f"results entry has no {CURVE_FIELD!r} field")
     return np.asarray(entry[CURVE_FIELD], dtype=np.float64)
 
 
@@ -106,9 +107,9 @@ def write_results_json(
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder of the results file does not exist: {path.parent}")
+        raise UserFileError(f"folder of the results file does not exist: {path.parent}")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"results file already exists, not overwriting it: {path}")
+        raise UserFileExistsError(f"results file already exists, not overwriting it: {path}")
     text = json.dumps(payload, indent=2, default=_json_default) + "\n"
     return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
@@ -122,13 +123,13 @@ def read_results_json(path: str | PathLike[str]) -> dict[str, dict[str, Any]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"results file not found: {path}")
+        raise UserFileError(f"results file not found: {path}")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"results file {path} is not valid JSON: {error}") from error
+        raise UserError(f"results file {path} is not valid JSON: {error}") from error
     if not isinstance(payload, dict) or not all(isinstance(v, dict) for v in payload.values()):
-        raise ValueError(f"results file {path} must hold an object of set name -> object")
+        raise UserError(f"results file {path} must hold an object of set name -> object")
     return payload
 
 
@@ -145,7 +146,10 @@ def new_run_dir(parent: str | PathLike[str], prefix: str = "", now: datetime | N
         now: time stamp to use (default: the current local time).
     """
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission, a read-only disk
+        raise UserError(f"cannot create run folders in {parent} ({error.strerror or error}); choose another folder") from None
     stamp = (now or datetime.now()).strftime(RUN_DIR_TIME_FORMAT)
     base_name = f"{prefix}_{stamp}" if prefix else stamp
     suffix = 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
+from utils.errors import UserError
 from utils.evaluation.metrics import RECALL_KS, recall_at_k, recall_curve
 from utils.evaluation.search import search, search_per_group
 
@@ -62,7 +63,7 @@ def retrieve(
     k = min(num_results or max(*ks, CURVE_LENGTH), eval_set.num_db)
     if per_group:
         if eval_set.db_groups is None or eval_set.query_groups is None:
-            raise ValueError(f"{eval_set.name} has no groups (cities) to restrict the search to")
+            raise UserError(f"{eval_set.name} has no groups (cities) to restrict the search to")
         distances, indices = search_per_group(
             database, queries, eval_set.db_groups, eval_set.query_groups, k, metric="l2", backend=backend,
             storage=storage,

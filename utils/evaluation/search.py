@@ -50,6 +50,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.errors import MissingPackageError, UserError
+
 logger = logging.getLogger(__name__)
 
 Metric = Literal["ip", "l2"]
@@ -184,7 +186,7 @@ def search_per_group(
         query_rows = np.flatnonzero(query_labels == group)
         db_rows = np.flatnonzero(db_labels == group)
         if db_rows.size < k:
-            raise ValueError(
+            raise UserError(
                 f"group {group!r} has {db_rows.size} database items, fewer than k={k}"
             )
         group_distances, group_indices = search(
@@ -231,9 +233,9 @@ def _check_values(name: str, array: np.ndarray, storage: str) -> None:
     for start in tqdm(starts, desc=f"check {name}", unit="block", leave=False, disable=len(starts) < 2):
         rows = array[start : start + CHECK_ROWS]
         if not np.isfinite(rows).all():
-            raise ValueError(f"{name} holds NaN or infinite values")
+            raise UserError(f"{name} holds NaN or infinite values")
         if storage == "fp16" and np.abs(rows).max() > FLOAT16_MAX:
-            raise ValueError(
+            raise UserError(
                 f"{name} holds values beyond the float16 range (|x| > {FLOAT16_MAX:g}): "
                 "use storage='fp32' or normalise the descriptors"
             )
@@ -243,20 +245,20 @@ def _check_options(
     metric: str, backend: str, storage: str, query_chunk: int, db_chunk: int | None
 ) -> None:
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise UserError(f"metric must be one of {METRICS}, got {metric!r}")
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise UserError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+        raise UserError(f"storage must be one of {STORAGES}, got {storage!r}")
     if query_chunk < 1:
-        raise ValueError(f"query_chunk must be positive, got {query_chunk}")
+        raise UserError(f"query_chunk must be positive, got {query_chunk}")
     if db_chunk is not None and db_chunk < 1:
-        raise ValueError(f"db_chunk must be positive or None, got {db_chunk}")
+        raise UserError(f"db_chunk must be positive or None, got {db_chunk}")
 
 
 def _check_k(k: int, num_db: int) -> None:
     if not 1 <= k <= num_db:
-        raise ValueError(f"k must be between 1 and the database size {num_db}, got {k}")
+        raise UserError(f"k must be between 1 and the database size {num_db}, got {k}")
 
 
 def _import_faiss(required: bool) -> ModuleType | None:
@@ -265,7 +267,7 @@ def _import_faiss(required: bool) -> ModuleType | None:
         import faiss
     except ImportError as error:
         if required:
-            raise ImportError(
+            raise MissingPackageError(
                 "backend='faiss' needs the faiss package (pip install faiss-cpu or faiss-gpu)"
             ) from error
         return None

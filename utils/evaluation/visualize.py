@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from dataloaders.image_io import load_image
+from utils.errors import UserError, UserFileExistsError
 
 CORRECT_COLOUR: tuple[int, int, int] = (0, 190, 0)
 WRONG_COLOUR: tuple[int, int, int] = (220, 0, 0)
@@ -138,7 +139,7 @@ def save_prediction_image(
         with out_path.open("xb") as stream:
             canvas.save(stream, format=image_format)
     except FileExistsError:
-        raise FileExistsError(f"prediction image already exists, not overwriting it: {out_path}") from None
+        raise UserFileExistsError(f"prediction image already exists, not overwriting it: {out_path}") from None
     return out_path
 
 
@@ -181,7 +182,7 @@ def save_prediction_images(
             f"{indices.shape} and {distances.shape}"
         )
     if not 1 <= num_preds <= indices.shape[1]:
-        raise ValueError(f"num_preds must be between 1 and {indices.shape[1]}, got {num_preds}")
+        raise UserError(f"num_preds must be between 1 and {indices.shape[1]}, got {num_preds}")
     if ground_truth is not None and len(ground_truth) != len(query_paths):
         raise ValueError(f"ground truth has {len(ground_truth)} entries for {len(query_paths)} queries")
     if only_wrong and ground_truth is None:
@@ -246,9 +247,9 @@ def plot_recall_panels(
 
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".png":
-        raise ValueError(f"recall curves are written as PNG; {out_path} does not end in .png")
+        raise UserError(f"recall curves are written as PNG; {out_path} does not end in .png")
     if not panels or not all(panels.values()):
-        raise ValueError("no recall curves to plot")
+        raise UserError("no recall curves to plot")
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(7 * columns, 5 * rows), dpi=100)
@@ -258,7 +259,7 @@ def plot_recall_panels(
         for label, curve in curves.items():
             values = np.asarray(curve, dtype=np.float64).ravel()
             if values.size == 0:
-                raise ValueError(f"recall curve {label!r} is empty")
+                raise UserError(f"recall curve {label!r} is empty")
             ranks = np.arange(1, values.size + 1)
             axes.plot(ranks, values, marker="o" if values.size <= 30 else None, markersize=3, label=label)
         axes.set_xlabel("N (number of retrieved images)")
@@ -273,7 +274,7 @@ def plot_recall_panels(
         with out_path.open("xb") as stream:
             figure.savefig(stream, format="png")
     except FileExistsError:
-        raise FileExistsError(f"figure already exists, not overwriting it: {out_path}") from None
+        raise UserFileExistsError(f"figure already exists, not overwriting it: {out_path}") from None
     return out_path
 
 
@@ -296,5 +297,5 @@ def _format_of(path: Path) -> str:
     """PIL format name for the file extension of ``path``."""
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
-        raise ValueError(f"cannot tell the image format of {path}: use an extension such as .png or .jpg")
+        raise UserError(f"cannot tell the image format of {path}: use an extension such as .png or .jpg")
     return image_format
