@@ -16,6 +16,7 @@ from urllib.error import URLError
 import torch
 
 from utils.cli import first_line
+from utils.errors import UserError
 from utils.file_hash import check_sha256, digest_in_name
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,9 @@ def filter_state_dict(
         raise ValueError(f"checkpoint {source}: {error}") from None
 
 
-class DownloadError(RuntimeError):
-    """Pretrained weights that could not be downloaded; says which file to fetch by hand.
+class DownloadError(UserError, RuntimeError):
+    """Pretrained weights that could not be downloaded; says which file to fetch by hand (a
+    :class:`~utils.errors.UserError`, and a ``RuntimeError`` as before).
 
     Attributes:
         what: a human name of the weights.

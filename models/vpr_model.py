@@ -124,6 +124,7 @@ class VPRModel(pl.LightningModule):
             self.aggregator.compile()
         # The resolved configuration is what a checkpoint must carry to rebuild this model.
         resolved = network.architecture
+        self.architecture = resolved
         self.hparams.update(backbone_config=resolved.backbone_config, agg_config=resolved.agg_config, lr_sched_args=lr_sched_args)
         self.objective = MetricLearningObjective(loss_name, miner_name, miner_margin)
         self.recall_ks = tuple(sorted(set(recall_ks or RECALL_KS)))
@@ -131,6 +132,12 @@ class VPRModel(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- inference
     forward = VPRNet.forward  # the network's forward, on this module's backbone and aggregator
+
+    @property
+    def network(self) -> VPRNet:
+        """The network this module trains: a ``VPRNet`` on the same backbone and aggregator (same
+        parameters, no copy) that knows its architecture, for ``utils.evaluation`` and export."""
+        return VPRNet(self.backbone, self.aggregator, self.architecture)
 
     def setup(self, stage: str) -> None:
         """Refuse, before any batch, an image size the backbone cannot take (``--data.image_size``,

@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
-from models.contract import Backbone, BackboneOutput, building_on_meta_device
+from models.backbones.vit import ViTBackbone, register_vit_family, rename_keys, run_blocks, tokens_to_output
+from models.contract import BackboneOutput, building_on_meta_device
 from models.pretrained import fetch_state_dict
 
 PATCH_SIZE = 14
@@ -100,7 +100,7 @@ def resize_dinov2_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -
     return torch.cat((class_embed, table), dim=1)
 
 
-class DINOv2(Backbone):
+class DINOv2(ViTBackbone):
     """DINOv2 ViT with its first blocks frozen, returning a patch feature map and the class token.
 
     Args:
@@ -113,6 +113,8 @@ class DINOv2(Backbone):
         pretrained: load the official DINOv2 weights (downloaded through torch.hub's cache).
         pretrained_path: a local official ``dinov2_vit*14[_reg4]_pretrain.pth`` file to load
             instead of downloading (implies ``pretrained``).
+        resize_to_patch_multiple: take images of any size, resized to the nearest multiples of
+            14 first (bilinear, antialiased; MegaLoc's rule), instead of refusing them.
 
     Shapes:
         input ``[B, 3, H, W]`` with H and W multiples of 14; output ``BackboneOutput`` with
@@ -127,8 +129,10 @@ class DINOv2(Backbone):
         return_token: bool = True,
         pretrained: bool = False,
         pretrained_path: str | PathLike[str] | None = None,
+        resize_to_patch_multiple: bool = False,
     ) -> None:
         super().__init__()
+        self.resize_to_patch_multiple = resize_to_patch_multiple
         if model_name not in DINOV2_ARCHS:
             raise ValueError(f"unknown DINOv2 model {model_name!r}; known: {', '.join(DINOV2_ARCHS)}")
         arch = DINOV2_ARCHS[model_name]
@@ -209,7 +213,9 @@ class DINOv2(Backbone):
         return tokens
 
     def forward(self, images: torch.Tensor) -> BackboneOutput:
-        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/14, W/14]`` and token ``[B, C]``."""
+        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/14, W/14]`` and token ``[B, C]``
+        (H and W rounded to multiples of 14 first with ``resize_to_patch_multiple``)."""
+        images = self.snap(images)
         _, _, height, width = images.shape
         tokens = run_blocks(self.model.blocks, self.prepare_tokens(images), self.num_trainable_blocks)
         if self.norm_layer:

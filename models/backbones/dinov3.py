@@ -48,8 +48,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 
-from models.backbones.vit import register_vit_family, rename_keys, run_blocks, tokens_to_output
-from models.contract import Backbone, BackboneOutput
+from models.backbones.vit import ViTBackbone, register_vit_family, rename_keys, run_blocks, tokens_to_output
+from models.contract import BackboneOutput
 from models.pretrained import check_published_file, read_state_dict
 
 PATCH_SIZE = 16
@@ -162,7 +162,7 @@ class DinoV3RoPE(RotaryEmbeddingDinoV3):
         return self
 
 
-class DINOv3(Backbone):
+class DINOv3(ViTBackbone):
     """DINOv3 ViT with its first blocks frozen, returning the patch feature map and the class token.
 
     Args:
@@ -176,6 +176,8 @@ class DINOv3(Backbone):
             out after a license form), so this needs ``pretrained_path``.
         pretrained_path: the official ``dinov3_vit*16*_pretrain_*.pth`` file (implies
             ``pretrained``).
+        resize_to_patch_multiple: take images of any size, resized to the nearest multiples of
+            16 first (bilinear, antialiased), instead of refusing them.
 
     Shapes:
         input ``[B, 3, H, W]`` with H and W multiples of 16; output ``BackboneOutput`` with
@@ -191,8 +193,10 @@ class DINOv3(Backbone):
         return_token: bool = True,
         pretrained: bool = False,
         pretrained_path: str | PathLike[str] | None = None,
+        resize_to_patch_multiple: bool = False,
     ) -> None:
         super().__init__()
+        self.resize_to_patch_multiple = resize_to_patch_multiple
         if model_name not in DINOV3_ARCHS:
             raise ValueError(f"unknown DINOv3 model {model_name!r}; known: {', '.join(DINOV3_ARCHS)}")
         arch = DINOV3_ARCHS[model_name]
@@ -294,7 +298,9 @@ class DINOv3(Backbone):
         return self.model.norm(tokens) if self.norm_layer else tokens
 
     def forward(self, images: torch.Tensor) -> BackboneOutput:
-        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/16, W/16]`` and token ``[B, C]``."""
+        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/16, W/16]`` and token ``[B, C]``
+        (H and W rounded to multiples of 16 first with ``resize_to_patch_multiple``)."""
+        images = self.snap(images)
         _, _, height, width = images.shape
         grid = (height // PATCH_SIZE, width // PATCH_SIZE)
         return tokens_to_output(self.forward_tokens(images), 1 + NUM_STORAGE_TOKENS, grid, self.return_token)

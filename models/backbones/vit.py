@@ -9,9 +9,38 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.contract import Backbone, BackboneOutput
 from models.registry import BACKBONES
+
+
+def snap_to_patch_grid(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``images [B, 3, H, W]`` resized to ``[B, 3, round(H/p)*p, round(W/p)*p]`` (bilinear,
+    antialiased, as MegaLoc does it) when a side is not a multiple of ``p``; else unchanged."""
+    height, width = int(images.shape[-2]), int(images.shape[-1])
+    target = (max(patch_size, round(height / patch_size) * patch_size), max(patch_size, round(width / patch_size) * patch_size))
+    if target == (height, width):
+        return images
+    return F.interpolate(images, size=target, mode="bilinear", align_corners=False, antialias=True)
+
+
+class ViTBackbone(Backbone):
+    """A ViT backbone that, with ``resize_to_patch_multiple``, takes images of any size and
+    resizes them to the nearest multiples of its patch size itself (:func:`snap_to_patch_grid`)."""
+
+    resize_to_patch_multiple: bool = False
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Any positive size when resizing to the patch grid; else multiples of the patch size."""
+        if not self.resize_to_patch_multiple:
+            return super().check_image_size(height, width)
+        if height < 1 or width < 1:
+            raise ValueError(f"image size {height}x{width}: both sides must be positive")
+
+    def snap(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` on the patch grid when this backbone resizes them; else unchanged."""
+        return snap_to_patch_grid(images, self.patch_size) if self.resize_to_patch_multiple else images
 
 
 def rename_keys(state_dict: dict[str, Any], prefix: str, mapping: dict[str, str]) -> None:
@@ -72,8 +101,12 @@ def _vit_builder(backbone_class: Callable[..., Backbone], name: str, family: str
         return_token: bool = True,
         pretrained: bool = False,
         pretrained_path: str | None = None,
+        resize_to_patch_multiple: bool = False,
     ) -> Backbone:
-        return backbone_class(name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path)
+        return backbone_class(
+            name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path,
+            resize_to_patch_multiple=resize_to_patch_multiple,
+        )
 
     build.__name__ = name
     build.__doc__ = f"{family} backbone {name} (see :class:`{backbone_class.__name__}` for the arguments)."
