@@ -174,23 +174,28 @@ def boq_release(
     )
 
 
-#: What the DINOv2 SALAD releases share: authors, paper, licence, evaluation.
-SALAD_CREDITS: dict[str, object] = {
-    "authors": "Izquierdo & Civera", "paper": "Optimal Transport Aggregation for Visual Place Recognition, CVPR 2024",
-    "repository": "serizba/salad", "code_license": "GPL-3.0",
-}
-BOQ_CREDITS: dict[str, object] = {
-    "authors": "Ali-bey et al.", "paper": "BoQ: A Place is Worth a Bag of Learnable Queries, CVPR 2024",
-    "repository": "amaralibey/Bag-of-Queries", "code_license": "MIT",
-}
-COSPLACE_CREDITS: dict[str, object] = {
-    "authors": "Berton et al.", "paper": "Rethinking Visual Geo-localization for Large-Scale Applications, CVPR 2022",
-    "repository": "gmberton/CosPlace", "code_license": "MIT",
-}
-EIGENPLACES_CREDITS: dict[str, object] = {
-    "authors": "Berton et al.", "paper": "EigenPlaces: Training Viewpoint Robust Models for Visual Place Recognition, ICCV 2023",
-    "repository": "gmberton/EigenPlaces", "code_license": "MIT",
-}
+class Credits(NamedTuple):
+    """Who published a family of releases, where, and under which licence of the code."""
+
+    authors: str
+    paper: str
+    repository: str
+    code_license: str
+
+
+SALAD_CREDITS = Credits(
+    "Izquierdo & Civera", "Optimal Transport Aggregation for Visual Place Recognition, CVPR 2024", "serizba/salad", "GPL-3.0"
+)
+BOQ_CREDITS = Credits(
+    "Ali-bey et al.", "BoQ: A Place is Worth a Bag of Learnable Queries, CVPR 2024", "amaralibey/Bag-of-Queries", "MIT"
+)
+COSPLACE_CREDITS = Credits(
+    "Berton et al.", "Rethinking Visual Geo-localization for Large-Scale Applications, CVPR 2022", "gmberton/CosPlace", "MIT"
+)
+EIGENPLACES_CREDITS = Credits(
+    "Berton et al.", "EigenPlaces: Training Viewpoint Robust Models for Visual Place Recognition, ICCV 2023",
+    "gmberton/EigenPlaces", "MIT",
+)
 
 #: MegaLoc's network: DINOv2 ViT-B/14 (final norm; sides that are not multiples of 14 resized inside
 #: the model), a SALAD of 64 x 256 + 256 = 16640 dims projected to 8448.
@@ -223,7 +228,7 @@ COSPLACE_BACKBONES: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def cosplace_family(
-    family: str, releases_url: str, available: dict[str, tuple[int, ...]], credits: dict[str, object]
+    family: str, releases_url: str, available: dict[str, tuple[int, ...]], credits: Credits
 ) -> dict[str, ReleasedModel]:
     """The rows of CosPlace or EigenPlaces: one per backbone and ``fc_output_dim`` the authors' hub
     offers, named ``<family>_<backbone>_<dim>`` (``cosplace_resnet50_2048``), each file
@@ -235,7 +240,7 @@ def cosplace_family(
             file_name = f"{backbone}_{dim}_{family}.pth"
             rows[f"{family}_{backbone.lower()}_{dim}"] = ReleasedModel(
                 Architecture(backbone_arch, dict(backbone_config), "CosPlace", {"out_dim": dim}), file_name,
-                releases_url + file_name, dim, None, cosplace_layout(file_name, backbone), **credits,  # type: ignore[arg-type]
+                releases_url + file_name, dim, None, cosplace_layout(file_name, backbone), **credits._asdict(),
             )
     return rows
 
@@ -260,13 +265,13 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
         "https://github.com/serizba/salad/releases/download/v1.0.0/dino_salad.ckpt", 8448,
         published_recall_at_1=(("MSLS_val", 92.2), ("MSLS_challenge", 75.0), ("Nordland", 76.0), ("SPED", 92.1),
                                ("pitts250k_test", 95.1)),
-        **SALAD_CREDITS,  # type: ignore[arg-type]
+        **SALAD_CREDITS._asdict(),
     ),
     "dinov2_salad_512_32": ReleasedModel(
-        dinov2_salad_architecture(16, 32, 32), "dino_salad_512_32.ckpt", None, 544, **SALAD_CREDITS  # type: ignore[arg-type]
+        dinov2_salad_architecture(16, 32, 32), "dino_salad_512_32.ckpt", None, 544, **SALAD_CREDITS._asdict()
     ),
     "dinov2_salad_2048_64": ReleasedModel(
-        dinov2_salad_architecture(32, 64, 64), "dino_salad_2048_64.ckpt", None, 2112, **SALAD_CREDITS  # type: ignore[arg-type]
+        dinov2_salad_architecture(32, 64, 64), "dino_salad_2048_64.ckpt", None, 2112, **SALAD_CREDITS._asdict()
     ),
     # BoQ (Ali-bey et al., CVPR 2024), DINOv2 ViT-B/14, 12288-d, evaluated at 322 x 322. Their wrapper
     # runs every block but not DINOv2's final LayerNorm, drops the class token and fine-tunes 2 blocks.
@@ -277,7 +282,7 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
         ),
         published_recall_at_1=(("MSLS_val", 93.8), ("MSLS_challenge", 79.0), ("Nordland", 81.3), ("SPED", 92.5),
                                ("pitts250k_test", 96.6)),
-        **BOQ_CREDITS,  # type: ignore[arg-type]
+        **BOQ_CREDITS._asdict(),
     ),
     # BoQ, ResNet-50 cropped after layer3 (1024 channels, stride 16), 16384-d, evaluated at 384 x 384.
     # The authors keep the stem and stages in one nn.Sequential: net.0 conv1, net.1 bn1, net.4-6 layer1-3.
@@ -289,7 +294,7 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
                 (("0.", "conv1."), ("1.", "bn1."), ("4.", "layer1."), ("5.", "layer2."), ("6.", "layer3.")),
             ),
         ),
-        **BOQ_CREDITS,  # type: ignore[arg-type]
+        **BOQ_CREDITS._asdict(),
     ),
     # MegaLoc (Berton & Masone, 2025). Evaluated with the authors' VPR-methods-evaluation, which passes
     # images at their own resolution; the model rounds the sides to multiples of 14 itself.

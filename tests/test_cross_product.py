@@ -27,7 +27,7 @@ from dataloaders.eval_sets import DataRoots, load_eval_set
 from dataloaders.transforms import eval_transform
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES, Architecture, build_network
-from models.checkpoint_io import load_model
+from models.loading import load_network
 from models.vpr_model import VPRModel
 from utils.evaluation.inference import compute_descriptors
 
@@ -130,6 +130,6 @@ def test_family_trains_on_the_toy_world_and_its_checkpoint_evaluates(
     eval_set = load_eval_set("sped", DataRoots(data_dir=str(small_toy_world)))
     images = eval_set.images(eval_transform((side, side)))
     expected = compute_descriptors(model.eval(), images, 4, 0, torch.device("cpu"))
-    reloaded = load_model(checkpoint, None).model
+    reloaded = load_network(checkpoint).network
     actual = compute_descriptors(reloaded, images, 4, 0, torch.device("cpu"))
     np.testing.assert_allclose(actual, expected, atol=1e-6)

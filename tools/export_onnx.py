@@ -169,11 +169,10 @@ def resolve_architecture(args: argparse.Namespace) -> Architecture | None:
     return architecture.with_configs(args.backbone_config, args.agg_config)
 
 
-def export_network(args: argparse.Namespace) -> VPRNet:
+def export_network(args: argparse.Namespace, architecture: Architecture | None) -> VPRNet:
     """The network to export, in eval mode: the ``--checkpoint``'s (read by ``models.loading.load_network``:
-    a file of this project, or a ``--released`` model's file in its authors' layout), else the
-    architecture as built."""
-    architecture = resolve_architecture(args)
+    a file of this project, or a ``--released`` model's file in its authors' layout), else
+    ``architecture`` (:func:`resolve_architecture`) as built."""
     if args.checkpoint is not None:
         return load_network(args.checkpoint, release=args.released, architecture=architecture).network
     log.warning("no --checkpoint: exporting the weights the model is built with")
@@ -260,8 +259,9 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists():
         raise FileExistsError(f"--output {output} already exists; remove it or choose another path")
+    architecture = resolve_architecture(args)
     image_size = resolve_image_size(args)
-    model = export_network(args)
+    model = export_network(args, architecture)
     try:
         model.backbone.check_image_size(*image_size)
     except ValueError as error:
