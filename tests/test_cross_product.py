@@ -36,6 +36,7 @@ SMALL_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "dinov2_": {"num_trainable_blocks": 1},
     "dinov3_": {"num_trainable_blocks": 1},
     "resnet": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
+    "vgg": {},
 }
 #: The smallest member of each family (DINOv3's MLP and SwiGLU kinds apart): these train and are
 #: evaluated from their checkpoint; the others differ in sizes, which the meta-device test covers.
@@ -48,6 +49,7 @@ def small_agg_config(name: str, grid: int) -> dict[str, Any]:
     """The smallest valid arguments of aggregator ``name`` for ``grid x grid`` feature maps."""
     configs: dict[str, dict[str, Any]] = {
         "SALAD": {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4, "dropout": 0.0},
+        "ProjectedSALAD": {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4, "out_dim": 6},
         "GeM": {},
         "ConvAP": {"out_channels": 4, "s1": 1, "s2": 1},
         "MixVPR": {"in_h": grid, "in_w": grid, "out_channels": 4, "out_rows": 2},
