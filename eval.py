@@ -41,10 +41,10 @@ from dataloaders.eval_sets import (
 )
 from dataloaders.constants import POSITIVE_RADIUS_M
 from models.architecture import Architecture
-from models.checkpoint_io import LoadedModel, load_model
 from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry, released_row
+from models.loading import LoadedNetwork, load_network
 from models.registry import AGGREGATORS
-from models.released import RELEASED_MODELS, check_released_file, released_model
+from models.released import RELEASE_NAMES, released_model
 from utils.cli import flag_names, json_object
 from utils.evaluation.comparison import compare_models
 from utils.evaluation.outputs import (
@@ -115,12 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "architecture flags below)",
     )
     model.add_argument(
-        "--released", nargs="+", type=released_entry, action=ReleasedModels, metavar="NAME[=FILE]",
-        help=f"a released model ({', '.join(sorted(RELEASED_MODELS))}): its architecture for the bare state dict in "
-        f"--ckpt_path, and its evaluation image size unless --image_size is given (default architecture: "
-        f"{DEFAULT_RELEASE}'s). Several, or NAME=FILE (the release's local file; a name alone downloads it): one "
-        "comparison table, rows the models (each at its own evaluation size; --ckpt_path adds yours), columns the "
-        "sets' R@1/5/10",
+        "--released", "--method", nargs="+", type=released_entry, action=ReleasedModels, metavar="NAME[=FILE]",
+        help=f"a released model ({', '.join(RELEASE_NAMES)}): downloaded through torch.hub's cache, or read from "
+        f"--ckpt_path in its authors' layout; its evaluation image size unless --image_size is given (default "
+        f"architecture of a bare state dict: {DEFAULT_RELEASE}'s). Several, or NAME=FILE (the release's local file; a "
+        "name alone downloads it): one comparison table, rows the models (each at its own evaluation size; "
+        "--ckpt_path adds yours), columns the sets' R@1/5/10",
     )
     parser.set_defaults(compare=None)
     default = released_model(DEFAULT_RELEASE).architecture
@@ -271,11 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot work, before anything is loaded."""
-    if args.ckpt_path is None and not args.random_weights and args.compare is None:
-        raise UserError("--ckpt_path is required (or --random_weights with the architecture flags)")
+    if args.ckpt_path is None and not args.random_weights and args.compare is None and args.released is None:
+        raise UserError("--ckpt_path is required (or --released NAME, or --random_weights with the architecture flags)")
     if args.compare is not None and (args.random_weights or args.save_predictions):
         raise UserError("a comparison of several --released models takes neither --random_weights nor "
-                         "--save_predictions (each model's predictions are kept in its own folder)")
+                        "--save_predictions (each model's predictions are kept in its own folder)")
     if args.ckpt_path is not None and args.ckpt_path.is_dir():
         raise UserError(f"--ckpt_path {args.ckpt_path} is a folder; give the checkpoint file in it (e.g. last.ckpt)")
     if args.ckpt_path is not None and not args.ckpt_path.is_file():
@@ -379,7 +379,7 @@ def output_writers(args: argparse.Namespace, run_dir: Path) -> list[OutputWriter
     return writers
 
 
-def log_model(args: argparse.Namespace, loaded: LoadedModel, evaluator: Evaluator) -> None:
+def log_model(args: argparse.Namespace, loaded: LoadedNetwork, evaluator: Evaluator) -> None:
     """One line on what is evaluated and how, and the hints that go with it."""
     given = [f"--{flag}" for flag in ARCHITECTURE_FLAGS if getattr(args, flag)]
     if loaded.architecture_source == "checkpoint" and given:
@@ -400,8 +400,15 @@ def log_model(args: argparse.Namespace, loaded: LoadedModel, evaluator: Evaluato
         max_side = evaluator.preprocessing.max_side
         log.info(
             "no --image_size: images at native resolution (sides rounded to multiples of %d, the patch size; %s), "
-            "batched by size", loaded.model.patch_size, f"longer sides capped at {max_side}" if max_side else "no cap",
+            "batched by size", loaded.network.patch_size, f"longer sides capped at {max_side}" if max_side else "no cap",
         )
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """The run folder's name before its time: the checkpoint's, the release's, or ``random_weights``."""
+    if args.ckpt_path is not None:
+        return args.ckpt_path.stem
+    return "random_weights" if args.random_weights else args.released
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -420,17 +427,15 @@ def run(args: argparse.Namespace) -> Path:
     if args.compare is not None:
         return run_comparison(args, options, set_names, eval_sets)
 
-    if args.released and args.ckpt_path and not args.no_verify:
-        check_released_file(args.released, args.ckpt_path)
-    loaded = load_model(
-        args.ckpt_path, architecture_from_args(args), args.random_weights, args.seed,
+    loaded = load_network(
+        args.ckpt_path, release=args.released, architecture=architecture_from_args(args), verify=not args.no_verify,
+        random_weights=args.random_weights, seed=args.seed,
         mismatch_hint="describe a bare state dict with --released, --backbone, --num_clusters, --cluster_dim, "
         "--token_dim or --agg_config",
-        checkpoint_filter=released_model(args.released).checkpoint_filter if args.released else None,
     )
-    evaluator = Evaluator(DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights, args.ckpt_path), options)
+    evaluator = Evaluator(DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path), options)
     log_model(args, loaded, evaluator)
-    run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
+    run_dir = new_run_dir(args.log_dir, run_name(args))
     write_run_info(run_dir, evaluator, set_names)
     evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
     print(f"run folder: {run_dir}")

@@ -1,7 +1,7 @@
-"""torch.hub entries: the released DINOv2 SALAD models and the BoQ authors' released models (see the
-README for the repository string).
+"""torch.hub entries: the released DINOv2 SALAD models and the released models of other authors (BoQ,
+MegaLoc, CliqueMining, CosPlace, EigenPlaces, MixVPR); see the README for the repository string.
 
-A thin layer over ``models.released``: importing it needs only torch, torchvision and timm. Every entry
+A thin layer over ``models.loading.load_network``: importing it needs only torch, torchvision and timm. Every entry
 takes ``ckpt_path`` to load a local file instead of downloading, and ``verify=False`` to skip the
 SHA-256 check of a file named as the release.
 """
@@ -13,8 +13,15 @@ from typing import Any
 
 dependencies = ["torch", "torchvision", "timm"]
 
-from models.released import build_released, released_model  # noqa: E402
+from models.loading import load_network  # noqa: E402
+from models.released import cosplace_release_name, released_model  # noqa: E402
 from models.vpr_net import VPRNet  # noqa: E402
+
+
+def _released(name: str, pretrained: bool, ckpt_path: str | None, verify: bool, architecture: Any = None) -> VPRNet:
+    """Release ``name``: ``ckpt_path`` (a local copy of its file in the authors' layout, or a checkpoint of
+    this project, whose own architecture is built) or, with ``pretrained``, its download."""
+    return load_network(ckpt_path, release=name, architecture=architecture, pretrained=pretrained, verify=verify).network
 
 
 def dinov2_salad(
@@ -30,35 +37,77 @@ def dinov2_salad(
     ``backbone``, ``backbone_args`` and ``agg_args`` change the architecture (for a fine-tune of
     another shape, loaded with ``ckpt_path``). ``verify=False`` skips the SHA-256 check of a file
     named as the release (a fine-tune of one's own)."""
-    architecture = released_model("dinov2_salad").architecture
-    architecture = replace(architecture, backbone_arch=backbone or architecture.backbone_arch)
-    if backbone_args is not None:
-        architecture = replace(architecture, backbone_config=dict(backbone_args))
-    if agg_args is not None:
-        architecture = replace(architecture, agg_config=dict(agg_args))
-    return build_released("dinov2_salad", pretrained, ckpt_path, architecture, verify)
+    architecture = None
+    if backbone is not None or backbone_args is not None or agg_args is not None:
+        architecture = released_model("dinov2_salad").architecture
+        architecture = replace(architecture, backbone_arch=backbone or architecture.backbone_arch)
+        if backbone_args is not None:
+            architecture = replace(architecture, backbone_config=dict(backbone_args))
+        if agg_args is not None:
+            architecture = replace(architecture, agg_config=dict(agg_args))
+    return _released("dinov2_salad", pretrained, ckpt_path, verify, architecture)
 
 
 def dinov2_salad_512_32(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
     """DINOv2 SALAD, 544-d descriptors (16 clusters x 32 + 32). Its weights are published only
     for download by hand: pass the file as ``ckpt_path``."""
-    return build_released("dinov2_salad_512_32", pretrained, ckpt_path, verify=verify)
+    return _released("dinov2_salad_512_32", pretrained, ckpt_path, verify)
 
 
 def dinov2_salad_2048_64(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
     """DINOv2 SALAD, 2112-d descriptors (32 clusters x 64 + 64). Its weights are published only
     for download by hand: pass the file as ``ckpt_path``."""
-    return build_released("dinov2_salad_2048_64", pretrained, ckpt_path, verify=verify)
+    return _released("dinov2_salad_2048_64", pretrained, ckpt_path, verify)
 
 
 def dinov2_boq(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
     """BoQ on DINOv2 ViT-B/14 (Ali-bey et al., CVPR 2024), 12288-d descriptors, evaluated at
     322 x 322. ``pretrained`` downloads the authors' ``dinov2_12288.pth`` through torch.hub's cache;
     ``ckpt_path`` loads a local copy of it (or a fine-tune saved by this project)."""
-    return build_released("dinov2_boq", pretrained, ckpt_path, verify=verify)
+    return _released("dinov2_boq", pretrained, ckpt_path, verify)
 
 
 def resnet50_boq(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
     """BoQ on ResNet-50 cropped after layer3, 16384-d descriptors, evaluated at 384 x 384.
     ``pretrained`` downloads the authors' ``resnet50_16384.pth``; ``ckpt_path`` loads a local copy."""
-    return build_released("resnet50_boq", pretrained, ckpt_path, verify=verify)
+    return _released("resnet50_boq", pretrained, ckpt_path, verify)
+
+
+def megaloc(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
+    """MegaLoc (Berton & Masone), 8448-d descriptors; images of any size (sides rounded to multiples of
+    14 inside the model). ``pretrained`` downloads the authors' ``model.safetensors``; ``ckpt_path``
+    loads a local copy of it, or of the earlier ``megaloc.torch``."""
+    return _released("megaloc", pretrained, ckpt_path, verify)
+
+
+def cliquemining(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
+    """CliqueMining (Izquierdo & Civera, ECCV 2024): DINOv2 SALAD's network, 8448-d, evaluated at
+    322 x 322. ``pretrained`` downloads CliqueMining's own checkpoint (not SALAD's); ``ckpt_path`` loads a
+    local copy of it."""
+    return _released("cliquemining", pretrained, ckpt_path, verify)
+
+
+def cosplace(
+    backbone: str = "ResNet50", fc_output_dim: int = 2048, pretrained: bool = True, ckpt_path: str | None = None,
+    verify: bool = True,
+) -> VPRNet:
+    """CosPlace (Berton et al., CVPR 2022) with the authors' arguments: ``backbone`` VGG16, ResNet18,
+    ResNet50, ResNet101 or ResNet152 and a released ``fc_output_dim``; evaluated at full resolution.
+    ``ckpt_path`` loads a local copy of their ``<backbone>_<dim>_cosplace.pth``."""
+    return _released(cosplace_release_name("cosplace", backbone, fc_output_dim), pretrained, ckpt_path, verify)
+
+
+def eigenplaces(
+    backbone: str = "ResNet50", fc_output_dim: int = 2048, pretrained: bool = True, ckpt_path: str | None = None,
+    verify: bool = True,
+) -> VPRNet:
+    """EigenPlaces (Berton et al., ICCV 2023) with the authors' arguments: ``backbone`` VGG16, ResNet18,
+    ResNet50 or ResNet101 and a released ``fc_output_dim``; evaluated at full resolution. ``ckpt_path``
+    loads a local copy of their ``<backbone>_<dim>_eigenplaces.pth``."""
+    return _released(cosplace_release_name("eigenplaces", backbone, fc_output_dim), pretrained, ckpt_path, verify)
+
+
+def mixvpr(pretrained: bool = True, ckpt_path: str | None = None, verify: bool = True) -> VPRNet:
+    """MixVPR (Ali-bey et al., WACV 2023), ResNet-50 4096-d, at 320 x 320 only. ``pretrained`` downloads
+    the authors' checkpoint; ``ckpt_path`` loads a local copy of it."""
+    return _released("mixvpr_resnet50_4096", pretrained, ckpt_path, verify)

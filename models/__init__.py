@@ -25,7 +25,7 @@ from models import aggregators, backbones  # noqa: F401  (fills the registries)
 from models.architecture import Architecture
 from models.contract import Aggregator, Backbone, BackboneOutput
 from models.registry import AGGREGATORS, BACKBONES
-from models.vpr_net import VPRNet, build_network, build_vpr_net, load_weights
+from models.vpr_net import VPRNet, build_network, build_vpr_net
 
 __all__ = [
     "AGGREGATORS",
@@ -37,5 +37,4 @@ __all__ = [
     "VPRNet",
     "build_network",
     "build_vpr_net",
-    "load_weights",
 ]

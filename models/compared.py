@@ -8,15 +8,12 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-import torch
-
 from models.architecture import Architecture
-from models.checkpoint_io import load_model
-from models.released import RELEASED_MODELS, build_released, released_model
+from models.loading import load_network
+from models.released import RELEASE_NAMES, canonical_release_name, released_model
 from utils.errors import UserError, UserFileError
 from utils.evaluation.comparison import ComparedModel
 from utils.evaluation.pipeline import DescribedModel
-
 
 @dataclass(frozen=True)
 class ReleasedEntry:
@@ -30,7 +27,6 @@ class ReleasedEntry:
     name: str
     path: Path | None = None
 
-
 def parse_released_entry(text: str) -> ReleasedEntry:
     """``NAME`` or ``NAME=FILE`` as a :class:`ReleasedEntry`.
 
@@ -38,12 +34,12 @@ def parse_released_entry(text: str) -> ReleasedEntry:
         UserError: ``NAME`` is not a release (the message lists them), or ``FILE`` is empty.
     """
     name, separator, path = text.partition("=")
-    if name not in RELEASED_MODELS:
-        raise UserError(f"unknown released model {name!r}; released: {', '.join(RELEASED_MODELS)}")
+    if name not in RELEASE_NAMES:
+        raise UserError(f"unknown released model {name!r}; released: {', '.join(RELEASE_NAMES)}")
+    name = canonical_release_name(name)
     if separator and not path:
         raise UserError(f"{text!r}: give the file after '=' (NAME=FILE), or the name alone to download it")
     return ReleasedEntry(name, Path(path) if separator else None)
-
 
 def released_row(name: str, path: str | PathLike[str] | None = None, verify: bool = True) -> ComparedModel:
     """The release ``name`` as a row, from its local ``path`` or downloaded (torch.hub's cache),
@@ -58,14 +54,11 @@ def released_row(name: str, path: str | PathLike[str] | None = None, verify: boo
         raise UserFileError(f"{name}: the released file {local} does not exist; give the path of {release.file_name}")
 
     def load() -> DescribedModel:
-        network = build_released(name, ckpt_path=local, verify=verify)
-        if local is not None:
-            return DescribedModel.of(network, "checkpoint", local)
-        downloaded = Path(torch.hub.get_dir()) / "checkpoints" / release.file_name  # where the download is kept
-        return DescribedModel.of(network, f"released {name}", downloaded if downloaded.is_file() else None)
+        loaded = load_network(local, release=name, verify=verify)
+        weights = "checkpoint" if local is not None else f"released {name}"
+        return DescribedModel.of(loaded.network, weights, loaded.path)
 
     return ComparedModel(name, load, release.image_size)
-
 
 def checkpoint_row(
     path: str | PathLike[str], fallback: Architecture | None = None, name: str | None = None
@@ -85,7 +78,7 @@ def checkpoint_row(
         raise UserFileError(f"checkpoint {path} does not exist")
 
     def load() -> DescribedModel:
-        loaded = load_model(path, fallback)
-        return DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights, path)
+        loaded = load_network(path, architecture=fallback)
+        return DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, path)
 
     return ComparedModel(name or path.stem, load, None)

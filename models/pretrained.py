@@ -79,7 +79,8 @@ def filter_state_dict(
 
 
 class DownloadError(UserError, RuntimeError):
-    """Pretrained weights that could not be downloaded; says which file to fetch by hand.
+    """Pretrained weights that could not be downloaded; says which file to fetch by hand (a
+    :class:`~utils.errors.UserError`, and a ``RuntimeError`` as before).
 
     Attributes:
         what: a human name of the weights.

@@ -16,20 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from os import PathLike
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
 from models.architecture import Architecture
 from models.backbones.vit import PUBLISHED_VIT_OPTIONS
-from models.pretrained import (
-    StateDictFilter,
-    check_published_file,
-    fetch_state_dict,
-    filter_state_dict,
-    read_state_dict,
-)
-from models.vpr_net import VPRNet, build_network, build_network_with_weights
+from models.pretrained import StateDictFilter, check_published_file, filter_state_dict
 from utils.errors import UserError
 
 #: The published DINOv2 backbone options (last 4 blocks fine-tuned, final norm, class token
@@ -47,6 +41,17 @@ def dinov2_salad_architecture(num_clusters: int, cluster_dim: int, token_dim: in
     )
 
 
+class Normalization(NamedTuple):
+    """Per-channel ``(x - mean) / std`` of RGB values in [0, 1]."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+#: ImageNet statistics: what every released model here was trained and is evaluated with.
+IMAGENET_NORMALIZATION = Normalization(IMAGENET_MEAN, IMAGENET_STD)
+
+
 @dataclass(frozen=True)
 class ReleasedModel:
     """A released checkpoint.
@@ -57,7 +62,8 @@ class ReleasedModel:
         url: where it downloads from; ``None`` for files the authors publish only for download
             by hand.
         descriptor_dim: the size of its descriptors.
-        image_size: ``(height, width)`` the authors evaluate at.
+        image_size: ``(height, width)`` the authors evaluate at; ``None``: each image at its own
+            resolution.
         checkpoint_filter: turns the file's state dict into this project's layout; ``None`` when
             the file is in it already (the SALAD releases; BoQ's files need a :class:`ReleasedLayout`).
         sha256: the file's SHA-256, checked after a download and when a local file of that name is
@@ -80,13 +86,15 @@ class ReleasedModel:
         published_source: where ``published_recalls`` are printed (``"SALAD paper, Table 1"``).
         parity: how this project's descriptors of the file compare with the authors' code (the
             figure of the parity test, or which release's test covers the same code).
+        normalization: the images' normalisation (mean and std the authors evaluate with).
+        page: where a person downloads the file by hand, when that is not ``url``.
     """
 
     architecture: Architecture
     file_name: str
     url: str | None
     descriptor_dim: int
-    image_size: tuple[int, int] = (322, 322)
+    image_size: tuple[int, int] | None = (322, 322)
     checkpoint_filter: StateDictFilter | None = None
     sha256: str | None = None
     summary: str = ""
@@ -99,6 +107,8 @@ class ReleasedModel:
     published_recalls: Mapping[str, float] = field(default_factory=dict)
     published_source: str = ""
     parity: str = ""
+    normalization: Normalization = IMAGENET_NORMALIZATION
+    page: str | None = None
 
     def network_state(self, state_dict: dict[str, torch.Tensor], source: str | PathLike[str]) -> dict[str, torch.Tensor]:
         """``state_dict`` of this release's file (read from ``source``) in this project's layout."""
@@ -113,38 +123,50 @@ AGGREGATOR_PREFIX = "aggregator."
 
 @dataclass(frozen=True)
 class ReleasedLayout:
-    """A checkpoint filter for released files whose backbone keys sit under another prefix (and
-    possibly other module names) than this project's; the aggregator keys are the same.
+    """A checkpoint filter for released files whose keys sit under other prefixes (and possibly
+    other module names) than this project's.
 
-    A state dict in the release's layout has its backbone keys renamed; one already in this
-    project's layout (a fine-tune saved here) is returned as it is; any other is refused with
-    one line naming both layouts.
+    A state dict in the release's layout has its keys renamed; one already in this project's
+    layout (a fine-tune saved here: ``backbone.model.*``) is returned as it is; any other is
+    refused with one line naming both layouts.
 
     Attributes:
         file_name: the released file, for messages.
         backbone_prefix: where the release keeps the backbone (``"backbone.dino."``).
         renames: ``(theirs, ours)`` pairs of key beginnings after ``backbone_prefix``, first match
             wins (``("", "")`` keeps the rest of the key; ``("0.", "conv1.")`` renames a module).
+        aggregator_renames: ``(theirs, ours)`` pairs of whole-key beginnings outside the backbone
+            (``("aggregation.3.", "aggregator.fc.")``); other keys outside it are kept.
+        absent: ``(key, shape)`` of tensors of this project's network the release does not hold
+            and that inference does not use (DINOv2's ``mask_token``): added as zeros.
     """
 
     file_name: str
     backbone_prefix: str
     renames: tuple[tuple[str, str], ...] = (("", ""),)
+    aggregator_renames: tuple[tuple[str, str], ...] = ()
+    absent: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __call__(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if any(key.startswith(BACKBONE_PREFIX) for key in state_dict):
+            return state_dict
         if not any(key.startswith(self.backbone_prefix) for key in state_dict):
-            if any(key.startswith(BACKBONE_PREFIX) for key in state_dict):
-                return state_dict
             first = next(iter(state_dict), None)
             raise UserError(
                 f"holds neither the layout of {self.file_name} ({self.backbone_prefix}*, {AGGREGATOR_PREFIX}*) "
                 f"nor this project's ({BACKBONE_PREFIX}*, {AGGREGATOR_PREFIX}*); its first key is {first!r}"
             )
-        return {self._rename(key): value for key, value in state_dict.items()}
+        renamed = {self._rename(key): value for key, value in state_dict.items()}
+        for key, shape in self.absent:
+            renamed.setdefault(key, torch.zeros(shape))
+        return renamed
 
     def _rename(self, key: str) -> str:
-        """``key`` in this project's layout (keys outside the backbone are kept)."""
+        """``key`` in this project's layout."""
         if not key.startswith(self.backbone_prefix):
+            for theirs, ours in self.aggregator_renames:
+                if key.startswith(theirs):
+                    return ours + key.removeprefix(theirs)
             return key
         rest = key.removeprefix(self.backbone_prefix)
         for theirs, ours in self.renames:
@@ -194,6 +216,90 @@ BOQ_CARD: dict[str, Any] = {
 }
 
 
+#: What the CosPlace releases share (gmberton/CosPlace; MIT code, no separate terms for the files).
+COSPLACE_CARD: dict[str, Any] = {
+    "authors": "Gabriele Berton, Carlo Masone, Barbara Caputo",
+    "paper": "Rethinking Visual Geo-localization for Large-Scale Applications (CVPR 2022)",
+    "paper_url": "https://arxiv.org/abs/2204.02287",
+    "code_url": "https://github.com/gmberton/CosPlace",
+    "code_license": "MIT",
+    "weights_license": "none stated",
+    "parity": "max abs diff below 1e-5 (ResNet-50 2048-d fixture); the other sizes share the code",
+}
+#: What the EigenPlaces releases share (gmberton/EigenPlaces; MIT code, no separate terms for the files).
+EIGENPLACES_CARD: dict[str, Any] = {
+    "authors": "Gabriele Berton, Gabriele Trivigno, Barbara Caputo, Carlo Masone",
+    "paper": "EigenPlaces: Training Viewpoint Robust Models for Visual Place Recognition (ICCV 2023)",
+    "paper_url": "https://arxiv.org/abs/2308.10832",
+    "code_url": "https://github.com/gmberton/EigenPlaces",
+    "code_license": "MIT",
+    "weights_license": "none stated",
+    "parity": "max abs diff below 1e-5 (ResNet-50 2048-d fixture); the other sizes share the code",
+}
+
+
+#: MegaLoc's network: DINOv2 ViT-B/14 (final norm; sides that are not multiples of 14 resized inside
+#: the model), a SALAD of 64 x 256 + 256 = 16640 dims projected to 8448.
+MEGALOC_ARCHITECTURE = Architecture(
+    "dinov2_vitb14", {**DINOV2_SALAD_BACKBONE, "resize_to_patch_multiple": True}, "ProjectedSALAD",
+    {"num_clusters": 64, "cluster_dim": 256, "token_dim": 256, "out_dim": 8448},
+)
+#: MegaLoc's files: ``model.safetensors`` holds the ViT under ``backbone.`` without DINOv2's mask token;
+#: the earlier ``megaloc.torch`` is in this project's layout already (``backbone.model.``, mask token included).
+MEGALOC_LAYOUT = ReleasedLayout("model.safetensors", "backbone.", absent=(("backbone.model.mask_token", (1, 768)),))
+
+
+def cosplace_layout(file_name: str, backbone: str) -> ReleasedLayout:
+    """The key layout of a CosPlace or EigenPlaces file: the backbone as one ``nn.Sequential``
+    (``backbone.0`` conv1, ``backbone.1`` bn1, ``backbone.4``-``7`` layer1-4 of a ResNet;
+    torchvision's own indices of a VGG-16), the aggregation as ``Sequential(L2Norm, GeM, Flatten,
+    Linear, L2Norm)``."""
+    resnet = (("0.", "conv1."), ("1.", "bn1."), ("4.", "layer1."), ("5.", "layer2."), ("6.", "layer3."), ("7.", "layer4."))
+    return ReleasedLayout(
+        file_name, "backbone.", resnet if backbone.startswith("ResNet") else (("", ""),),
+        aggregator_renames=(("aggregation.1.", "aggregator.gem."), ("aggregation.3.", "aggregator.fc.")),
+    )
+
+
+#: The authors' backbone names (their hub's ``backbone=``) -> this project's, for CosPlace and EigenPlaces.
+COSPLACE_BACKBONES: dict[str, tuple[str, dict[str, object]]] = {
+    "VGG16": ("vgg16", {}),
+    **{f"ResNet{depth}": (f"resnet{depth}", {"layers_to_crop": [], "layers_to_freeze": 2}) for depth in (18, 50, 101, 152)},
+}
+
+
+def cosplace_family(
+    family: str, releases_url: str, available: dict[str, tuple[int, ...]], card: dict[str, Any]
+) -> dict[str, ReleasedModel]:
+    """The rows of CosPlace or EigenPlaces: one per backbone and ``fc_output_dim`` the authors' hub
+    offers, named ``<family>_<backbone>_<dim>`` (``cosplace_resnet50_2048``), each file
+    ``<Backbone>_<dim>_<family>.pth`` under ``releases_url``. Evaluated at full resolution."""
+    rows = {}
+    for backbone, dims in available.items():
+        backbone_arch, backbone_config = COSPLACE_BACKBONES[backbone]
+        for dim in dims:
+            file_name = f"{backbone}_{dim}_{family}.pth"
+            rows[f"{family}_{backbone.lower()}_{dim}"] = ReleasedModel(
+                Architecture(backbone_arch, dict(backbone_config), "CosPlace", {"out_dim": dim}), file_name,
+                releases_url + file_name, dim, None, cosplace_layout(file_name, backbone),
+                summary=f"{backbone} + GeM + fully connected {dim}", **card,
+            )
+    return rows
+
+
+def google_drive_download(file_id: str) -> str:
+    """The direct download address of a file shared on Google Drive."""
+    return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+
+
+def google_drive_page(file_id: str) -> str:
+    """The page of a file shared on Google Drive, for a download by hand."""
+    return f"https://drive.google.com/file/d/{file_id}/view"
+
+
+CLIQUEMINING_DRIVE_ID = "1B06ysb-Wjb4KDcNrl-7pyj1mJve1jqdk"
+MIXVPR_DRIVE_ID = "1vuz3PvnR7vxnDDLQrdHJaOA04SQrtk5L"
+
 RELEASED_MODELS: dict[str, ReleasedModel] = {
     "dinov2_salad": ReleasedModel(
         dinov2_salad_architecture(64, 128, 256), "dino_salad.ckpt",
@@ -226,17 +332,80 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
     ),
     # ResNet-50 cropped after layer3 (1024 channels, stride 16), 16384-d, evaluated at 384 x 384.
     # The authors keep the stem and stages in one nn.Sequential: net.0 conv1, net.1 bn1, net.4-6 layer1-3.
-    "resnet50_boq": boq_release(
-        "resnet50", {"layers_to_crop": [4], "layers_to_freeze": 2}, 512, "resnet50_16384.pth", 384,
-        ReleasedLayout(
-            "resnet50_16384.pth", "backbone.net.",
-            (("0.", "conv1."), ("1.", "bn1."), ("4.", "layer1."), ("5.", "layer2."), ("6.", "layer3.")),
+    "resnet50_boq": replace(
+        boq_release(
+            "resnet50", {"layers_to_crop": [4], "layers_to_freeze": 2}, 512, "resnet50_16384.pth", 384,
+            ReleasedLayout(
+                "resnet50_16384.pth", "backbone.net.",
+                (("0.", "conv1."), ("1.", "bn1."), ("4.", "layer1."), ("5.", "layer2."), ("6.", "layer3.")),
+            ),
         ),
         summary="ResNet-50 up to layer3 + BoQ 2 x 64 queries, 512 x 32",
         published_recalls={"msls_val": 91.2, "nordland": 70.7, "sped": 86.5, "pitts30k_test": 92.4, "pitts250k_test": 95.0},
         parity="max abs diff 2.2e-8",
     ),
+    # MegaLoc (Berton & Masone, 2025). Evaluated with the authors' VPR-methods-evaluation, which passes
+    # images at their own resolution; the model rounds the sides to multiples of 14 itself.
+    "megaloc": ReleasedModel(
+        MEGALOC_ARCHITECTURE, "model.safetensors", "https://huggingface.co/gberton/MegaLoc/resolve/main/model.safetensors",
+        8448, None, MEGALOC_LAYOUT,
+        summary="DINOv2 ViT-B/14 + SALAD 64 x 256 + 256 projected to 8448", authors="Gabriele Berton, Carlo Masone",
+        paper="MegaLoc: One Retrieval to Place Them All (arXiv 2025)", paper_url="https://arxiv.org/abs/2502.17237",
+        code_url="https://github.com/gmberton/MegaLoc", code_license="MIT", weights_license="none stated",
+        parity="max abs diff below 1e-5 (descriptor, feature map and token)", page="https://huggingface.co/gberton/MegaLoc",
+    ),
+    # CliqueMining (Izquierdo & Civera, ECCV 2024): DINOv2 SALAD's network and file layout, a Lightning
+    # checkpoint shared on Google Drive; evaluated as SALAD (322 x 322).
+    "cliquemining": ReleasedModel(
+        dinov2_salad_architecture(64, 128, 256), "cliquemining.ckpt", google_drive_download(CLIQUEMINING_DRIVE_ID), 8448,
+        summary="DINOv2 ViT-B/14 (last 4 blocks trained) + SALAD 64 x 128 + 256, trained with CliqueMining",
+        authors="Sergio Izquierdo, Javier Civera", paper="Close, But Not There: Boosting Geographic Distance "
+        "Sensitivity in Visual Place Recognition (ECCV 2024)", paper_url="https://arxiv.org/abs/2407.02422",
+        code_url="https://github.com/serizba/cliquemining", code_license="GPL-3.0", weights_license="none stated",
+        parity="the code of dinov2_salad", page=google_drive_page(CLIQUEMINING_DRIVE_ID),
+    ),
+    # MixVPR (Ali-bey et al., WACV 2023): ResNet-50 cut after layer3, 4096-d, at 320 x 320 only (its first
+    # mixer is Linear(400, 400) over a 20 x 20 map). The file is in this project's layout.
+    "mixvpr_resnet50_4096": ReleasedModel(
+        Architecture(
+            "resnet50", {"layers_to_crop": [4], "layers_to_freeze": 1}, "MixVPR",
+            {"in_h": 20, "in_w": 20, "out_channels": 1024, "mix_depth": 4, "mlp_ratio": 1, "out_rows": 4},
+        ),
+        "resnet50_MixVPR_4096_channels(1024)_rows(4).ckpt", google_drive_download(MIXVPR_DRIVE_ID), 4096, (320, 320),
+        summary="ResNet-50 up to layer3 + MixVPR 4 mixers, 1024 x 4",
+        authors="Amar Ali-bey, Brahim Chaib-draa, Philippe Giguère",
+        paper="MixVPR: Feature Mixing for Visual Place Recognition (WACV 2023)", paper_url="https://arxiv.org/abs/2303.02190",
+        code_url="https://github.com/amaralibey/MixVPR", code_license="MIT", weights_license="none stated",
+        published_recalls={"msls_val": 88.2, "pitts30k_test": 91.6, "pitts250k_test": 94.3},
+        published_source="MixVPR paper", parity="max abs diff below 1e-5 (descriptor and feature map)",
+        page=google_drive_page(MIXVPR_DRIVE_ID),
+    ),
+    # CosPlace and EigenPlaces: every backbone and size their hubs offer.
+    **cosplace_family(
+        "cosplace", "https://github.com/gmberton/CosPlace/releases/download/v1.0/",
+        {"VGG16": (64, 128, 256, 512), "ResNet18": (32, 64, 128, 256, 512),
+         **{f"ResNet{depth}": (32, 64, 128, 256, 512, 1024, 2048) for depth in (50, 101, 152)}},
+        COSPLACE_CARD,
+    ),
+    **cosplace_family(
+        "eigenplaces", "https://github.com/gmberton/EigenPlaces/releases/download/v1.0/",
+        {"VGG16": (512,), "ResNet18": (256, 512), "ResNet50": (128, 256, 512, 1024, 2048),
+         "ResNet101": (128, 256, 512, 1024, 2048)},
+        EIGENPLACES_CARD,
+    ),
 }
+
+#: Short names (a method's name, as VPR-methods-evaluation spells it) -> the release they mean: the
+#: configuration the authors' own hub entry loads without arguments.
+RELEASE_ALIASES: dict[str, str] = {
+    "salad": "dinov2_salad",
+    "boq": "dinov2_boq",
+    "cosplace": "cosplace_resnet50_2048",
+    "eigenplaces": "eigenplaces_resnet50_2048",
+    "mixvpr": "mixvpr_resnet50_4096",
+}
+#: Every name :func:`released_model` takes.
+RELEASE_NAMES: tuple[str, ...] = tuple(sorted({*RELEASED_MODELS, *RELEASE_ALIASES}))
 
 
 def paper_architecture(backbone: str = "dinov2_vitb14") -> Architecture:
@@ -244,12 +413,37 @@ def paper_architecture(backbone: str = "dinov2_vitb14") -> Architecture:
     return replace(RELEASED_MODELS["dinov2_salad"].architecture, backbone_arch=backbone)
 
 
+def canonical_release_name(name: str) -> str:
+    """``name``, or the release an alias of :data:`RELEASE_ALIASES` stands for.
+
+    Raises:
+        UserError: no such release.
+    """
+    name = RELEASE_ALIASES.get(name, name)
+    if name not in RELEASED_MODELS:
+        raise UserError(f"unknown released model {name!r}; released: {', '.join(RELEASE_NAMES)}")
+    return name
+
+
 def released_model(name: str) -> ReleasedModel:
-    """The release called ``name`` (a key of :data:`RELEASED_MODELS`)."""
-    try:
-        return RELEASED_MODELS[name]
-    except KeyError:
-        raise UserError(f"unknown released model {name!r}; released: {', '.join(RELEASED_MODELS)}") from None
+    """The release called ``name`` (a key of :data:`RELEASED_MODELS` or an alias)."""
+    return RELEASED_MODELS[canonical_release_name(name)]
+
+
+def cosplace_release_name(family: str, backbone: str, fc_output_dim: int) -> str:
+    """The release of CosPlace or EigenPlaces (``family``) that the authors' hub arguments name.
+
+    Raises:
+        UserError: a combination their hub does not offer (the message lists those it does).
+    """
+    name = f"{family}_{backbone.lower()}_{fc_output_dim}"
+    if name not in RELEASED_MODELS:
+        offered = [key.removeprefix(family + "_") for key in RELEASED_MODELS if key.startswith(family + "_")]
+        raise UserError(
+            f"{family} has no backbone={backbone!r} with fc_output_dim={fc_output_dim}; released (backbone_dim): "
+            f"{', '.join(offered)}"
+        )
+    return name
 
 
 #: How to skip the check of a released file's SHA-256 (for a fine-tune saved under the released name).
@@ -265,46 +459,3 @@ def check_released_file(name: str, path: str | PathLike[str]) -> bool:
     """
     release = released_model(name)
     return check_published_file(path, release.file_name, release.sha256, SKIP_CHECK_HINT)
-
-
-def build_released(
-    name: str,
-    pretrained: bool = True,
-    ckpt_path: str | PathLike[str] | None = None,
-    architecture: Architecture | None = None,
-    verify: bool = True,
-) -> VPRNet:
-    """The released model ``name`` in eval mode.
-
-    Args:
-        name: a key of :data:`RELEASED_MODELS`.
-        pretrained: load the released weights (downloaded through torch.hub's cache).
-        ckpt_path: a local copy of the released file (or of a fine-tune of the same
-            architecture) to load instead of downloading.
-        architecture: another architecture to build instead of the release's (the weights must
-            fit it).
-        verify: check the SHA-256 of a download, and of a ``ckpt_path`` named as the release
-            (``False`` for a fine-tune of one's own saved under that name).
-
-    Raises:
-        ValueError: ``pretrained`` for a file published only for download by hand, or weights
-            that do not fit.
-        RuntimeError: the download failed (the message says which file to fetch by hand).
-    """
-    release = released_model(name)
-    architecture = architecture or release.architecture
-    if ckpt_path is not None:
-        if verify:
-            check_released_file(name, ckpt_path)
-        return build_network_with_weights(architecture, release.network_state(read_state_dict(ckpt_path), ckpt_path), ckpt_path)
-    if not pretrained:
-        return build_network(architecture, pretrained_backbone=False).eval()
-    if release.url is None:
-        raise UserError(
-            f"{name}: the authors publish {release.file_name} only for download by hand; "
-            f"pass its path as ckpt_path=..., or pretrained=False for an untrained model"
-        )
-    state_dict = fetch_state_dict(
-        release.url, None, release.file_name, "ckpt_path", release.sha256 if verify else None, SKIP_CHECK_HINT
-    )
-    return build_network_with_weights(architecture, release.network_state(state_dict, release.url), release.url)

@@ -1,5 +1,6 @@
 """Weights drawn from a seed, for every key of a state dict: the rule the parity fixtures were made
-with (``tests/fixtures/parity/README.md``), also used by the benches to time networks whose
+with (``tests/fixtures/parity/README.md``, with the extensions of
+``README_dinov3_boq.md`` and ``README_zoo.md`` there), also used by the benches to time networks whose
 blocks all count (a LayerScale of about 0.5) without a released file.
 
 The rule is a published one: change it and the parity fixtures no longer reproduce.
@@ -20,6 +21,8 @@ def synthesize_value(key: str, z: np.ndarray) -> np.ndarray:
         return 1 + 0.1 * z
     if last == "running_var":  # BatchNorm variance, kept positive (README_dinov3_boq.md's extension)
         return 1 + 0.1 * z
+    if last == "p" and z.shape == (1,):  # GeM's exponent, a proper power mean (README_zoo.md's extension)
+        return 3 + 0.1 * z
     if last == "gamma":
         return 0.5 + 0.1 * z
     if z.ndim == 1 and last == "weight":

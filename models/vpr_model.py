@@ -135,6 +135,7 @@ class VPRModel(pl.LightningModule):
             self.aggregator.compile()
         # The resolved configuration is what a checkpoint must carry to rebuild this model.
         resolved = network.architecture
+        self.architecture = resolved
         self.hparams.update(backbone_config=resolved.backbone_config, agg_config=resolved.agg_config, lr_sched_args=lr_sched_args)
         self.hparams.update(loss_config=objective.loss_config, miner_config=objective.miner_config)
         self.objective = objective
@@ -143,6 +144,12 @@ class VPRModel(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- inference
     forward = VPRNet.forward  # the network's forward, on this module's backbone and aggregator
+
+    @property
+    def network(self) -> VPRNet:
+        """The network this module trains: a ``VPRNet`` on the same backbone and aggregator (same
+        parameters, no copy) that knows its architecture, for ``utils.evaluation`` and export."""
+        return VPRNet(self.backbone, self.aggregator, self.architecture)
 
     def setup(self, stage: str) -> None:
         """Refuse, before any batch, an image size the backbone cannot take (the data module's

@@ -1,14 +1,14 @@
 """VPRNet, a backbone and an aggregator from the registries, and the one builder that makes it.
 
 Every network of the project (training, checkpoint loading, eval.py, torch.hub, ONNX export) is
-made by :func:`build_network` from an :class:`~models.architecture.Architecture`.
+made by :func:`build_network` from an :class:`~models.architecture.Architecture`; one with weights
+from a file comes out of ``models.loading.load_network``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from os import PathLike
 from typing import Any
 
 import torch
@@ -16,7 +16,6 @@ import torch.nn as nn
 
 from models.architecture import INPUT_WIDTH_ARGUMENT, WEIGHT_SOURCE_ARGUMENTS, Architecture, canonical_agg_config
 from models.contract import Aggregator, Backbone, BackboneOutput
-from models.pretrained import read_state_dict
 from models.registry import AGGREGATORS, BACKBONES
 from utils.errors import UserError
 
@@ -116,26 +115,6 @@ def with_defaults(builder: Callable[..., nn.Module], config: Mapping[str, Any]) 
     return {**defaults, **config}
 
 
-def build_network_with_weights(
-    architecture: Architecture, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str]
-) -> VPRNet:
-    """The network ``architecture`` describes, holding the weights of ``state_dict`` (loaded
-    strictly, as :func:`load_network_state` does), in eval mode, float32.
-
-    The network is built on the meta device and takes the checkpoint's tensors as its own, so
-    nothing is initialised only to be overwritten (a ViT-g/14 loads in seconds instead of a
-    minute). A network that keeps a tensor outside its state dict (a buffer computed at build
-    time) is built on the CPU instead, and the weights copied in.
-    """
-    with torch.device("meta"):
-        network = build_network(architecture, pretrained_backbone=False)
-    load_network_state(network, state_dict, source, assign=True)
-    if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
-        network = build_network(architecture, pretrained_backbone=False)
-        load_network_state(network, state_dict, source)
-    return network.float().eval()
-
-
 def build_vpr_net(
     backbone_arch: str,
     backbone_config: Mapping[str, Any] | None = None,
@@ -144,34 +123,3 @@ def build_vpr_net(
 ) -> VPRNet:
     """``build_network(Architecture(backbone_arch, backbone_config, agg_arch, agg_config))``."""
     return build_network(Architecture(backbone_arch, dict(backbone_config or {}), agg_arch, dict(agg_config or {})))
-
-
-def load_weights(model: nn.Module, path: str | PathLike[str]) -> nn.Module:
-    """Load a checkpoint file (a bare state dict or a Lightning checkpoint) strictly into ``model``."""
-    return load_network_state(model, read_state_dict(path), path)
-
-
-def load_network_state(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str], assign: bool = False
-) -> nn.Module:
-    """Load the network part of ``state_dict`` strictly into ``model``.
-
-    Keys that a Lightning checkpoint of this project keeps beside the network (the loss, ...)
-    are not part of the network and are ignored; a missing or unexpected *network* key is an
-    error naming ``source``. ``assign``: ``model``'s tensors become those of ``state_dict``
-    (for a model built on the meta device) instead of receiving copies.
-    """
-    state_dict = {k: v for k, v in state_dict.items() if k.startswith(("backbone.", "aggregator."))}
-    try:
-        result = model.load_state_dict(state_dict, strict=False, assign=assign)
-    except RuntimeError as error:  # size mismatches
-        mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise UserError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
-    problems = []
-    if result.missing_keys:
-        problems.append(f"missing {len(result.missing_keys)} keys (first: {result.missing_keys[0]})")
-    if result.unexpected_keys:
-        problems.append(f"unexpected {len(result.unexpected_keys)} keys (first: {result.unexpected_keys[0]})")
-    if problems:
-        raise UserError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
-    return model

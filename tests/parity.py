@@ -1,5 +1,6 @@
 """The checkpoint-parity fixtures: weights and inputs regenerated from seeds (fixtures/parity/README.md
-for the SALAD one, README_dinov3_boq.md for the DINOv3 and BoQ ones).
+for the SALAD one, README_dinov3_boq.md for the DINOv3 and BoQ ones, README_zoo.md for MegaLoc,
+CosPlace, EigenPlaces and MixVPR).
 
 The fixtures' outputs were computed by the published code (SALAD, DINOv3, BoQ); a model that loads
 the same weights in the official state-dict layout must reproduce them.
@@ -40,6 +41,8 @@ def released_state_dict(name: str) -> dict[str, torch.Tensor]:
     for key, buffer in config.get("checkpoint_buffers_not_synthesized", {}).items():
         dtype = getattr(torch, buffer["dtype"].removeprefix("torch."))
         state_dict[key] = torch.full(buffer["shape"], buffer["value"], dtype=dtype)
+    for key, value in config.get("not_synthesized", {}).items():  # README_zoo.md: BatchNorm counters, int64 scalars
+        state_dict[key] = torch.tensor(value, dtype=torch.int64)
     return state_dict
 
 

@@ -12,6 +12,7 @@ from models.aggregators.cosplace import CosPlace
 from models.aggregators.gem import GeM
 from models.aggregators.mixvpr import MixVPR
 from models.registry import AGGREGATORS, BACKBONES
+from utils.errors import UserError
 
 torch.set_num_threads(2)
 
@@ -130,7 +131,7 @@ def test_mixvpr_keeps_published_parameter_names() -> None:
 
 def test_mixvpr_refuses_a_feature_map_of_another_size() -> None:
     mixvpr = MixVPR(in_channels=8, in_h=4, in_w=4)
-    with pytest.raises(ValueError, match=r"MixVPR was built for feature maps \[B, 8, 4, 4\]"):
+    with pytest.raises(UserError, match=r"MixVPR takes a 4x4 feature map of 8 channels, got 5x4 of 8: .* in_h=5, in_w=4$"):
         mixvpr(torch.randn(1, 8, 5, 4))
 
 

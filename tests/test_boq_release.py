@@ -2,7 +2,7 @@
 
 Each fixture (``fixtures/parity/README_dinov3_boq.md``) gives weights regenerated from a seed in
 the authors' key layout and the descriptors their code computed with them. Files written in that
-layout go through the user's paths (``build_released``, torch.hub, ``eval.py --released``) and
+layout go through the user's paths (``load_network``, torch.hub, ``eval.py --released``) and
 must give those descriptors: then the published ``dinov2_12288.pth`` and ``resnet50_16384.pth``
 give the authors' descriptors here.
 """
@@ -21,7 +21,8 @@ import eval as eval_cli
 import hubconf
 from dataloaders.eval_sets import DataRoots, load_eval_set
 from dataloaders.transforms import eval_transform
-from models.released import build_released, released_model
+from models.loading import load_network
+from models.released import released_model
 from models.vpr_net import VPRNet
 from tests import parity
 from utils.evaluation.retrieval import RECALL_KS, retrieve
@@ -62,7 +63,7 @@ def released_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def released_networks(released_files: dict[str, Path]) -> dict[str, VPRNet]:
-    return {fixture: build_released(RELEASES[fixture], ckpt_path=path) for fixture, path in released_files.items()}
+    return {fixture: load_network(path, release=RELEASES[fixture]).network for fixture, path in released_files.items()}
 
 
 def in_authors_layout(fixture: str, key: str) -> str:
@@ -111,7 +112,7 @@ def test_a_file_in_neither_layout_is_refused_in_one_line(tmp_path: Path) -> None
     other = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(2)}, other)
     with pytest.raises(ValueError) as error:
-        build_released("dinov2_boq", ckpt_path=other)
+        load_network(other, release="dinov2_boq")
     assert str(error.value) == (
         f"checkpoint {other}: holds neither the layout of dinov2_12288.pth (backbone.dino.*, aggregator.*) "
         "nor this project's (backbone.model.*, aggregator.*); its first key is 'encoder.weight'"
@@ -147,7 +148,7 @@ def test_hub_entry_loads_the_authors_file_from_ckpt_path(released_files: dict[st
 
 @pytest.mark.parametrize(("entry", "file_name"), [("dinov2_boq", "dinov2_12288.pth"), ("resnet50_boq", "resnet50_16384.pth")])
 def test_hub_entries_download_the_authors_release_and_say_what_to_fetch_offline(
-    monkeypatch: pytest.MonkeyPatch, entry: str, file_name: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: str, file_name: str
 ) -> None:
     asked = []
 
@@ -155,7 +156,8 @@ def test_hub_entries_download_the_authors_release_and_say_what_to_fetch_offline(
         asked.append(url)
         raise URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(RuntimeError, match=f"fetch {file_name} by hand and pass its path as ckpt_path="):
         getattr(hubconf, entry)()
     assert asked == [f"https://github.com/amaralibey/Bag-of-Queries/releases/download/v1.0/{file_name}"]
@@ -175,7 +177,7 @@ def test_eval_evaluates_the_authors_file_by_name(
         "agg_config": released_networks["boq_dinov2"].architecture.agg_config,
     }
     assert result["weights"] == "checkpoint" and result["image_size"] == [TINY_SIDE, TINY_SIDE]
-    # The recalls of the network build_released loads from the same file, on the same images.
+    # The recalls of the network load_network loads from the same file, on the same images.
     eval_set = load_eval_set("sped", DataRoots(data_dir=str(small_toy_world)))
     images = eval_set.images(eval_transform((TINY_SIDE, TINY_SIDE)))
     descriptors = compute_descriptors(released_networks["boq_dinov2"], images, 4, 0, torch.device("cpu"))
@@ -210,7 +212,7 @@ def test_onnx_export_reads_the_authors_file_of_a_released_name(
         args = export_onnx.build_parser().parse_args(
             ["--released", name, "--checkpoint", str(released_files[fixture]), "--output", "unused.onnx"]
         )
-        state = export_onnx.checkpoint_state(args)
+        state = export_onnx.export_network(args, export_onnx.resolve_architecture(args)).state_dict()
         expected = released_networks[fixture].state_dict()
         assert state.keys() >= expected.keys()
         for key, tensor in expected.items():

@@ -11,9 +11,8 @@ import torch
 import torch.nn as nn
 
 from models import AGGREGATORS, BACKBONES, Architecture, Backbone, BackboneOutput, build_network
-from models.checkpoint_io import load_model
+from models.loading import load_network
 from models.vpr_model import VPRModel
-from models.vpr_net import build_network_with_weights
 
 TINY_SALAD = {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4}
 RESNET = {"layers_to_crop": [3, 4], "layers_to_freeze": -1}  # 128 channels at stride 8
@@ -35,11 +34,11 @@ def test_checkpoints_that_name_the_width_the_published_way_still_load(tmp_path: 
                         "agg_config": {**config, legacy: 128}}
     path = tmp_path / "published.ckpt"
     torch.save({"state_dict": trained.state_dict(), "hyper_parameters": hyper_parameters}, path)
-    loaded = load_model(path, None)
+    loaded = load_network(path)
     assert loaded.architecture.agg_config["in_channels"] == 128 and legacy not in loaded.architecture.agg_config
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(images), trained(images), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.network(images), trained(images), rtol=0, atol=0)
     with pytest.raises(ValueError, match=f"{legacy}=128 and in_channels=64 disagree"):
         build_network(Architecture("resnet18", RESNET, aggregator, {**config, legacy: 128, "in_channels": 64}))
 
@@ -47,7 +46,9 @@ def test_checkpoints_that_name_the_width_the_published_way_still_load(tmp_path: 
 def test_the_recorded_architecture_holds_every_default() -> None:
     """A checkpoint rebuilds the same network even if a default changes later."""
     recorded = build_network(Architecture("dinov2_vits14", {}, "SALAD", {})).architecture
-    assert recorded.backbone_config == {"num_trainable_blocks": 4, "norm_layer": True, "return_token": True}
+    assert recorded.backbone_config == {
+        "num_trainable_blocks": 4, "norm_layer": True, "return_token": True, "resize_to_patch_multiple": False,
+    }
     assert recorded.agg_config == {
         "in_channels": 384, "num_clusters": 64, "cluster_dim": 128, "token_dim": 256, "dropout": 0.3, "sinkhorn_iters": 3,
     }
@@ -93,10 +94,11 @@ class _BufferedBackbone(Backbone):
         return BackboneOutput(self.conv(images) * self.scale)
 
 
-def test_loading_builds_on_the_meta_device_and_falls_back_when_a_buffer_is_computed(monkeypatch) -> None:
+def test_loading_builds_on_the_meta_device_and_falls_back_when_a_buffer_is_computed(monkeypatch, tmp_path: Path) -> None:
     architecture = Architecture("resnet18", RESNET, "SALAD", TINY_SALAD)
     trained = build_network(architecture).eval()
-    loaded = build_network_with_weights(architecture, trained.state_dict(), "trained.ckpt")
+    torch.save(trained.state_dict(), tmp_path / "trained.ckpt")
+    loaded = load_network(tmp_path / "trained.ckpt", architecture=architecture).network
     assert not loaded.training and all(not p.is_meta for p in loaded.parameters())
     assert loaded.backbone.model.conv1.weight.requires_grad  # random ResNets are not frozen
     images = torch.randn(2, 3, 32, 32)
@@ -106,7 +108,8 @@ def test_loading_builds_on_the_meta_device_and_falls_back_when_a_buffer_is_compu
     monkeypatch.setitem(BACKBONES._builders, "buffered", _BufferedBackbone)
     buffered = Architecture("buffered", {}, "GeM", {})
     reference = build_network(buffered).eval()
-    rebuilt = build_network_with_weights(buffered, reference.state_dict(), "buffered.ckpt")
+    torch.save(reference.state_dict(), tmp_path / "buffered.ckpt")
+    rebuilt = load_network(tmp_path / "buffered.ckpt", architecture=buffered).network
     assert not rebuilt.backbone.scale.is_meta
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(images), reference(images), rtol=0, atol=0)

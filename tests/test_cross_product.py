@@ -29,7 +29,7 @@ from dataloaders.eval_sets import DataRoots, load_eval_set
 from dataloaders.transforms import eval_transform
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES, Architecture, build_network
-from models.checkpoint_io import load_model
+from models.loading import load_network
 from models.vpr_model import VPRModel
 from utils.evaluation.inference import compute_descriptors
 
@@ -38,6 +38,7 @@ SMALL_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "dinov2_": {"num_trainable_blocks": 1},
     "dinov3_": {"num_trainable_blocks": 1},
     "resnet": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
+    "vgg": {},
 }
 #: The smallest member of each family (DINOv3's MLP and SwiGLU kinds apart): these train and are
 #: evaluated from their checkpoint; the others differ in sizes, which the meta-device test covers.
@@ -53,6 +54,7 @@ def small_agg_config(name: str, grid: int) -> dict[str, Any]:
     """The smallest valid arguments of aggregator ``name`` for ``grid x grid`` feature maps."""
     configs: dict[str, dict[str, Any]] = {
         "SALAD": {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4, "dropout": 0.0},
+        "ProjectedSALAD": {"num_clusters": 2, "cluster_dim": 4, "token_dim": 4, "out_dim": 6},
         "GeM": {},
         "ConvAP": {"out_channels": 4, "s1": 1, "s2": 1},
         "MixVPR": {"in_h": grid, "in_w": grid, "out_channels": 4, "out_rows": 2},
@@ -147,6 +149,6 @@ def test_family_trains_on_the_toy_world_and_its_checkpoint_evaluates(
     eval_set = load_eval_set("sped", DataRoots(data_dir=str(small_toy_world)))
     images = eval_set.images(eval_transform((side, side)))
     expected = compute_descriptors(model.eval(), images, 4, 0, torch.device("cpu"))
-    reloaded = load_model(checkpoint, None).model
+    reloaded = load_network(checkpoint).network
     actual = compute_descriptors(reloaded, images, 4, 0, torch.device("cpu"))
     np.testing.assert_allclose(actual, expected, atol=1e-6)

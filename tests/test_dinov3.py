@@ -24,7 +24,7 @@ from PIL import Image
 
 import eval as eval_cli
 import main as train_cli
-import models.vpr_net
+import models.loading
 from models import Architecture, build_network
 from models.backbones.dinov3 import DINOv3
 from models.released import DINOV2_SALAD_BACKBONE, paper_architecture
@@ -169,11 +169,12 @@ def test_the_periods_of_the_file_are_used_saved_and_rebuilt(
     state_dict = network.state_dict()
     assert torch.equal(state_dict["backbone.model.rope_embed.periods"], rounded.float())
     builds: list[Architecture] = []
-    real_build = models.vpr_net.build_network
+    real_build = models.loading.build_network
     monkeypatch.setattr(
-        models.vpr_net, "build_network", lambda arch, **kwargs: builds.append(arch) or real_build(arch, **kwargs)
+        models.loading, "build_network", lambda arch, **kwargs: builds.append(arch) or real_build(arch, **kwargs)
     )
-    rebuilt = models.vpr_net.build_network_with_weights(network.architecture, state_dict, "memory")
+    torch.save(state_dict, tmp_path / "rounded.ckpt")
+    rebuilt = models.loading.load_network(tmp_path / "rounded.ckpt", architecture=network.architecture).network
     assert len(builds) == 1
     assert torch.equal(rebuilt.backbone.model.rope.periods, rounded.float())
     with torch.no_grad():

@@ -26,7 +26,7 @@ import eval as eval_cli
 from models import build_vpr_net
 from models.aggregators.salad import SALAD
 from models.architecture import Architecture
-from models.checkpoint_io import architecture_from_payload, load_model
+from models.loading import architecture_from_payload, load_network
 from models.vpr_net import build_network
 from utils.errors import UserError
 from utils.evaluation.metrics import recall_at_k
@@ -303,10 +303,8 @@ def test_one_image_size_is_a_square_and_a_size_off_the_patch_grid_names_the_flag
 def test_released_name_describes_a_bare_state_dict_and_sets_the_image_size(
     sped_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from models.released import build_released
-
     path = tmp_path / "dino_salad_512_32.ckpt"
-    torch.save(build_released("dinov2_salad_512_32", pretrained=False).state_dict(), path)
+    torch.save(load_network(release="dinov2_salad_512_32", pretrained=False).network.state_dict(), path)
     with caplog.at_level(logging.INFO):
         run_dir = run_eval([
             "--released", "dinov2_salad_512_32", "--ckpt_path", str(path), "--data_dir", str(sped_dir),
@@ -460,14 +458,14 @@ def test_random_weights_are_seed_then_build(tmp_path: Path) -> None:
     seed_everything(3)
     expected = build_vpr_net(TINY_BACKBONE, TINY_BACKBONE_CONFIG, "SALAD", tiny_architecture().agg_config)
     architecture = Architecture(TINY_BACKBONE, dict(TINY_BACKBONE_CONFIG), "SALAD", dict(TINY_SALAD))
-    loaded = load_model(None, architecture, random_weights=True, seed=3)
+    loaded = load_network(architecture=architecture, random_weights=True, seed=3)
     assert loaded.architecture.agg_config["in_channels"] == EMBED_DIM_VITS14  # filled from the backbone
     assert loaded.weights == "random (seed 3)"
-    actual = loaded.model.state_dict()
+    actual = loaded.network.state_dict()
     assert actual.keys() == expected.state_dict().keys()
     for name, tensor in expected.state_dict().items():
         torch.testing.assert_close(actual[name], tensor, rtol=0, atol=0, msg=name)
-    other = load_model(None, architecture, random_weights=True, seed=4).model.state_dict()
+    other = load_network(architecture=architecture, random_weights=True, seed=4).network.state_dict()
     weight = "aggregator.cluster_features.0.weight"
     assert not torch.equal(other[weight], actual[weight])
 
@@ -561,7 +559,7 @@ def test_missing_images_are_reported_before_the_model_is_built(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (sped_dir / "SPEDTEST" / "query" / "0000002.jpg").unlink()
-    monkeypatch.setattr(eval_cli, "load_model", lambda *args, **kwargs: pytest.fail("model built before the check"))
+    monkeypatch.setattr(eval_cli, "load_network", lambda *args, **kwargs: pytest.fail("model built before the check"))
     line = run_eval_error([
         "--ckpt_path", str(checkpoints["lightning"]), "--data_dir", str(sped_dir), "--val_datasets", "sped",
         *common_flags(tmp_path),

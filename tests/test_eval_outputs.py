@@ -18,7 +18,7 @@ from dataloaders.eval_sets import DataRoots, load_eval_set
 from dataloaders.image_io import load_image
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreprocessing
 from models import Architecture, build_network
-from models.checkpoint_io import load_model
+from models.loading import load_network
 from tests.test_eval_cli import (  # noqa: F401 (fixtures)
     QUERY_COPIES,
     SPED_DB,
@@ -113,7 +113,7 @@ def test_descriptors_are_written_as_a_result_with_paths_positions_and_metadata(
     assert metadata["architecture"]["agg_arch"] == "SALAD" and metadata["image_size"] == [56, 56]
     assert metadata["precision"] == "fp32" and metadata["descriptor_dim"] == 40
     # they are the model's descriptors of those images
-    model = load_model(checkpoints["lightning"], None).model
+    model = load_network(checkpoints["lightning"]).network
     expected = compute_descriptors(
         model, _ImagesOf([*db_images, query_folder / "@105.00@4000000.00@.jpg"], (56, 56)), 4, 0, torch.device("cpu")
     )
@@ -177,8 +177,8 @@ def test_results_are_on_disk_before_an_optional_output_fails(sped_dir: Path, che
         def write(self, evaluation, evaluator) -> None:
             raise OSError("disk full")
 
-    loaded = load_model(checkpoints["lightning"], None)
-    evaluator = Evaluator(DescribedModel(loaded.model, loaded.architecture.as_dict()),
+    loaded = load_network(checkpoints["lightning"])
+    evaluator = Evaluator(DescribedModel(loaded.network, loaded.architecture.as_dict()),
                           EvalOptions(image_size=(56, 56), num_workers=0, device="cpu"))
     eval_set = load_eval_set("sped", DataRoots(data_dir=str(sped_dir)))
     with pytest.raises(OSError, match="disk full"):
@@ -188,8 +188,8 @@ def test_results_are_on_disk_before_an_optional_output_fails(sped_dir: Path, che
 
 def test_python_users_evaluate_without_argparse(sped_dir: Path, checkpoints: dict[str, Path]) -> None:
     """The module docstring's recipe: a network, options, a set."""
-    network = load_model(checkpoints["bare"], Architecture("dinov2_vits14", {"num_trainable_blocks": 1}, "SALAD",
-                                                          {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8})).model
+    architecture = Architecture("dinov2_vits14", {"num_trainable_blocks": 1}, "SALAD", {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8})
+    network = load_network(checkpoints["bare"], architecture=architecture).network
     evaluator = Evaluator(DescribedModel.of(network), EvalOptions(image_size=(56, 56), num_workers=0, device="cpu"))
     result = evaluator.evaluate(load_eval_set("sped", DataRoots(data_dir=str(sped_dir))))
     assert result.retrieval.recalls[1] == 100.0

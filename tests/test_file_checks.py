@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import models.released as released
+from models.loading import load_network
 from models.backbones.resnet import ResNetBackbone
 from utils.file_hash import digest_in_name, file_sha256
 
@@ -47,7 +48,7 @@ def test_an_official_dinov3_file_is_checked_by_the_digits_its_name_carries(tmp_p
 @pytest.fixture
 def recorded_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The 544-d release's file with a recorded SHA-256 (the one of a file saved here)."""
-    network = released.build_released(RELEASE, pretrained=False)
+    network = load_network(release=RELEASE, pretrained=False).network
     path = tmp_path / released.released_model(RELEASE).file_name
     torch.save(network.state_dict(), path)
     entry = dataclasses.replace(released.RELEASED_MODELS[RELEASE], sha256=file_sha256(path))
@@ -56,16 +57,16 @@ def recorded_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_local_release_is_checked_unless_the_user_says_it_is_their_own(recorded_release: Path) -> None:
-    assert released.build_released(RELEASE, ckpt_path=recorded_release).descriptor_dim == 544
+    assert load_network(recorded_release, release=RELEASE).network.descriptor_dim == 544
     state = torch.load(recorded_release, weights_only=True)
     state["aggregator.dust_bin"] += 1.0  # a fine-tune saved under the released name
     torch.save(state, recorded_release)
     with pytest.raises(ValueError, match=r"dino_salad_512_32.ckpt: its SHA-256 .* verify=False\)"):
-        released.build_released(RELEASE, ckpt_path=recorded_release)
-    loaded = released.build_released(RELEASE, ckpt_path=recorded_release, verify=False)
+        load_network(recorded_release, release=RELEASE)
+    loaded = load_network(recorded_release, release=RELEASE, verify=False).network
     assert torch.equal(loaded.aggregator.dust_bin, state["aggregator.dust_bin"])
     renamed = recorded_release.rename(recorded_release.with_name("my_finetune.ckpt"))
-    released.build_released(RELEASE, ckpt_path=renamed)  # its own name: not the release, not checked
+    load_network(renamed, release=RELEASE)  # its own name: not the release, not checked
 
 
 def test_a_corrupt_download_is_refused_and_leaves_the_cache(recorded_release: Path, tmp_path: Path, monkeypatch) -> None:
@@ -75,15 +76,13 @@ def test_a_corrupt_download_is_refused_and_leaves_the_cache(recorded_release: Pa
     torch.hub.set_dir(str(tmp_path / "hub"))
     cached = tmp_path / "hub" / "checkpoints" / recorded_release.name
 
-    def truncated_download(url: str, **kwargs: object) -> dict:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_bytes(recorded_release.read_bytes()[:-100])
-        return torch.load(recorded_release, weights_only=True)
+    def truncated_download(url: str, dst: str, **kwargs: object) -> None:
+        Path(dst).write_bytes(recorded_release.read_bytes()[:-100])
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", truncated_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", truncated_download)
     try:
         with pytest.raises(ValueError, match="dino_salad_512_32.ckpt: its SHA-256"):
-            released.build_released(RELEASE)
+            load_network(release=RELEASE)
         assert not cached.exists()  # the next try downloads it again
     finally:
         torch.hub.set_dir(hub_dir)

@@ -51,7 +51,7 @@ def test_hand_downloaded_entries_ask_for_the_file():
         hubconf.dinov2_salad_2048_64()
 
 
-def test_default_entry_downloads_the_release_and_says_what_to_fetch_offline(monkeypatch):
+def test_default_entry_downloads_the_release_and_says_what_to_fetch_offline(monkeypatch, tmp_path: Path):
     import hubconf
 
     asked = []
@@ -60,7 +60,8 @@ def test_default_entry_downloads_the_release_and_says_what_to_fetch_offline(monk
         asked.append(url)
         raise URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(RuntimeError, match="fetch dino_salad.ckpt by hand and pass its path as ckpt_path="):
         hubconf.dinov2_salad()
     assert asked == ["https://github.com/serizba/salad/releases/download/v1.0.0/dino_salad.ckpt"]

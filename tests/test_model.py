@@ -10,7 +10,8 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from models import AGGREGATORS, BACKBONES, build_vpr_net, load_weights
+from models import AGGREGATORS, BACKBONES, build_vpr_net
+from models.loading import load_network
 from models.aggregators.salad import SALAD, sinkhorn_assignment
 from models.backbones.dinov2 import DINOv2, official_weights_url, resize_dinov2_pos_embed
 from models.pretrained import read_state_dict
@@ -173,16 +174,16 @@ def test_checkpoint_round_trip_bare_and_lightning(tmp_path: Path):
     torch.save({"state_dict": source.state_dict(), "epoch": 3, "hyper_parameters": {"lr": 1e-4}}, lightning)
     images = torch.randn(1, 3, 70, 70)
     for path in (bare, lightning):
-        load_weights(target, path)
+        loaded = load_network(path, architecture=target.architecture).network
         with torch.no_grad():
-            torch.testing.assert_close(target(images), source(images))
+            torch.testing.assert_close(loaded(images), source(images))
 
 
 def test_checkpoint_for_another_architecture_is_a_one_line_error(tmp_path: Path):
     path = tmp_path / "other.ckpt"
     torch.save(small_salad_net(32, 64, 64).state_dict(), path)
     with pytest.raises(ValueError, match=r"other.ckpt does not fit this architecture: size mismatch") as info:
-        load_weights(small_salad_net(16, 32, 32), path)
+        load_network(path, architecture=small_salad_net(16, 32, 32).architecture)
     assert "\n" not in str(info.value)
 
 

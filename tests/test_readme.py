@@ -184,13 +184,13 @@ def test_python_snippets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     """The torch.hub and ONNX snippets, on files made from seeds under the names they use."""
     from PIL import Image
 
-    from models.released import build_released
+    from models.loading import load_network
     from tools import export_onnx
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()
     for name, file_name in (("dinov2_salad", "dino_salad.ckpt"), ("dinov2_boq", "dinov2_12288.pth")):
-        torch.save(build_released(name, pretrained=False).state_dict(), tmp_path / "weights" / file_name)
+        torch.save(load_network(release=name, pretrained=False).network.state_dict(), tmp_path / "weights" / file_name)
     assert export_onnx.main(["--backbone", "resnet18", "--aggregator", "GeM", "--image_size", "32",
                              "--output", "weights/dino_salad.onnx"]) == 0
     Image.new("RGB", (64, 48), (120, 90, 60)).save(tmp_path / "query.jpg")

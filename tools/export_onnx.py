@@ -38,11 +38,10 @@ import onnxruntime as ort
 import torch
 
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
-from models.architecture import ARCHITECTURE_FIELDS, Architecture
-from models.checkpoint_io import read_architecture
-from models.released import RELEASED_MODELS, released_model
-from models.pretrained import read_state_dict
-from models.vpr_net import VPRNet, build_network, load_network_state
+from models.architecture import Architecture
+from models.loading import load_network
+from models.released import RELEASE_NAMES, released_model
+from models.vpr_net import VPRNet, build_network
 from utils.cli import flag_names, json_object
 from utils.errors import UserError, UserFileExistsError, render
 
@@ -99,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     arch.add_argument(
         "--released",
-        choices=sorted(RELEASED_MODELS),
-        help="take the architecture (and default image size) of a released SALAD model",
+        choices=RELEASE_NAMES,
+        metavar="NAME",
+        help="take the architecture (and default image size) of a released model; --checkpoint is then read in its "
+        "authors' layout",
     )
     arch.add_argument("--backbone", help="registered backbone name, e.g. resnet18, dinov2_vitb14")
     arch.add_argument(
@@ -149,24 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def architecture_from_checkpoint(path: str) -> Architecture:
-    """The architecture saved in a Lightning checkpoint's hyperparameters."""
-    stored = read_architecture(path)
-    if stored is None:
-        raise UserError(
-            f"checkpoint {path} does not record its architecture (no hyper_parameters with "
-            f"{', '.join(ARCHITECTURE_FIELDS)}); give --backbone and --aggregator (or --released NAME)"
-        )
-    return stored
-
-
-def resolve_architecture(args: argparse.Namespace) -> Architecture:
-    """The architecture from the flags.
-
-    In order: ``--released`` (the released configuration), ``--backbone`` and ``--aggregator``,
-    or the hyperparameters of the ``--checkpoint``. ``--backbone_config`` and ``--agg_config``
-    update the released or checkpointed configurations. When a checkpoint supplies the weights,
-    the backbone's own pretrained weights are not loaded (nor downloaded).
+def resolve_architecture(args: argparse.Namespace) -> Architecture | None:
+    """The architecture from the flags: ``--released`` (the released configuration), or
+    ``--backbone`` and ``--aggregator``, with ``--backbone_config`` and ``--agg_config`` over it;
+    ``None`` for a ``--checkpoint`` alone (the architecture it records).
     """
     if args.released is not None:
         if args.backbone is not None or args.aggregator is not None:
@@ -177,20 +164,20 @@ def resolve_architecture(args: argparse.Namespace) -> Architecture:
             raise UserError("give both --backbone and --aggregator (or --released NAME, or a --checkpoint alone)")
         architecture = Architecture(args.backbone, {}, args.aggregator, {})
     elif args.checkpoint is not None:
-        architecture = architecture_from_checkpoint(args.checkpoint)
+        return None
     else:
         raise UserError("give --backbone and --aggregator, --released NAME, or a --checkpoint that records them")
-    architecture = architecture.with_configs(args.backbone_config, args.agg_config)
-    return architecture.without_weight_sources() if args.checkpoint is not None else architecture
+    return architecture.with_configs(args.backbone_config, args.agg_config)
 
 
-def checkpoint_state(args: argparse.Namespace) -> dict[str, torch.Tensor]:
-    """The ``--checkpoint``'s state dict in this project's layout (a ``--released`` model's own file,
-    such as the BoQ authors', is read in its layout)."""
-    state_dict = read_state_dict(args.checkpoint)
-    if args.released is not None:
-        state_dict = released_model(args.released).network_state(state_dict, args.checkpoint)
-    return state_dict
+def export_network(args: argparse.Namespace, architecture: Architecture | None) -> VPRNet:
+    """The network to export, in eval mode: the ``--checkpoint``'s (read by ``models.loading.load_network``:
+    a file of this project, or a ``--released`` model's file in its authors' layout), else
+    ``architecture`` (:func:`resolve_architecture`) as built."""
+    if args.checkpoint is not None:
+        return load_network(args.checkpoint, release=args.released, architecture=architecture).network
+    log.warning("no --checkpoint: exporting the weights the model is built with")
+    return build_network(architecture).eval()  # type: ignore[arg-type]
 
 
 def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
@@ -198,7 +185,10 @@ def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
     if args.image_size is None:
         if args.released is None:
             raise UserError("--image_size is required (e.g. --image_size 322 322) unless --released is given")
-        return released_model(args.released).image_size
+        size = released_model(args.released).image_size
+        if size is None:
+            raise UserError(f"--image_size is required: {args.released} is evaluated at each image's own resolution")
+        return size
     if len(args.image_size) > 2:
         raise UserError(f"--image_size takes 1 or 2 values (H [W]), got {args.image_size}")
     height, width = args.image_size if len(args.image_size) == 2 else args.image_size * 2
@@ -272,17 +262,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserFileExistsError(f"--output {output} already exists; remove it or choose another path")
     architecture = resolve_architecture(args)
     image_size = resolve_image_size(args)
-    model = build_network(architecture)
+    model = export_network(args, architecture)
     try:
         model.backbone.check_image_size(*image_size)
-    except ValueError as error:
+    except UserError as error:
         raise UserError(f"--image_size: {error}") from None
-    architecture = model.architecture or architecture
-    if args.checkpoint is not None:
-        load_network_state(model, checkpoint_state(args), args.checkpoint)
-    else:
-        log.warning("no --checkpoint: exporting the weights the model is built with")
-    model.eval()
+    architecture = model.architecture
 
     descriptor_dim = descriptor_size(model, image_size)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -103,11 +103,12 @@ class MixVPR(Aggregator):
     def aggregate(self, inputs: BackboneOutput) -> torch.Tensor:
         """``feature_map [B, in_channels, in_h, in_w]`` -> ``descriptors [B, out_channels * out_rows]``."""
         features = inputs.feature_map
-        expected = (self.in_channels, self.in_h, self.in_w)
-        if tuple(features.shape[1:]) != expected:
+        _, channels, height, width = features.shape
+        if (channels, height, width) != (self.in_channels, self.in_h, self.in_w):
             raise UserError(
-                f"MixVPR was built for feature maps [B, {expected[0]}, {expected[1]}, {expected[2]}], "
-                f"got {list(features.shape)}; set in_channels/in_h/in_w to the backbone's output"
+                f"MixVPR takes a {self.in_h}x{self.in_w} feature map of {self.in_channels} channels, got {height}x{width} "
+                f"of {channels}: give images whose feature map is {self.in_h}x{self.in_w} (the released mixvpr: "
+                f"image_size=320) or build it with in_h={height}, in_w={width}"
             )
         x = self.mix(features.flatten(2))  # [B, C, h*w]
         x = self.channel_proj(x.transpose(1, 2))  # [B, h*w, out_channels]

@@ -148,3 +148,40 @@ class SALAD(Aggregator):
         clusters = F.normalize(clusters, p=2, dim=1).flatten(1)
         descriptor = torch.cat((F.normalize(global_token.float(), p=2, dim=-1), clusters), dim=-1)
         return F.normalize(descriptor, p=2, dim=-1)
+
+
+@AGGREGATORS.register("ProjectedSALAD")
+class ProjectedSALAD(Aggregator):
+    """SALAD followed by a linear projection and L2 normalisation (MegaLoc's aggregator).
+
+    Args:
+        in_channels, num_clusters, cluster_dim, token_dim, dropout, sinkhorn_iters: the
+            :class:`SALAD` inside (``agg``).
+        out_dim: the size of the projected descriptor (``linear``: ``token_dim +
+            num_clusters * cluster_dim`` -> ``out_dim``, with bias).
+
+    Shapes:
+        input as :class:`SALAD`'s; output ``[B, out_dim]``, unit L2 norm.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 768,
+        num_clusters: int = 64,
+        cluster_dim: int = 256,
+        token_dim: int = 256,
+        out_dim: int = 8448,
+        dropout: float = 0.0,
+        sinkhorn_iters: int = 3,
+    ) -> None:
+        super().__init__()
+        if out_dim <= 0:
+            raise ValueError(f"ProjectedSALAD out_dim must be positive, got {out_dim}")
+        self.agg = SALAD(in_channels, num_clusters, cluster_dim, token_dim, dropout, sinkhorn_iters)
+        self.linear = nn.Linear(self.agg.out_dim, out_dim)
+        self.in_channels = in_channels
+        self.out_dim: int = out_dim
+
+    def aggregate(self, inputs: BackboneOutput) -> torch.Tensor:
+        """``feature_map [B, C, h, w]`` and ``token [B, C]`` -> descriptors ``[B, out_dim]``."""
+        return F.normalize(self.linear(self.agg.aggregate(inputs)), p=2, dim=-1)

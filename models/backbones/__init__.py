@@ -1,3 +1,3 @@
 """Backbones; importing this package registers them in ``models.registry.BACKBONES``."""
 
-from models.backbones import dinov2, dinov3, resnet  # noqa: F401
+from models.backbones import dinov2, dinov3, resnet, vgg  # noqa: F401

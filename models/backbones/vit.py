@@ -12,10 +12,21 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.contract import Backbone, BackboneOutput
 from models.registry import BACKBONES
 from utils.errors import UserError
+
+
+def snap_to_patch_grid(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``images [B, 3, H, W]`` resized to ``[B, 3, round(H/p)*p, round(W/p)*p]`` (bilinear,
+    antialiased, as MegaLoc does it) when a side is not a multiple of ``p``; else unchanged."""
+    height, width = int(images.shape[-2]), int(images.shape[-1])
+    target = (max(patch_size, round(height / patch_size) * patch_size), max(patch_size, round(width / patch_size) * patch_size))
+    if target == (height, width):
+        return images
+    return F.interpolate(images, size=target, mode="bilinear", align_corners=False, antialias=True)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class ViTBackbone(Backbone):
             ``None``, and an aggregator that uses one falls back on the map).
         pretrained: load the family's official pretrained weights.
         pretrained_path: a local official pretraining file to load (implies ``pretrained``).
+        resize_to_patch_multiple: take images of any size, resized to the nearest multiples of the
+            patch size first (bilinear, antialiased; MegaLoc's rule), instead of refusing them.
 
     Shapes:
         input ``[B, 3, H, W]`` with H and W multiples of ``patch_size``; output ``BackboneOutput``
@@ -72,8 +85,10 @@ class ViTBackbone(Backbone):
         return_token: bool = PUBLISHED_VIT_OPTIONS.return_token,
         pretrained: bool = False,
         pretrained_path: str | PathLike[str] | None = None,
+        resize_to_patch_multiple: bool = False,
     ) -> None:
         super().__init__()
+        self.resize_to_patch_multiple = resize_to_patch_multiple
         if model_name not in self.archs:
             raise UserError(f"unknown {self.family} model {model_name!r}; known: {', '.join(self.archs)}")
         self.model_name = model_name
@@ -123,8 +138,21 @@ class ViTBackbone(Backbone):
         for part in [*frozen, *self.frozen_embeddings()]:
             part.requires_grad_(False)
 
+    def check_image_size(self, height: int, width: int) -> None:
+        """Any positive size when resizing to the patch grid; else multiples of the patch size."""
+        if not self.resize_to_patch_multiple:
+            return super().check_image_size(height, width)
+        if height < 1 or width < 1:
+            raise UserError(f"image_size={[height, width]}: both sides must be positive")
+
+    def snap(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` on the patch grid when this backbone resizes them; else unchanged."""
+        return snap_to_patch_grid(images, self.patch_size) if self.resize_to_patch_multiple else images
+
     def forward(self, images: torch.Tensor) -> BackboneOutput:
-        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/p, W/p]`` and token ``[B, C]``."""
+        """``images [B, 3, H, W]`` -> feature map ``[B, C, H/p, W/p]`` and token ``[B, C]`` (H and W
+        rounded to multiples of ``p`` first with ``resize_to_patch_multiple``)."""
+        images = self.snap(images)
         _, _, height, width = images.shape
         grid = (height // self.patch_size, width // self.patch_size)
         return tokens_to_output(self.forward_tokens(images), self.num_prefix_tokens, grid, self.return_token)
@@ -187,8 +215,12 @@ def _vit_builder(backbone_class: type[ViTBackbone], name: str) -> Callable[..., 
         return_token: bool = PUBLISHED_VIT_OPTIONS.return_token,
         pretrained: bool = False,
         pretrained_path: str | None = None,
+        resize_to_patch_multiple: bool = False,
     ) -> Backbone:
-        return backbone_class(name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path)
+        return backbone_class(
+            name, num_trainable_blocks, norm_layer, return_token, pretrained, pretrained_path,
+            resize_to_patch_multiple=resize_to_patch_multiple,
+        )
 
     build.__name__ = name
     build.__doc__ = f"{backbone_class.family} backbone {name} (see :class:`{backbone_class.__name__}` for the arguments)."

@@ -6,10 +6,10 @@ its queries against its database and scores recall, returning a :class:`SetEvalu
 the output writers (``utils.evaluation.outputs``) turn into files::
 
     from dataloaders.eval_sets import DataRoots, load_eval_set
-    from models.released import build_released
+    from models.loading import load_network
     from utils.evaluation.pipeline import DescribedModel, EvalOptions, Evaluator
 
-    model = DescribedModel.of(build_released("dinov2_salad", ckpt_path="weights/dino_salad.ckpt"))
+    model = DescribedModel.of(load_network("weights/dino_salad.ckpt", release="dinov2_salad").network)
     evaluator = Evaluator(model, EvalOptions(image_size=(322, 322)))
     result = evaluator.evaluate(load_eval_set("msls_val", DataRoots(data_dir="../data")))
     print(result.retrieval.recalls)
