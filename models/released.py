@@ -224,7 +224,7 @@ COSPLACE_CARD: dict[str, Any] = {
     "code_url": "https://github.com/gmberton/CosPlace",
     "code_license": "MIT",
     "weights_license": "none stated",
-    "parity": "max abs diff below 1e-5 (ResNet-50 2048-d fixture); the other sizes share the code",
+    "parity": "descriptors within 1e-5 (ResNet-50 2048-d fixture); the other sizes share the code",
 }
 #: What the EigenPlaces releases share (gmberton/EigenPlaces; MIT code, no separate terms for the files).
 EIGENPLACES_CARD: dict[str, Any] = {
@@ -234,7 +234,7 @@ EIGENPLACES_CARD: dict[str, Any] = {
     "code_url": "https://github.com/gmberton/EigenPlaces",
     "code_license": "MIT",
     "weights_license": "none stated",
-    "parity": "max abs diff below 1e-5 (ResNet-50 2048-d fixture); the other sizes share the code",
+    "parity": "descriptors within 1e-5 (ResNet-50 2048-d fixture); the other sizes share the code",
 }
 
 
@@ -352,7 +352,7 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
         summary="DINOv2 ViT-B/14 + SALAD 64 x 256 + 256 projected to 8448", authors="Gabriele Berton, Carlo Masone",
         paper="MegaLoc: One Retrieval to Place Them All (arXiv 2025)", paper_url="https://arxiv.org/abs/2502.17237",
         code_url="https://github.com/gmberton/MegaLoc", code_license="MIT", weights_license="none stated",
-        parity="max abs diff below 1e-5 (descriptor, feature map and token)", page="https://huggingface.co/gberton/MegaLoc",
+        parity="descriptors within 1e-6, feature map 2e-5, token 1e-4", page="https://huggingface.co/gberton/MegaLoc",
     ),
     # CliqueMining (Izquierdo & Civera, ECCV 2024): DINOv2 SALAD's network and file layout, a Lightning
     # checkpoint shared on Google Drive; evaluated as SALAD (322 x 322).
@@ -377,7 +377,7 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
         paper="MixVPR: Feature Mixing for Visual Place Recognition (WACV 2023)", paper_url="https://arxiv.org/abs/2303.02190",
         code_url="https://github.com/amaralibey/MixVPR", code_license="MIT", weights_license="none stated",
         published_recalls={"msls_val": 88.2, "pitts30k_test": 91.6, "pitts250k_test": 94.3},
-        published_source="MixVPR paper", parity="max abs diff below 1e-5 (descriptor and feature map)",
+        published_source="MixVPR paper", parity="descriptors and feature map within 1e-5",
         page=google_drive_page(MIXVPR_DRIVE_ID),
     ),
     # CosPlace and EigenPlaces: every backbone and size their hubs offer.

@@ -40,6 +40,9 @@ THEIRS = "authors' figures, not measured here"
 
 
 def evaluation_size(release: ReleasedModel) -> str:
+    """``322 x 322``, or ``native`` for a release evaluated at each image's own resolution."""
+    if release.image_size is None:
+        return "native"
     height, width = release.image_size
     return f"{height} x {width}"
 
