@@ -4,49 +4,69 @@ A training set is a map-style dataset indexed with ``(index, draw seed)``. :clas
 yields every index once per epoch with a seed drawn from ``(seed, epoch)``; the dataset draws
 its images and augmentation from that seed, so batches do not depend on the number of workers.
 :class:`PlaceBatchSampler` groups them and skips, after a resume, the batches already trained on;
-:class:`PlaceLoader` saves where an epoch is in every checkpoint. Under DDP Lightning wraps the
-sampler in a distributed one and each rank draws its own share of the order.
+:class:`PlaceLoader` saves where an epoch is in every checkpoint. Under DDP each rank draws its
+own share of the order (:class:`PlaceSampler` is a distributed sampler, which Lightning keeps).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
 logger = logging.getLogger(__name__)
 
 
-class PlaceSampler(Sampler[tuple[int, int]]):
-    """Every place once per epoch, as ``(place index, draw seed)``.
+class PlaceSampler(DistributedSampler):
+    """Every place once per epoch, as ``(place index, draw seed)``; under DDP, this rank's share.
 
     Places come in dataset order, or shuffled when ``shuffle``; both the order and the draw
     seeds depend only on ``(seed, epoch)``. The epoch advances by one per iteration, or is set
-    with :meth:`set_epoch` (Lightning calls it before every epoch).
+    with :meth:`set_epoch` (Lightning calls it before every epoch). With several processes the
+    order is padded to a multiple of ``num_replicas`` with its first places, and rank ``r`` takes
+    positions ``r, r + num_replicas, ...``: a global step of ``P`` places per rank consumes the
+    next ``P * num_replicas`` places of the order, each on one rank. Being a
+    ``DistributedSampler``, Lightning uses it as it is instead of wrapping it.
+
+    Args:
+        num_places: places of the dataset.
+        shuffle: shuffle the order every epoch.
+        seed: the order's and the draw seeds' seed.
+        num_replicas, rank: the processes and this one's rank; default: from ``torch.distributed``
+            when it is initialised, else 1 and 0.
     """
 
-    def __init__(self, num_places: int, shuffle: bool, seed: int) -> None:
+    def __init__(self, num_places: int, shuffle: bool, seed: int, num_replicas: int | None = None,
+                 rank: int | None = None) -> None:  # no DistributedSampler.__init__: it wants a process group
+        distributed = dist.is_available() and dist.is_initialized()
         self.num_places = num_places
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if distributed else 1)
+        self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.num_replicas})")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_places
+        return math.ceil(self.num_places / self.num_replicas)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         order = rng.permutation(self.num_places) if self.shuffle else np.arange(self.num_places)
         draw_seeds = rng.integers(0, 2**62, self.num_places)
-        for index in order:
+        padded = np.resize(order, len(self) * self.num_replicas)  # repeats the first places at the end
+        for index in padded[self.rank::self.num_replicas]:
             yield int(index), int(draw_seeds[index])
 
 
@@ -88,16 +108,15 @@ class PlaceLoader(DataLoader):
     Lightning saves :meth:`state_dict` in every checkpoint (under ``loops.fit_loop.state_dict.
     combined_loader``) and passes it to :meth:`load_state_dict` on resume, before iterating:
     the resumed epoch goes on with the next batch of the same order and the same draw seeds
-    instead of starting the epoch over. Under DDP Lightning rebuilds the loader and its batch
-    sampler around a distributed wrapper of the :class:`PlaceSampler`; each rank then skips its
-    own batches. Worker seeds come from a generator of the loader's own, so that creating an
+    instead of starting the epoch over. Under DDP the :class:`PlaceSampler` gives each rank its
+    share of the order (Lightning keeps it: :attr:`sampler` is it); each rank then skips its own
+    batches. Worker seeds come from a generator of the loader's own, so that creating an
     iterator draws nothing from the global RNG (a resumed run draws its dropout masks as the
     uninterrupted one does).
 
     Args:
         dataset: the places.
-        batch_sampler: a :class:`PlaceBatchSampler` over a :class:`PlaceSampler` (or over
-            Lightning's distributed wrapper of one).
+        batch_sampler: a :class:`PlaceBatchSampler` over a :class:`PlaceSampler`.
         generator: seeds the workers; default ``torch.Generator().manual_seed(0)``.
         **kwargs: the other DataLoader arguments (``num_workers``, ``pin_memory``, ...).
     """
@@ -107,6 +126,15 @@ class PlaceLoader(DataLoader):
         super().__init__(dataset, batch_sampler=batch_sampler,
                          generator=generator if generator is not None else torch.Generator().manual_seed(0), **kwargs)
         self._epoch, self._batches_done = sampler_epoch(self.batch_sampler.sampler), 0
+
+    @property
+    def sampler(self) -> Sampler | Iterable:
+        """The batch sampler's :class:`PlaceSampler`: Lightning sees a distributed sampler and keeps it."""
+        return self.batch_sampler.sampler
+
+    @sampler.setter
+    def sampler(self, value: Sampler | Iterable) -> None:
+        """DataLoader.__init__ assigns its default (sequential) sampler here; the batch sampler's is the one used."""
 
     def _places_per_batch(self) -> int:
         """Places of the order consumed per batch: ``batch_size`` x the number of processes."""

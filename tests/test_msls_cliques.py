@@ -4,6 +4,7 @@ configs/cliquemining.yaml on both training sets, and a bit-exact resume."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -15,14 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 
 import eval as eval_cli
 import main as train_cli
 from dataloaders.msls_cliques import (
     MissingImageError, MSLSCliquesDataset, draw_similar_clusters, read_msls_city,
 )
-from dataloaders.place_sampling import place_loader
+from dataloaders.place_sampling import PlaceSampler
 from dataloaders.transforms import eval_transform
 from dataloaders.training_sets import TRAINING_SETS
 from utils.errors import UserError, UserFileError
@@ -104,13 +104,13 @@ def test_similar_clusters_are_nearest_in_descriptor_space_more_often_than_chance
     assert np.mean(ranks) < 0.8 * np.mean(range(11))  # chance: the mean rank of 11 others is 5
 
 
-def test_two_ranks_draw_disjoint_batches(cliques: MSLSCliquesDataset) -> None:
-    loader = place_loader(cliques, 1, seed=3, shuffle=False, num_workers=0, persistent_workers=False)
-    shards = [list(DistributedSamplerWrapper(loader.batch_sampler.sampler, num_replicas=2, rank=rank, shuffle=False))
-              for rank in (0, 1)]
-    assert {index for index, _ in shards[0]}.isdisjoint({index for index, _ in shards[1]})
-    labels = [cliques[item][1].unique() for shard in shards for item in shard[:1]]
-    assert set(labels[0].tolist()).isdisjoint(labels[1].tolist())
+def test_each_rank_samples_its_own_share_of_the_order(cliques: MSLSCliquesDataset) -> None:
+    single = list(PlaceSampler(len(cliques), shuffle=True, seed=3))
+    shards = [list(PlaceSampler(len(cliques), shuffle=True, seed=3, num_replicas=4, rank=rank)) for rank in range(4)]
+    assert [len(shard) for shard in shards] == [2, 2, 2, 2]  # 6 batches padded to 8
+    assert [item for step in zip(*shards) for item in step] == single + single[:2]
+    labels = [set(cliques[shard[0]][1].flatten().tolist()) for shard in shards[:2]]
+    assert labels[0].isdisjoint(labels[1])
 
 
 def copy_city(small_toy_world: Path, tmp_path: Path, city: str = "london") -> Path:
@@ -238,3 +238,23 @@ def test_cluster_descriptors_are_cached_under_a_key_naming_weights_and_data(cliq
     # a resumed run reads its first start's entry, never one described by the trained network
     with pytest.raises(UserError, match=r"cluster descriptors of the run being resumed .* are not in cache_dir="):
         cluster_descriptors(cliques, "training", network, (28, 28), tmp_path / "elsewhere", seed=0, key=key)
+
+
+def test_two_gloo_ranks_draw_disjoint_batches_of_both_sets(small_toy_world: Path, tmp_path: Path) -> None:
+    args = clique_run_args(small_toy_world, tmp_path / "run")
+    args[args.index("--data.val_set_names") + 1] = "[]"
+    command = [sys.executable, "main.py", *args, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.limit_val_batches", "0",
+               "--trainer.callbacks+=tests.scripts.record_batches.RecordBatches",
+               f"--trainer.callbacks.out={tmp_path / 'batches'}"]
+    completed = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "batches" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(rank["msls_cliques"]) for rank in ranks] == [len(rank["gsv_cities"]) for rank in ranks] == [2, 2]
+    for name in ("gsv_cities", "msls_cliques"):
+        labels = [{label for step in rank[name] for label in step} for rank in ranks]
+        assert labels[0].isdisjoint(labels[1]), name
+    # the clique labels name the batch: the two ranks drew the epoch's 4 batches between them
+    batches = sorted({label // 4 for rank in ranks for step in rank["msls_cliques"] for label in step})
+    assert batches == [0, 1, 2, 3]
