@@ -14,6 +14,7 @@ A new training set is one module with a :class:`TrainingSet` subclass and one
 from __future__ import annotations
 
 import abc
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -114,11 +115,18 @@ class TrainingSetRegistry:
         return decorator
 
     def build(self, name: str, context: TrainingContext, **options: Any) -> TrainingSet:
-        if name not in self._builders:
-            from utils.errors import UserError
+        """The training set ``name`` with ``options``; an unknown name or option is one line."""
+        from utils.errors import UserError
 
+        if name not in self._builders:
             raise UserError(f"unknown training set {name!r} in train_sets=; registered: {', '.join(self.names())}")
-        return self._builders[name](context, **options)
+        builder = self._builders[name]
+        known = list(inspect.signature(builder).parameters)[1:]
+        unknown = [option for option in options if option not in known]
+        if unknown:
+            raise UserError(f"train_sets={{{name!r}: ...}} has no option {', '.join(map(repr, unknown))}; "
+                            f"its options: {', '.join(known)}")
+        return builder(context, **options)
 
     def names(self) -> list[str]:
         return sorted(self._builders)

@@ -3,6 +3,7 @@ sets for validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Literal
 
@@ -136,7 +137,7 @@ class VPRDataModule(pl.LightningDataModule):
             sets[-1].load_state_dict(self._train_set_states.get(name, {}))
             log.info("training set %s\n%s", name, sets[-1].summary())
             if len(sets) == 1:
-                context = TrainingContext(**{**context.__dict__, "batches_per_epoch": sets[0].batches_per_epoch})
+                context = dataclasses.replace(context, batches_per_epoch=sets[0].batches_per_epoch)
         return sets
 
     @property

@@ -153,6 +153,11 @@ def test_a_missing_image_is_one_line_naming_it_also_from_a_worker(small_toy_worl
 
 def test_training_sets_are_registered_and_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert TRAINING_SETS.names() == ["gsv_cities", "msls_cliques"]
+    with pytest.raises(UserError, match=r"^train_sets=\{'msls_cliques': ...\} has no option 'treshold_m'; its "
+                                        r"options: cities, batch_size, similar_places, threshold_m, "):
+        TRAINING_SETS.build("msls_cliques", None, treshold_m=20)
+    with pytest.raises(UserError, match=r"^unknown training set 'msls' in train_sets=; registered: gsv_cities, msls"):
+        TRAINING_SETS.build("msls", None)
     with pytest.raises(SystemExit):
         train_cli.main(["--help"])
     assert "Registered: gsv_cities, msls_cliques" in " ".join(capsys.readouterr().out.split())
