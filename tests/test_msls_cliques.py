@@ -209,6 +209,14 @@ def test_cliquemining_trains_on_both_sets_resumes_bit_exact_and_its_checkpoint_e
                    "--log_dir", str(tmp_path / "eval")])
     assert "sped" in json.loads(next((tmp_path / "eval").rglob("results.json")).read_text())
 
+    # the trained checkpoint describes the clusters of another run (descriptors=<checkpoint file>)
+    from dataloaders.cluster_descriptors import cluster_descriptors
+
+    dataset = make_dataset(small_toy_world / "mapillary")
+    described, key = cluster_descriptors(dataset, str(checkpoint), None, (56, 56), tmp_path / "cache", seed=0)
+    assert [d.shape[0] for d in described] == [city.num_clusters for city in dataset.cities]
+    assert key.fields["checkpoint_sha256"] and key.fields["weights"] == "checkpoint"
+
 
 class CountingNetwork(torch.nn.Module):
     """A tiny describer ``[B, 3, H, W] -> [B, 4]`` that counts the images it describes."""
