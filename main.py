@@ -29,6 +29,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from dataloaders.gsv_cities import check_gsv_root
+from dataloaders.training_sets import TRAINING_SETS
 from dataloaders.vpr_datamodule import VPRDataModule
 from models import AGGREGATORS, BACKBONES
 from models.vpr_model import VPRModel
@@ -105,7 +106,7 @@ class VPRTrainingCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Check the training data before the model is built (building may download weights)."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if self.subcommand in (None, "fit"):
+        if self.subcommand in (None, "fit") and "gsv_cities" in (config.data.get("train_sets") or {"gsv_cities": {}}):
             try:
                 check_gsv_root(Path(config.data.data_root))
             except UserFileError as error:
@@ -142,6 +143,8 @@ class VPRTrainingCLI(LightningCLI):
                 action.help = f"one of: {', '.join(registries[action.dest].names())}"
             elif action.dest == "model.miner_name":
                 action.help = f"one of: {', '.join(MINERS.names())}; null: no mining"
+            elif action.dest == "data.train_sets":
+                action.help = (f"{action.help or ''} Registered: {', '.join(TRAINING_SETS.names())}.").strip()
 
 
 def default_precision() -> str:

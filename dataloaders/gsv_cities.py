@@ -27,10 +27,10 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,12 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from prettytable import PrettyTable
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from dataloaders.image_io import ImageDecodeError, load_image
+from dataloaders.place_sampling import (  # noqa: F401 (the sampler classes are re-exported)
+    PlaceBatchSampler, PlaceLoader, PlaceSampler, place_loader, sampler_epoch,
+)
 from dataloaders.transforms import decode_size, train_transform
 from utils.errors import UserError, UserFileError
 
@@ -187,133 +190,6 @@ def load_places(root: Path, cities: Sequence[str], min_img_per_place: int, shuff
     ])
 
 
-class PlaceSampler(Sampler[tuple[int, int]]):
-    """Every place once per epoch, as ``(place index, draw seed)``.
-
-    Places come in dataset order, or shuffled when ``shuffle``; both the order and the draw
-    seeds depend only on ``(seed, epoch)``. The epoch advances by one per iteration, or is set
-    with :meth:`set_epoch` (Lightning calls it before every epoch).
-    """
-
-    def __init__(self, num_places: int, shuffle: bool, seed: int) -> None:
-        self.num_places = num_places
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_places
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
-        order = rng.permutation(self.num_places) if self.shuffle else np.arange(self.num_places)
-        draw_seeds = rng.integers(0, 2**62, self.num_places)
-        for index in order:
-            yield int(index), int(draw_seeds[index])
-
-
-def sampler_epoch(sampler: Sampler | Iterable) -> int:
-    """The epoch a :class:`PlaceSampler` (or a distributed wrapper Lightning put around it) will
-    iterate next."""
-    return int(getattr(sampler, "epoch", 0))
-
-
-class PlaceBatchSampler(BatchSampler):
-    """Batches of places; after a resume, the resumed epoch skips the batches already trained on.
-
-    Only indices are skipped, no image is read. ``len()`` stays the whole epoch's, as Lightning
-    counts the resumed epoch's batches from its start.
-
-    Attributes:
-        resume_at: ``(epoch, batches)`` to skip at the start of that epoch's iteration (used
-            once), or None.
-    """
-
-    def __init__(self, sampler: Sampler | Iterable, batch_size: int, drop_last: bool = False) -> None:
-        super().__init__(sampler, batch_size, drop_last)
-        self.resume_at: tuple[int, int] | None = None
-
-    def skip_for(self, epoch: int) -> int:
-        """Batches the iteration of ``epoch`` skips."""
-        return self.resume_at[1] if self.resume_at is not None and self.resume_at[0] == epoch else 0
-
-    def __iter__(self) -> Iterator[list]:
-        skip, self.resume_at = self.skip_for(sampler_epoch(self.sampler)), None
-        for number, batch in enumerate(super().__iter__()):
-            if number >= skip:
-                yield batch
-
-
-class PlaceLoader(DataLoader):
-    """The training DataLoader of places, resumable mid-epoch.
-
-    Lightning saves :meth:`state_dict` in every checkpoint (under ``loops.fit_loop.state_dict.
-    combined_loader``) and passes it to :meth:`load_state_dict` on resume, before iterating:
-    the resumed epoch goes on with the next batch of the same order and the same draw seeds
-    instead of starting the epoch over. Under DDP Lightning rebuilds the loader and its batch
-    sampler around a distributed wrapper of the :class:`PlaceSampler`; each rank then skips its
-    own batches. Worker seeds come from a generator of the loader's own, so that creating an
-    iterator draws nothing from the global RNG (a resumed run draws its dropout masks as the
-    uninterrupted one does).
-
-    Args:
-        dataset: the places.
-        batch_sampler: a :class:`PlaceBatchSampler` over a :class:`PlaceSampler` (or over
-            Lightning's distributed wrapper of one).
-        generator: seeds the workers; default ``torch.Generator().manual_seed(0)``.
-        **kwargs: the other DataLoader arguments (``num_workers``, ``pin_memory``, ...).
-    """
-
-    def __init__(self, dataset: Dataset, batch_sampler: PlaceBatchSampler, generator: torch.Generator | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(dataset, batch_sampler=batch_sampler,
-                         generator=generator if generator is not None else torch.Generator().manual_seed(0), **kwargs)
-        self._epoch, self._batches_done = sampler_epoch(self.batch_sampler.sampler), 0
-
-    def _places_per_batch(self) -> int:
-        """Places of the order consumed per batch: ``batch_size`` x the number of processes."""
-        return self.batch_sampler.batch_size * int(getattr(self.batch_sampler.sampler, "num_replicas", 1))
-
-    def __iter__(self) -> Iterator:
-        self._epoch = sampler_epoch(self.batch_sampler.sampler)
-        self._batches_done = self.batch_sampler.skip_for(self._epoch)
-        for batch in super().__iter__():
-            self._batches_done += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        """Where the training loop is: ``{"epoch", "batches_done", "places_per_batch", "num_places"}``."""
-        return {"epoch": self._epoch, "batches_done": self._batches_done,
-                "places_per_batch": self._places_per_batch(), "num_places": len(self.dataset)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from ``state``: its epoch, after its batches (a finished epoch: the next one).
-
-        Raises:
-            ValueError: the state is for another number of places (other cities or
-                ``min_img_per_place``): its order cannot be continued.
-        """
-        num_places = len(self.dataset)
-        if int(state["num_places"]) != num_places:
-            raise UserError(
-                f"the checkpoint's data order is over {state['num_places']} GSV-Cities places but the data now has "
-                f"{num_places}: resume with the run's cities= and min_img_per_place="
-            )
-        epoch, places_done = int(state["epoch"]), int(state["batches_done"]) * int(state["places_per_batch"])
-        if places_done >= num_places:
-            epoch, places_done = epoch + 1, 0
-        if places_done % self._places_per_batch():
-            logger.warning("resuming with %d places per step instead of %d: the data order goes on from place %d "
-                           "approximately", self._places_per_batch(), state["places_per_batch"], places_done)
-        self.batch_sampler.sampler.set_epoch(epoch)
-        self.batch_sampler.resume_at = (epoch, places_done // self._places_per_batch())
-        self._epoch, self._batches_done = self.batch_sampler.resume_at
-
-
 class GSVCitiesDataset(Dataset):
     """Places of GSV-Cities; item ``i`` is ``(images [K, 3, H, W], place_ids [K])``.
 
@@ -333,6 +209,9 @@ class GSVCitiesDataset(Dataset):
     Indexing with ``(i, draw_seed)`` (what :class:`PlaceSampler` yields) draws the images and
     the augmentation from ``draw_seed``; a bare ``i`` uses a fixed draw.
     """
+
+    order_name = "GSV-Cities"
+    resume_hint = "the run's cities= and min_img_per_place="
 
     def __init__(self, root: str | os.PathLike[str], cities: Sequence[str] | None = None, img_per_place: int = 4,
                  min_img_per_place: int = 4, sample: SampleMode = "random", transform: ImageTransform | None = None,
@@ -497,11 +376,5 @@ class GSVCitiesDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> PlaceLoader:
         """Batches of ``batch_size`` places, resumable mid-epoch (see :class:`PlaceLoader`)."""
-        dataset = self._dataset()
-        places = PlaceSampler(dataset.num_places, shuffle=self.shuffle_all, seed=self.seed)
-        return PlaceLoader(
-            dataset, batch_sampler=PlaceBatchSampler(places, self.batch_size, drop_last=False),
-            generator=torch.Generator().manual_seed(self.seed),
-            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-        )
+        return place_loader(self._dataset(), self.batch_size, self.seed, self.shuffle_all, self.num_workers,
+                            self.persistent_workers)

@@ -1,23 +1,28 @@
-"""The training data module: GSV-Cities batches for training, evaluation sets for validation."""
+"""The training data module: one or more training sets (:mod:`dataloaders.training_sets`), evaluation
+sets for validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Literal
+from typing import Any, Literal
 
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from dataloaders.eval_sets import DataRoots, EvalSet, load_eval_set
-from dataloaders.gsv_cities import GSVCitiesDataModule
-from dataloaders.transforms import EvalPreprocessing, eval_transform
+from dataloaders.gsv_cities import GSV_CITIES
+from dataloaders.place_sampling import PlaceLoader
+from dataloaders.training_sets import TRAINING_SETS, TrainingContext, TrainingSet
+from dataloaders.transforms import EvalPreprocessing, eval_transform, train_transform
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class VPRDataModule(GSVCitiesDataModule):
-    """GSV-Cities training plus validation on evaluation sets read from the user's data roots.
+class VPRDataModule(pl.LightningDataModule):
+    """Training sets (GSV-Cities by default) plus validation on evaluation sets read from the user's data roots.
 
     Every argument is a ``main.py --data.<name>`` flag (the help text is the line below).
 
@@ -46,6 +51,8 @@ class VPRDataModule(GSVCitiesDataModule):
         pitts_root: Pittsburgh images; default: <data_dir>/Pittsburgh.
         nordland_root: Nordland images; default: <data_dir>/Nordland.
         sped_root: SPED images; default: <data_dir>/SPEDTEST.
+        train_sets: the training sets, by name, with their options (a mapping); every step takes one batch of
+            each, one loss per set. gsv_cities takes the GSV-Cities flags above; msls_cliques reads msls_root.
     """
 
     def __init__(
@@ -71,18 +78,33 @@ class VPRDataModule(GSVCitiesDataModule):
         pitts_root: str | None = None,
         nordland_root: str | None = None,
         sped_root: str | None = None,
+        train_sets: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         if train_augmentation not in ("randaugment", "none"):
             raise UserError(f"train_augmentation={train_augmentation!r}; expected randaugment or none")
-        super().__init__(
-            data_root, cities=cities, batch_size=batch_size, img_per_place=img_per_place,
-            min_img_per_place=min_img_per_place, image_size=image_size, num_workers=num_workers,
-            shuffle_all=shuffle_all, random_sample_from_each_place=random_sample_from_each_place, seed=seed,
-            persistent_workers=persistent_workers,
-        )
+        if batch_size < 1:
+            raise UserError(f"batch_size (places per batch) must be at least 1, got {batch_size}")
+        if num_workers < 0:
+            raise UserError(f"num_workers must be >= 0, got {num_workers}")
+        super().__init__()
+        self.data_root = data_root
+        self.cities = list(GSV_CITIES if cities is None else cities)
+        self.batch_size = batch_size
+        self.img_per_place = img_per_place
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.num_workers = num_workers
+        self.seed = seed
+        self.persistent_workers = persistent_workers
+        self.gsv_options = {"data_root": data_root, "cities": cities, "batch_size": batch_size,
+                            "min_img_per_place": min_img_per_place, "shuffle_all": shuffle_all,
+                            "random_sample_from_each_place": random_sample_from_each_place}
+        self.train_set_options = {name: dict(options or {}) for name, options in (train_sets or {"gsv_cities": {}}).items()}
+        if not self.train_set_options:
+            raise UserError("train_sets must name at least one training set")
         self.train_augmentation = train_augmentation
-        if train_augmentation == "none":
-            self.train_transform = eval_transform(self.image_size)
+        self.train_transform = eval_transform(self.image_size) if train_augmentation == "none" else None
+        self.train_set_list: list[TrainingSet] = []
+        self._train_set_states: dict[str, dict[str, Any]] = {}
         self.val_set_names = list(val_set_names)
         self.val_image_size = tuple(val_image_size) if val_image_size is not None else None
         self.val_batch_size = val_batch_size
@@ -93,12 +115,65 @@ class VPRDataModule(GSVCitiesDataModule):
         self.val_sets: list[EvalSet] = []
 
     def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
+        if stage in (None, "fit") and not self.train_set_list:
+            self.train_set_list = self.build_train_sets()
         if stage in (None, "fit", "validate") and not self.val_sets:
             self.val_sets = [load_eval_set(name, self.data_roots) for name in self.val_set_names]
             for eval_set in self.val_sets:
                 eval_set.check_files_exist()
                 log.info("validation set %s: %d database images, %d queries", eval_set.name, eval_set.num_db, eval_set.num_queries)
+
+    def build_train_sets(self) -> list[TrainingSet]:
+        """The training sets of ``train_sets``, in order; the first one sets the epoch's length."""
+        context = TrainingContext(
+            img_per_place=self.img_per_place, image_size=self.image_size,
+            val_image_size=tuple(self.val_image_size or self.image_size),
+            transform=self.train_transform or train_transform(self.image_size), seed=self.seed,
+            num_workers=self.num_workers, persistent_workers=self.persistent_workers, roots=self.data_roots)
+        sets: list[TrainingSet] = []
+        for name, options in self.train_set_options.items():
+            if name == "gsv_cities":
+                options = {**self.gsv_options, **options}
+            sets.append(TRAINING_SETS.build(name, context, **options))
+            sets[-1].load_state_dict(self._train_set_states.get(name, {}))
+            log.info("training set %s\n%s", name, sets[-1].summary())
+            if len(sets) == 1:
+                context = dataclasses.replace(context, batches_per_epoch=sets[0].batches_per_epoch)
+        return sets
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return self.train_set_list[0].batches_per_epoch
+
+    @property
+    def train_dataset(self) -> Any:
+        """The first training set's dataset (None before ``setup``)."""
+        return self.train_set_list[0].dataset if self.train_set_list else None
+
+    @property
+    def failed_image_count(self) -> int:
+        """Training images that could not be read (and were replaced) so far."""
+        return sum(getattr(getattr(s, "dataset", None), "failed_image_count", 0) for s in self.train_set_list)
+
+    def train_dataloader(self) -> PlaceLoader | dict[str, PlaceLoader]:
+        """One training set: its loader (batches ``(images [P, K, 3, H, W], labels [P, K])``); several: a
+        mapping name -> loader, each step a mapping of their batches."""
+        if not self.train_set_list:
+            self.setup("fit")
+        for train_set in self.train_set_list:
+            train_set.prepare(self.trainer)
+        if len(self.train_set_list) == 1:
+            return self.train_set_list[0].loader()
+        return {train_set.name: train_set.loader() for train_set in self.train_set_list}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the training sets need to resume besides their loaders' positions."""
+        return {"train_sets": {s.name: s.state_dict() for s in self.train_set_list}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_set_states = dict(state_dict.get("train_sets", {}))
+        for train_set in self.train_set_list:
+            train_set.load_state_dict(self._train_set_states.get(train_set.name, {}))
 
     def val_dataloader(self) -> list[DataLoader]:
         """Validation images decoded and resized exactly as eval.py does by default (full JPEG

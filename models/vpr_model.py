@@ -191,18 +191,27 @@ class VPRModel(pl.LightningModule):
             raise UserError(f"lr_sched={hp.lr_sched!r}; expected linear, cosine, multistep or none")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """``batch``: images ``[P, K, 3, H, W]`` and place ids ``[P, K]``."""
-        places, labels = batch
-        images = places.flatten(0, 1)  # [P*K, 3, H, W]
-        labels = labels.flatten()
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor] | dict[str, tuple[torch.Tensor, torch.Tensor]],
+                      batch_idx: int) -> torch.Tensor:
+        """``batch``: images ``[P, K, 3, H, W]`` and place ids ``[P, K]``; or, with several training
+        sets, a mapping set name -> such a pair: one forward pass, one loss per set, summed."""
+        sets = batch if isinstance(batch, dict) else {"": batch}
+        images = torch.cat([places.flatten(0, 1) for places, _ in sets.values()])  # [sum P*K, 3, H, W]
         descriptors = self(images)
         self._stop_if_not_finite(descriptors, "descriptors", batch_idx)
-        output = self.objective(descriptors, labels)
-        self._stop_if_not_finite(output.loss, "loss", batch_idx)
-        self.log("loss", output.loss.detach() / max(self.trainer.world_size, 1), prog_bar=True, sync_dist=False)
-        self.log("mined_fraction", output.mined_fraction, prog_bar=True)
-        return output.loss
+        loss, start = 0.0, 0
+        for name, (places, labels) in sets.items():
+            count = labels.numel()
+            output = self.objective(descriptors[start:start + count], labels.flatten())
+            start += count
+            self._stop_if_not_finite(output.loss, "loss", batch_idx)
+            suffix = f"/{name}" if name else ""
+            if name:
+                self.log(f"loss{suffix}", output.loss.detach() / max(self.trainer.world_size, 1), sync_dist=False)
+            self.log(f"mined_fraction{suffix}", output.mined_fraction, prog_bar=True)
+            loss = loss + output.loss
+        self.log("loss", loss.detach() / max(self.trainer.world_size, 1), prog_bar=True, sync_dist=False)
+        return loss
 
     def _stop_if_not_finite(self, values: torch.Tensor, what: str, batch_idx: int) -> None:
         if not torch.isfinite(values).all():

@@ -17,9 +17,10 @@ from .gsv import gsv_part
 from .jobs import render_jobs
 from .layout import GMBERTON_SET
 from .msls import msls_test_part, msls_val_part
+from .msls_train import msls_train_part
 from .pittsburgh import pitts_part
 from .randomness import STREAM_CITY, stream_rng
-from .regions import Region, plan_regions
+from .regions import Region, plan_msls_train_regions, plan_regions
 from .sizes import SUMMARY_FILE, TOY_WORLD_SIZES, TOY_WORLD_VERSION, ToyWorldSize, ToyWorldSummary, resolve_size
 from .vprbench import nordland_part, sped_part
 
@@ -63,6 +64,7 @@ def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | 
     _check_output_folder(root)
 
     train_regions, eval_regions = plan_regions(resolved)
+    msls_train_regions = plan_msls_train_regions(resolved)
 
     def city_of(region: Region, index: int) -> City:
         return build_city(stream_rng(seed, STREAM_CITY, index), region.size[0], region.size[1])
@@ -82,6 +84,9 @@ def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | 
         sped_part(root, seed, resolved, eval_cities["sped"]),
         gmberton_part(root, seed, resolved, eval_regions[gmberton], eval_cities[gmberton]),
     ]
+    if msls_train_regions:  # its own streams: the parts above do not change
+        parts.append(msls_train_part(root, seed, resolved, msls_train_regions,
+                                     [city_of(region, 2000 + i) for i, region in enumerate(msls_train_regions)]))
     root.mkdir(parents=True, exist_ok=True)
     jobs = [job for part in parts for job in part.jobs]
     num_images = render_jobs(jobs, image_size, workers=workers, progress=progress)
@@ -90,7 +95,8 @@ def generate_toy_world(root: str | os.PathLike[str], seed: int = 0, size: str | 
     counts: dict[str, dict[str, int]] = {}
     for part in parts:
         counts.update(part.counts)
-    regions = {f"gsv_{r.name}": r.box for r in train_regions} | {name: r.box for name, r in eval_regions.items()}
+    regions = ({f"gsv_{r.name}": r.box for r in train_regions} | {name: r.box for name, r in eval_regions.items()}
+               | {r.name: r.box for r in msls_train_regions})
     summary = ToyWorldSummary(root=root, seed=seed, size=size_name, image_size=image_size,
                               version=TOY_WORLD_VERSION, num_images=num_images,
                               gsv_cities=tuple(resolved.gsv_cities), parameters=asdict(resolved), counts=counts,

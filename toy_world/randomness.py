@@ -21,6 +21,7 @@ STREAM_PITTS = 5
 STREAM_NORDLAND = 6
 STREAM_SPED = 7
 STREAM_GMBERTON = 8
+STREAM_MSLS_TRAIN = 9
 
 
 def stream_rng(seed: int, *stream: int) -> np.random.Generator:

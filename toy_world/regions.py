@@ -56,6 +56,7 @@ _GMBERTON_GEO = ((440000.0, 4474000.0), "30", "T", (40.4168, -3.7038))
 
 _TRAIN_ROW_Y = 0.0  # GSV-Cities training regions lie along this row of the global plane ...
 _EVAL_ROW_Y = 50_000.0  # ... and every evaluation region along this one, far away
+_MSLS_TRAIN_ROW_Y = 100_000.0  # MSLS training cities (CliqueMining) along a third row
 _REGION_GAP = 5_000.0
 
 
@@ -90,3 +91,9 @@ def plan_regions(size: ToyWorldSize) -> tuple[list[Region], dict[str, Region]]:
                   {"utm_origin": utm, "utm_zone": zone, "utm_letter": letter, "latlon_origin": latlon}))
     evaluation = {region.name: region for region in _layout_regions(specs, _EVAL_ROW_Y)}
     return train, evaluation
+
+
+def plan_msls_train_regions(size: ToyWorldSize) -> list[Region]:
+    """The MSLS training cities' regions (``msls_train_<city>``), on a row of their own."""
+    return _layout_regions([(f"msls_train_{name}", 300.0, 300.0, {}) for name in size.msls_train_cities],
+                           _MSLS_TRAIN_ROW_Y)

@@ -48,6 +48,10 @@ class ToyWorldSize:
     sped_pairs: int
     gmberton_db: int
     gmberton_queries: int
+    msls_train_cities: tuple[str, ...] = ()  # MSLS train_val cities with unique_cluster (CliqueMining)
+    msls_train_routes_per_city: int = 2
+    msls_train_clusters_per_route: int = 6
+    msls_train_images_per_cluster: tuple[int, int] = (3, 4)  # inclusive range, split between database and query
 
     def __post_init__(self) -> None:
         low, high = self.gsv_images_per_place
@@ -66,6 +70,11 @@ class ToyWorldSize:
             value = getattr(self, item.name)
             if isinstance(value, int) and value < 1:
                 raise UserError(f"{item.name} must be at least 1, got {value}")
+        if not 2 <= self.msls_train_images_per_cluster[0] <= self.msls_train_images_per_cluster[1]:
+            raise UserError("msls_train_images_per_cluster must be (low, high) with 2 <= low <= high, "
+                             f"got {self.msls_train_images_per_cluster}")
+        if len(set(self.msls_train_cities)) != len(self.msls_train_cities):
+            raise UserError(f"msls_train_cities lists a city twice: {', '.join(self.msls_train_cities)}")
         if self.nordland_queries < 2:
             raise UserError(f"nordland_queries must be at least 2, got {self.nordland_queries}")
 
@@ -85,6 +94,10 @@ TOY_WORLD_SIZES: dict[str, ToyWorldSize] = {
         sped_pairs=6,
         gmberton_db=12,
         gmberton_queries=4,
+        msls_train_cities=("trondheim", "london"),
+        msls_train_routes_per_city=2,
+        msls_train_clusters_per_route=6,
+        msls_train_images_per_cluster=(3, 4),
     ),
     "default": ToyWorldSize(
         gsv_cities=("Bangkok", "Boston", "London", "PRS"),
@@ -100,6 +113,10 @@ TOY_WORLD_SIZES: dict[str, ToyWorldSize] = {
         sped_pairs=60,
         gmberton_db=120,
         gmberton_queries=40,
+        msls_train_cities=("trondheim", "london", "boston"),
+        msls_train_routes_per_city=3,
+        msls_train_clusters_per_route=10,
+        msls_train_images_per_cluster=(4, 6),
     ),
 }
 
