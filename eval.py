@@ -37,9 +37,10 @@ from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
 from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
 from models.checkpoint_io import LoadedModel, load_model
+from models.image_size import resolve_image_size as image_size_rule
 from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
-from utils.cli import first_line, json_object
+from utils.cli import first_line
 from utils.evaluation.outputs import (
     DescriptorFiles,
     MslsChallengeFile,
@@ -63,6 +64,7 @@ from utils.evaluation.pipeline import (
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
 from utils.evaluation.metrics import RECALL_KS
 from utils.evaluation.results import new_run_dir
+from utils.model_flags import add_model_arguments
 
 log = logging.getLogger("eval")
 
@@ -79,28 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--ckpt_path", type=Path,
-        help="Lightning checkpoint of this project (architecture inside) or a bare state dict (needs the "
-        "architecture flags below)",
-    )
-    model.add_argument(
-        "--released", choices=sorted(RELEASED_MODELS),
-        help=f"a released model: its architecture for the bare state dict in --ckpt_path, and its evaluation "
-        f"image size unless --image_size is given (default architecture: {DEFAULT_RELEASE}'s)",
-    )
     default = released_model(DEFAULT_RELEASE).architecture
-    model.add_argument("--backbone", help=f"backbone of a bare state dict (default {default.backbone_arch})")
-    model.add_argument("--backbone_config", type=json_object, default={}, help="backbone arguments as JSON")
-    model.add_argument("--agg_arch", help=f"aggregator of a bare state dict (default {default.agg_arch})")
+    model = add_model_arguments(
+        parser,
+        checkpoint_help="Lightning checkpoint of this project (architecture inside) or a bare state dict (needs the "
+        "architecture flags below)",
+        default_backbone=default.backbone_arch, default_aggregator=default.agg_arch,
+    )
     for name in SALAD_SIZE_FLAGS:
         model.add_argument(f"--{name}", type=int, help=f"SALAD {name} of a bare state dict (default {default.agg_config[name]})")
-    model.add_argument(
-        "--agg_config", type=json_object, default={},
-        help="aggregator arguments as JSON, overriding the flags above; its input width defaults to the "
-        "backbone's channels",
-    )
     model.add_argument(
         "--no_verify", action="store_true",
         help="with --released: do not check the SHA-256 of a --ckpt_path named as the released file (a fine-tune "
@@ -146,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = parser.add_argument_group("sets")
     data.add_argument(
-        "--val_datasets", nargs="+",
+        "--val_datasets", "--val_set_names", dest="val_datasets", nargs="+",
         help="sets to evaluate: published names in any case, or this project's "
         f"(default: {' '.join(DEFAULT_VAL_SETS)})",
     )
@@ -283,12 +272,8 @@ def architecture_from_args(args: argparse.Namespace) -> Architecture:
 
 def resolve_image_size(args: argparse.Namespace) -> tuple[int, int] | None:
     """``(height, width)`` from ``--image_size`` (one value: a square) or ``--released``; ``None`` for
-    native resolution."""
-    if args.image_size is not None:
-        return args.image_size[0], args.image_size[-1]
-    if args.released is not None:
-        return released_model(args.released).image_size
-    return None
+    native resolution (``models.image_size.resolve_image_size``, the rule every tool shares)."""
+    return image_size_rule(args.image_size, args.released)
 
 
 def log_cpu_bf16_hint(name: str, device: torch.device, cpuinfo: Path = CPUINFO) -> None:

@@ -6,6 +6,7 @@ A new architecture is one module plus one ``@BACKBONES.register("name")`` (or
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,6 +47,16 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._builders)
+
+    def arguments(self, name: str) -> dict[str, Any]:
+        """The keyword arguments of ``name``'s builder and their defaults (``inspect.Parameter.empty``
+        where it has none): the keys of its ``*_config``."""
+        parameters = inspect.signature(self.get(name)).parameters.values()
+        return {
+            parameter.name: parameter.default
+            for parameter in parameters
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
 
     def __contains__(self, name: object) -> bool:
         return name in self._builders

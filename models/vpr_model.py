@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
+from models.image_size import VALIDATION_SIZE_KEY
 from utils.training.metric_learning import MetricLearningObjective
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
@@ -200,6 +201,10 @@ class VPRModel(pl.LightningModule):
                     f"non-finite weights in {name} at optimizer step {self.global_step}; "
                     f"training stopped, no checkpoint written"
                 )
+        datamodule = getattr(self._trainer, "datamodule", None)
+        size = getattr(datamodule, "val_image_size", None) or getattr(datamodule, "image_size", None)
+        if size is not None:  # the size tools default to (models.image_size)
+            checkpoint[VALIDATION_SIZE_KEY] = [int(side) for side in size]
 
     # ----------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
