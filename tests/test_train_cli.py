@@ -31,7 +31,7 @@ def train_args(world: Path, out: Path, *extra: str) -> list[str]:
     """A tiny run: ResNet-18 (layers 3-4 cropped) + SALAD with 4 clusters, 56 px, 4 places x 4 images."""
     return [
         "--model.backbone_arch", "resnet18",
-        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1}',
+        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": false}',
         "--model.agg_config", '{"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0}',
         "--model.lr", "0.001",
         "--data.data_root", str(world / "gsv-cities"),
@@ -194,7 +194,7 @@ def test_missing_data_root_is_a_one_line_error_before_the_model_is_built(tmp_pat
 
 @pytest.mark.parametrize(
     ("backbone", "backbone_config", "aggregator", "agg_config"),
-    [("dinov2_vits14", {"num_trainable_blocks": 1}, "GeM", {})],  # every pair: tests/test_cross_product.py
+    [("dinov2_vits14", {"num_trainable_blocks": 1, "pretrained": False}, "GeM", {})],  # every pair: tests/test_cross_product.py
 )
 def test_a_pair_trains_through_the_cli_flags(toy_world, tmp_path, backbone, backbone_config, aggregator, agg_config):
     args = train_args(toy_world, tmp_path / "pair", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
@@ -243,7 +243,7 @@ def test_compile_network_compiles_in_place_and_trains_alike(compile_calls):
 
     config = {
         "backbone_arch": "resnet18",
-        "backbone_config": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
+        "backbone_config": {"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": False},
         "agg_config": {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},  # inductor draws other masks
     }
     torch.manual_seed(1)  # the weights do not depend on the tests that ran before

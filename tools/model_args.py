@@ -11,7 +11,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,13 +22,23 @@ from models import AGGREGATORS, BACKBONES
 from models.registry import Registry
 
 CONFIG_OF = {"backbone": "backbone_config", "aggregator": "agg_config"}
+"""Which configuration holds the arguments of each kind of builder."""
 
 
-def describe(registry: Registry, name: str) -> str:
-    """``name (kind): key=default, ...`` for one builder (``key`` alone: no default)."""
-    parts = [key if default is inspect.Parameter.empty else f"{key}={default!r}"
-             for key, default in registry.arguments(name).items()]
-    return f"{name} ({registry.kind}, {CONFIG_OF[registry.kind]}): {', '.join(parts) or 'no arguments'}"
+NOTE = ("in_channels is the backbone's width, filled in; main.py starts a backbone from its pretrained weights "
+        "unless backbone_config sets pretrained: false")
+
+
+def describe(registries: tuple[Registry, ...] = (BACKBONES, AGGREGATORS), names: Sequence[str] = ()) -> list[str]:
+    """The lines this tool prints: per registry, its builders (those of ``names``, default all)
+    grouped by identical arguments, each with its arguments and defaults."""
+    lines = []
+    for registry in registries:
+        chosen = [name for name in registry.names() if not names or name in names]
+        if chosen:
+            lines.append(f"{CONFIG_OF[registry.kind]} of each {registry.kind}:")
+            lines += [f"  {line}" for line in registry.describe_arguments(chosen)]
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in args.names if name not in known]
     if unknown:
         parser.error(f"unknown name {', '.join(unknown)}; registered: {', '.join(known)}")
-    for registry in registries:
-        for name in registry.names():
-            if not args.names or name in args.names:
-                print(describe(registry, name))
+    print("\n".join(describe(registries, args.names)))
+    print(NOTE)
     return 0
 
 
