@@ -38,7 +38,7 @@ from dataloaders.eval_sets import EvalSet
 from utils.evaluation.pipeline import Evaluator, SetEvaluation
 from utils.evaluation.msls_challenge import write_msls_predictions
 from utils.evaluation.predictions_csv import write_predictions_csv
-from utils.evaluation.results import format_recall_table, make_set_result, write_results_json
+from utils.evaluation.results import format_recall_table, make_set_result, model_label, write_results_json
 from utils.evaluation.visualize import plot_recall_curves, save_prediction_images
 
 RESULTS_FILE = "results.json"
@@ -105,7 +105,7 @@ class RecallTable(OutputWriter):
 
 
 class RecallCurvePlot(OutputWriter):
-    """``recall_<set>.png``."""
+    """``recall_<set>.png``, the curve named by the model (``utils.evaluation.results.model_label``)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
@@ -113,7 +113,8 @@ class RecallCurvePlot(OutputWriter):
     def write(self, evaluation: SetEvaluation, evaluator: Evaluator) -> None:
         name, curve = evaluation.eval_set.name, evaluation.retrieval.curve
         if curve is not None:
-            plot_recall_curves({name: curve}, self.run_dir / f"recall_{name}.png", f"{name} Recall@N")
+            model = model_label(evaluator.settings())
+            plot_recall_curves({model: curve}, self.run_dir / f"recall_{name}.png", f"{name}: Recall@N of {model}")
 
 
 class MslsChallengeFile(OutputWriter):
@@ -129,6 +130,13 @@ class MslsChallengeFile(OutputWriter):
         indices = evaluation.retrieval.indices[:, :MSLS_CHALLENGE_TOP_K]
         write_msls_predictions(self.path, eval_set.query_keys, eval_set.db_keys, indices)
         print(f"MSLS challenge predictions: {self.path}")
+
+
+def positions_of(eval_set: EvalSet) -> tuple[np.ndarray, np.ndarray] | None:
+    """The set's ``(database [N, 2], queries [M, 2])`` UTM positions, where it records them."""
+    if eval_set.db_positions is None or eval_set.query_positions is None:
+        return None
+    return np.asarray(eval_set.db_positions, dtype=np.float64), np.asarray(eval_set.query_positions, dtype=np.float64)
 
 
 def split_paths(eval_set: EvalSet) -> tuple[list[Path], list[Path]]:
@@ -208,7 +216,7 @@ class PredictionImages(OutputWriter):
         written = save_prediction_images(
             out_dir, query_paths, db_paths, retrieval.indices, retrieval.distances, eval_set.ground_truth,
             num_preds=min(self.num_preds, retrieval.indices.shape[1]), only_wrong=self.only_wrong,
-            descriptors=(descriptors[: eval_set.num_db], descriptors[eval_set.num_db :]),
+            descriptors=(descriptors[: eval_set.num_db], descriptors[eval_set.num_db :]), positions=positions_of(eval_set),
         )
         print(f"{eval_set.name}: {len(written)} prediction images in {out_dir}")
 
@@ -230,9 +238,9 @@ class DescriptorFiles(OutputWriter):
             "query_paths": np.array([str(path) for path in query_paths], dtype=str),
             "metadata": np.array(json.dumps(metadata)),
         }
-        if eval_set.db_positions is not None and eval_set.query_positions is not None:
-            arrays["database_positions"] = np.asarray(eval_set.db_positions, dtype=np.float64)
-            arrays["query_positions"] = np.asarray(eval_set.query_positions, dtype=np.float64)
+        positions = positions_of(eval_set)
+        if positions is not None:
+            arrays["database_positions"], arrays["query_positions"] = positions
         path = self.run_dir / f"descriptors_{eval_set.name}.npz"
         with path.open("xb") as stream:
             np.savez(stream, **arrays)
