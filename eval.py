@@ -11,7 +11,9 @@ Examples (from the repository root)::
 
 Every run writes into a new folder ``<--log_dir>/<checkpoint name>_<time>/`` (``run.json`` with
 what ran, ``results.json`` with each labelled set's recall, ``recall_<set>.png``, predictions CSVs,
-the MSLS challenge file, prediction images, descriptor files: see ``utils/evaluation/outputs.py``).
+the MSLS challenge file, prediction images, descriptor files: see ``utils/evaluation/outputs.py``;
+``index.html``, a report page with the recalls, curves and a gallery of queries; ``eval.log``,
+the console output).
 
 This is a thin command line over ``utils.evaluation.pipeline`` (the evaluation itself, usable from
 Python without argparse) and ``utils.evaluation.outputs`` (one writer per output).
@@ -28,6 +30,8 @@ from pathlib import Path
 import torch
 
 from dataloaders.eval_sets import (
+    DataRoots,
+    EvalSet,
     EvalSetRegistry,
     add_data_root_arguments,
     data_roots_from_args,
@@ -42,6 +46,7 @@ from models.registry import AGGREGATORS
 from models.released import RELEASED_MODELS, check_released_file, released_model
 from utils.cli import first_line
 from utils.evaluation.outputs import (
+    IN_RUN_FOLDER,
     DescriptorFiles,
     MslsChallengeFile,
     OutputWriter,
@@ -61,10 +66,14 @@ from utils.evaluation.pipeline import (
     SpeedOptions,
     evaluate_sets,
 )
+from utils.evaluation.console_log import LOG_FILE as CONSOLE_LOG_FILE
+from utils.evaluation.console_log import ConsoleLog
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
 from utils.evaluation.metrics import RECALL_KS
+from utils.evaluation.report import ReportPage
 from utils.evaluation.results import new_run_dir
 from utils.model_flags import add_model_arguments
+from utils.user_cache import first_time
 
 log = logging.getLogger("eval")
 
@@ -188,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--log_dir", type=Path, default=Path("logs/eval"), help="parent of the run folders (default logs/eval)"
     )
     output.add_argument(
-        "--save_predictions", type=Path, metavar="FILE.csv",
-        help="write each query's top-K predictions and distances (FILE_<set>.csv when several sets run)",
+        "--save_predictions", type=Path, metavar="FILE.csv", nargs="?", const=IN_RUN_FOLDER,
+        help="write each query's top-K predictions, squared L2 distances and whether each is correct: alone, "
+        "predictions_<set>.csv in the run folder; with FILE.csv there (FILE_<set>.csv when several sets run)",
     )
     output.add_argument(
         "--top_k", type=int, default=25, help="predictions per query in the predictions CSVs (default 25, at most "
@@ -277,12 +287,13 @@ def resolve_image_size(args: argparse.Namespace) -> tuple[int, int] | None:
 
 
 def log_cpu_bf16_hint(name: str, device: torch.device, cpuinfo: Path = CPUINFO) -> None:
-    """Say so when ``--precision auto`` keeps float32 on a CPU that runs bf16 matrix products natively."""
+    """Say so (once per machine: ``utils.user_cache.first_time``) when ``--precision auto`` keeps
+    float32 on a CPU that runs bf16 matrix products natively."""
     if name != "auto" or device.type != "cpu":
         return
     features = cpu_bf16_support(cpuinfo) or {}
     native = [CPU_BF16_FLAGS[flag] for flag, present in features.items() if present]
-    if native:
+    if native and first_time("cpu_bf16_hint"):
         log.info("this CPU has %s: --precision bf16 can run several times faster than the float32 that auto "
                  "keeps on CPUs (ViT-B/14 SALAD: 3.3x, descriptor cosine >= 0.99999 to float32)", ", ".join(native))
 
@@ -296,6 +307,17 @@ def select_sets(args: argparse.Namespace, registry: EvalSetRegistry) -> list[str
         names.append(args.folder_set_name)
     canonical = [registry.resolve(name) for name in names or DEFAULT_VAL_SETS]
     return list(dict.fromkeys(canonical))
+
+
+def load_sets(args: argparse.Namespace, registry: EvalSetRegistry, set_names: list[str], roots: DataRoots) -> list[EvalSet]:
+    """The sets, loaded; folders whose file names carry no positions suggest ``--no_labels``."""
+    try:
+        return [registry.load(name, roots) for name in set_names]
+    except ValueError as error:
+        if args.database_folder is None or args.no_labels or "not a gmberton file name" not in str(error):
+            raise
+        raise ValueError(f"{first_line(error)}; folders without positions in their file names: add --no_labels "
+                         "(predictions only, no recall)") from None
 
 
 def eval_options(args: argparse.Namespace) -> EvalOptions:
@@ -325,6 +347,7 @@ def output_writers(args: argparse.Namespace, run_dir: Path) -> list[OutputWriter
         writers.append(PredictionImages(run_dir, args.num_preds_to_save, args.save_only_wrong_preds))
     if args.save_descriptors:
         writers.append(DescriptorFiles(run_dir))
+    writers.append(ReportPage(run_dir))  # last: it shows the recall curves
     return writers
 
 
@@ -354,14 +377,20 @@ def log_model(args: argparse.Namespace, loaded: LoadedModel, evaluator: Evaluato
 
 
 def run(args: argparse.Namespace) -> Path:
-    """Evaluate every selected set; returns the run folder."""
+    """Evaluate every selected set; returns the run folder (its ``eval.log`` holds the console output)."""
+    with ConsoleLog() as console:
+        return run_logged(args, console)
+
+
+def run_logged(args: argparse.Namespace, console: ConsoleLog) -> Path:
+    """:func:`run`, its output recorded by ``console``."""
     check_arguments(args)
     options = eval_options(args)
     registry = published_registry()
     set_names = select_sets(args, registry)
     PredictionsCsv.check_requested(args.save_predictions, set_names)  # before any work
     roots = data_roots_from_args(args)
-    eval_sets = [registry.load(name, roots) for name in set_names]
+    eval_sets = load_sets(args, registry, set_names, roots)
     for eval_set in eval_sets:
         eval_set.check_files_exist()
     if args.save_only_wrong_preds:
@@ -378,6 +407,7 @@ def run(args: argparse.Namespace) -> Path:
     evaluator = Evaluator(DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights, args.ckpt_path), options)
     log_model(args, loaded, evaluator)
     run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
+    console.open(run_dir / CONSOLE_LOG_FILE)
     write_run_info(run_dir, evaluator, set_names)
     evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
     print(f"run folder: {run_dir}")

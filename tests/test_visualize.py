@@ -159,4 +159,4 @@ def test_captions_fit_their_tiles_and_tell_equal_names_apart(tmp_path: Path, ima
     plain = save_prediction_image(tmp_path / "plain.png", images["query"], [images["wide"]], [0.5], [True], **layout)
     placed = save_prediction_image(tmp_path / "metres.png", images["query"], [images["wide"]], [0.5], [True],
                                    metres=[12.3], **layout)
-    assert Image.open(placed).height == Image.open(plain).height + 10  # one more line: "12 m from the query"
+    assert Image.open(placed).height == Image.open(plain).height + 10  # one more line: "12 m away"

@@ -11,7 +11,8 @@ Files of a run folder (``logs/eval/<checkpoint>_<time>/``):
 - ``results.json``: Recall@K and the recall curve of each labelled set (written first, after
   each set, so an optional output that fails later never loses a computed recall);
 - ``recall_<set>.png``: the recall curve;
-- ``predictions_<set>.csv``: each query's top-K predictions and distances (sets without labels
+- ``predictions_<set>.csv``: each query's top-K predictions, squared L2 distances and, with
+  labels, whether each is correct, paths relative to the set's image root (sets without labels
   always; labelled ones with ``--save_predictions``);
 - ``msls_challenge_predictions.txt``: the MSLS challenge file (set ``msls_test``);
 - ``predictions/<set>/*.png``: one image per query with its top predictions (``--num_preds_to_save``);
@@ -46,6 +47,8 @@ RUN_FILE = "run.json"
 MSLS_CHALLENGE_SET = "msls_test"
 MSLS_CHALLENGE_TOP_K = 25
 MSLS_CHALLENGE_FILE = "msls_challenge_predictions.txt"
+IN_RUN_FOLDER = Path("<run folder>")
+"""``--save_predictions`` without a file: each set's ``predictions_<set>.csv`` in the run folder."""
 
 
 class OutputWriter:
@@ -139,6 +142,12 @@ def positions_of(eval_set: EvalSet) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(eval_set.db_positions, dtype=np.float64), np.asarray(eval_set.query_positions, dtype=np.float64)
 
 
+def relative_paths(eval_set: EvalSet) -> tuple[list[str], list[str]]:
+    """The set's ``(database, query)`` image paths as it records them: relative to its image root
+    (absolute where an index file gives them so)."""
+    return list(eval_set.db_paths), list(eval_set.query_paths)
+
+
 def split_paths(eval_set: EvalSet) -> tuple[list[Path], list[Path]]:
     """The set's ``(database, query)`` image paths, absolute."""
     paths = eval_set.image_paths()
@@ -151,7 +160,8 @@ class PredictionsCsv(OutputWriter):
 
     Args:
         run_dir: the run folder.
-        requested: the user's ``FILE.csv`` (``FILE_<set>.csv`` when several sets run), or None.
+        requested: the user's ``FILE.csv`` (``FILE_<set>.csv`` when several sets run),
+            :data:`IN_RUN_FOLDER`, or None.
         top_k: predictions per query (at most the database size).
     """
 
@@ -165,7 +175,7 @@ class PredictionsCsv(OutputWriter):
         requested = self.check_requested(self.requested, [eval_set.name for eval_set in eval_sets])
         for eval_set in eval_sets:
             paths = [requested[eval_set.name]] if eval_set.name in requested else []
-            if not eval_set.has_ground_truth:
+            if not eval_set.has_ground_truth or self.requested == IN_RUN_FOLDER:
                 paths.append(self.run_dir / f"predictions_{eval_set.name}.csv")
                 check_writable_file(paths[-1], "the run folder")
             self.paths[eval_set.name] = paths
@@ -173,8 +183,9 @@ class PredictionsCsv(OutputWriter):
     @staticmethod
     def check_requested(requested: Path | None, set_names: Sequence[str]) -> dict[str, Path]:
         """Where ``--save_predictions`` puts each set's CSV (``FILE_<set>.csv`` when several sets
-        run), each checked: not there yet, in a folder that can be written."""
-        if requested is None:
+        run), each checked: not there yet, in a folder that can be written (none for
+        :data:`IN_RUN_FOLDER`: the run folder's ``predictions_<set>.csv``)."""
+        if requested is None or requested == IN_RUN_FOLDER:
             return {}
         if len(set_names) == 1:
             paths = {set_names[0]: requested}
@@ -185,12 +196,13 @@ class PredictionsCsv(OutputWriter):
         return paths
 
     def write(self, evaluation: SetEvaluation, evaluator: Evaluator) -> None:
-        retrieval = evaluation.retrieval
-        db_paths, query_paths = split_paths(evaluation.eval_set)
+        retrieval, eval_set = evaluation.retrieval, evaluation.eval_set
+        db_paths, query_paths = relative_paths(eval_set)
         top_k = min(self.top_k, retrieval.indices.shape[1])
-        for path in self.paths.get(evaluation.eval_set.name, []):
-            write_predictions_csv(path, query_paths, db_paths, retrieval.indices[:, :top_k], retrieval.distances[:, :top_k])
-            print(f"{evaluation.eval_set.name} predictions: {path}")
+        for path in self.paths.get(eval_set.name, []):
+            write_predictions_csv(path, query_paths, db_paths, retrieval.indices[:, :top_k], retrieval.distances[:, :top_k],
+                                  eval_set.ground_truth)
+            print(f"{eval_set.name} predictions: {path} (paths relative to {eval_set.image_root})")
 
 
 class PredictionImages(OutputWriter):

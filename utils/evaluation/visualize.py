@@ -6,16 +6,16 @@ Prediction strip layout (all sizes in pixels)::
     +--------+ gap +--------+ gap +--------+ gap +----------+
     | query  |     | pred 1 |     | pred 2 |     | positive |  <- every image resized to ``height``
     +--------+     +--------+     +--------+     +----------+
-      query       #1 d²=0.412    #2 d²=0.530    true #37 d²=0.9  <- caption strip: the rank, the
-      q_12.jpg    12 m           430 m          8 m                 squared L2 distance, metres to
-                  db_0871.jpg    db_0103.jpg    db_4410.jpg         the query where positions are
-                                                                    known, then the file name
+      query       #1 sqL2=0.41   #2 sqL2=0.53   true #37 sqL2=0.9  <- caption strip: the rank and
+      q_12.jpg    12 m away      430 m away     8 m away            squared L2 distance, metres
+                  db_0871.jpg    db_0103.jpg    db_4410.jpg           to the query where positions
+                                                                      are known, the file name
 
-File names are wrapped over up to :data:`NAME_LINES` lines (shortened in the middle beyond), and
-where two tiles share a name (SPED's query and match are both ``0000000.jpg``) the folder is
-shown in front of it. The image is ``sum(resized widths) + gap * (tiles - 1)`` wide and
-``height`` plus the caption strip (as tall as its lines need) tall. With ground truth each prediction gets a frame
-``frame_width`` wide drawn over its edges, green (:data:`CORRECT_COLOUR`) when it is a
+File names are wrapped over up to :data:`NAME_LINES` lines (beyond, an ellipsis and the name's
+end), and where two tiles share a name (SPED's query and match are both ``0000000.jpg``) the
+folder is shown in front of it. The image is ``sum(resized widths) + gap * (tiles - 1)`` wide and
+``height`` plus the caption strip (as tall as its lines need) tall. With ground truth each
+prediction gets a frame ``frame_width`` wide drawn over its edges, green (:data:`CORRECT_COLOUR`) when it is a
 positive and red (:data:`WRONG_COLOUR`) when not; without ground truth there is no frame.
 A query whose first prediction is wrong also shows, last, its nearest true positive (framed
 green) with its rank and distance among all database images. The background is white.
@@ -156,14 +156,14 @@ def save_prediction_image(
     paths = [query_path, *pred_paths]
     away = list(metres) if metres is not None else [None] * len(pred_paths)
     captions = [["query"]] + [
-        [f"#{rank}  d²={float(d):.3f}", *_metres_line(m)] for rank, (d, m) in enumerate(zip(distances, away), start=1)
+        [f"#{rank}  sqL2={float(d):.3f}", *_metres_line(m)] for rank, (d, m) in enumerate(zip(distances, away), start=1)
     ]
     frames: list[tuple[int, int, int] | None] = [None] * len(paths)
     if correct is not None:
         frames[1:] = [CORRECT_COLOUR if flag else WRONG_COLOUR for flag in correct]
     if positive is not None:
         paths.append(positive.path)
-        captions.append([f"true #{positive.rank}  d²={positive.distance:.3f}", *_metres_line(positive.metres)])
+        captions.append([f"true #{positive.rank}  sqL2={positive.distance:.3f}", *_metres_line(positive.metres)])
         frames.append(CORRECT_COLOUR)
     tiles = [_load_at_height(path, height) for path in paths]
 
@@ -351,7 +351,7 @@ def plot_recall_panels(
 
 def _metres_line(metres: float | None) -> list[str]:
     """The caption line of a distance in metres (none when unknown)."""
-    return [] if metres is None else [f"{metres:,.0f} m from the query"]
+    return [] if metres is None else [f"{metres:,.0f} m away"]
 
 
 def _load_at_height(path: str | PathLike[str], height: int) -> Image.Image:
