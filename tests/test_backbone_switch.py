@@ -90,3 +90,19 @@ def test_toy_config_switched_to_a_vit_with_one_flag_trains_briefly(
     assert export_onnx.main(["--ckpt_path", str(checkpoint), "--out", str(tmp_path / "vit.onnx")]) == 0
     metadata = {entry.key: entry.value for entry in onnx.load(str(tmp_path / "vit.onnx")).metadata_props}
     assert json.loads(metadata["image_size"]) == [28, 42] and metadata["backbone"] == "dinov2_vits14"
+
+
+def test_model_args_lists_a_builders_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools import model_args
+
+    assert model_args.main(["resnet18", "GeM"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        "backbone_config of each backbone:",
+        "  resnet18: pretrained=False, pretrained_path=None, layers_to_freeze=2, layers_to_crop=(4,)",
+        "agg_config of each aggregator:",
+        "  GeM: in_channels=None, p=3.0, eps=1e-06",
+    ]
+    with pytest.raises(SystemExit):
+        model_args.main(["resnet19"])
+    assert "unknown name resnet19; registered: " in capsys.readouterr().err
