@@ -7,6 +7,8 @@ hour of work, not after. A new output is one more writer.
 
 Files of a run folder (``logs/eval/<checkpoint>_<time>/``):
 
+- ``index.html``: the report page and its ``report/<set>/*.png`` gallery (``utils.evaluation.report``);
+- ``eval.log``: the console output (``utils.evaluation.console_log``);
 - ``run.json``: what ran (architecture, weights, settings, sets, command, versions);
 - ``results.json``: Recall@K and the recall curve of each labelled set (written first, after
   each set, so an optional output that fails later never loses a computed recall);
