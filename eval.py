@@ -13,7 +13,9 @@ Examples (from the repository root)::
 
 Every run writes into a new folder ``<--log_dir>/<checkpoint name>_<time>/`` (``run.json`` with
 what ran, ``results.json`` with each labelled set's recall, ``recall_<set>.png``, predictions CSVs,
-the MSLS challenge file, prediction images, descriptor files: see ``utils/evaluation/outputs.py``).
+the MSLS challenge file, prediction images, descriptor files: see ``utils/evaluation/outputs.py``;
+``index.html``, a report page with the recalls, curves and a gallery of queries; ``eval.log``,
+the console output).
 With several models (``--released`` with several names, or ``NAME=FILE``), the folder is
 ``<--log_dir>/comparison_<time>/`` with the table (``comparison.md``, ``.csv``, ``.tex``) and a run
 folder per model (``utils/evaluation/comparison.py``).
@@ -33,6 +35,7 @@ from pathlib import Path
 import torch
 
 from dataloaders.eval_sets import (
+    DataRoots,
     EvalSet,
     EvalSetRegistry,
     add_data_root_arguments,
@@ -45,9 +48,11 @@ from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry,
 from models.loading import LoadedNetwork, load_network
 from models.registry import AGGREGATORS
 from models.released import RELEASE_NAMES, released_model
-from utils.cli import flag_names, json_object
+from utils.cli import flag_names
 from utils.evaluation.comparison import compare_models
+from models.image_size import resolve_image_size as image_size_rule
 from utils.evaluation.outputs import (
+    IN_RUN_FOLDER,
     DescriptorFiles,
     MslsChallengeFile,
     OutputWriter,
@@ -69,10 +74,15 @@ from utils.evaluation.pipeline import (
     SpeedOptions,
     evaluate_sets,
 )
+from utils.evaluation.console_log import LOG_FILE as CONSOLE_LOG_FILE
+from utils.evaluation.console_log import ConsoleLog
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
 from utils.evaluation.metrics import RECALL_KS
+from utils.evaluation.report import ReportPage
 from utils.evaluation.results import new_run_dir
 from utils.errors import UserError, UserFileError, render
+from utils.model_flags import add_model_arguments
+from utils.user_cache import first_time
 
 log = logging.getLogger("eval")
 
@@ -108,32 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--ckpt_path", type=Path,
-        help="Lightning checkpoint of this project (architecture inside) or a bare state dict (needs the "
+    default = released_model(DEFAULT_RELEASE).architecture
+    model = add_model_arguments(
+        parser,
+        checkpoint_help="Lightning checkpoint of this project (architecture inside) or a bare state dict (needs the "
         "architecture flags below)",
-    )
-    model.add_argument(
-        "--released", "--method", nargs="+", type=released_entry, action=ReleasedModels, metavar="NAME[=FILE]",
-        help=f"a released model ({', '.join(RELEASE_NAMES)}): downloaded through torch.hub's cache, or read from "
-        f"--ckpt_path in its authors' layout; its evaluation image size unless --image_size is given (default "
-        f"architecture of a bare state dict: {DEFAULT_RELEASE}'s). Several, or NAME=FILE (the release's local file; a "
-        "name alone downloads it): one comparison table, rows the models (each at its own evaluation size; "
-        "--ckpt_path adds yours), columns the sets' R@1/5/10",
+        default_backbone=default.backbone_arch, default_aggregator=default.agg_arch,
+        released={
+            "nargs": "+", "type": released_entry, "action": ReleasedModels, "metavar": "NAME[=FILE]",
+            "help": f"a released model ({', '.join(RELEASE_NAMES)}): downloaded through torch.hub's cache, or read "
+            f"from --ckpt_path in its authors' layout; its evaluation image size unless --image_size is given "
+            f"(default architecture of a bare state dict: {DEFAULT_RELEASE}'s). Several, or NAME=FILE (the release's "
+            "local file; a name alone downloads it): one comparison table, rows the models (each at its own "
+            "evaluation size; --ckpt_path adds yours), columns the sets' R@1/5/10",
+        },
     )
     parser.set_defaults(compare=None)
-    default = released_model(DEFAULT_RELEASE).architecture
-    model.add_argument("--backbone", help=f"backbone of a bare state dict (default {default.backbone_arch})")
-    model.add_argument("--backbone_config", type=json_object, default={}, help="backbone arguments as JSON")
-    model.add_argument("--agg_arch", help=f"aggregator of a bare state dict (default {default.agg_arch})")
     for name in SALAD_SIZE_FLAGS:
         model.add_argument(f"--{name}", type=int, help=f"SALAD {name} of a bare state dict (default {default.agg_config[name]})")
-    model.add_argument(
-        "--agg_config", type=json_object, default={},
-        help="aggregator arguments as JSON, overriding the flags above; its input width defaults to the "
-        "backbone's channels",
-    )
     model.add_argument(
         "--no_verify", action="store_true",
         help="with --released: do not check the SHA-256 of a --ckpt_path named as the released file (a fine-tune "
@@ -179,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = parser.add_argument_group("sets")
     data.add_argument(
-        "--val_datasets", nargs="+",
+        "--val_datasets", "--val_set_names", dest="val_datasets", nargs="+",
         help="sets to evaluate: published names in any case, or this project's "
         f"(default: {' '.join(DEFAULT_VAL_SETS)})",
     )
@@ -232,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--log_dir", type=Path, default=Path("logs/eval"), help="parent of the run folders (default logs/eval)"
     )
     output.add_argument(
-        "--save_predictions", type=Path, metavar="FILE.csv",
-        help="write each query's top-K predictions and distances (FILE_<set>.csv when several sets run)",
+        "--save_predictions", type=Path, metavar="FILE.csv", nargs="?", const=IN_RUN_FOLDER,
+        help="write each query's top-K predictions, squared L2 distances and whether each is correct: alone, "
+        "predictions_<set>.csv in the run folder; with FILE.csv there (FILE_<set>.csv when several sets run)",
     )
     output.add_argument(
         "--top_k", type=int, default=DEFAULT_TOP_K, help=f"predictions per query in the predictions CSVs (default {DEFAULT_TOP_K}, at most "
@@ -319,21 +322,18 @@ def architecture_from_args(args: argparse.Namespace) -> Architecture:
 
 def resolve_image_size(args: argparse.Namespace) -> tuple[int, int] | None:
     """``(height, width)`` from ``--image_size`` (one value: a square) or ``--released``; ``None`` for
-    native resolution."""
-    if args.image_size is not None:
-        return args.image_size[0], args.image_size[-1]
-    if args.released is not None:
-        return released_model(args.released).image_size
-    return None
+    native resolution (``models.image_size.resolve_image_size``, the rule every tool shares)."""
+    return image_size_rule(args.image_size, args.released)
 
 
 def log_cpu_bf16_hint(name: str, device: torch.device, cpuinfo: Path = CPUINFO) -> None:
-    """Say so when ``--precision auto`` keeps float32 on a CPU that runs bf16 matrix products natively."""
+    """Say so (once per machine: ``utils.user_cache.first_time``) when ``--precision auto`` keeps
+    float32 on a CPU that runs bf16 matrix products natively."""
     if name != "auto" or device.type != "cpu":
         return
     features = cpu_bf16_support(cpuinfo) or {}
     native = [CPU_BF16_FLAGS[flag] for flag, present in features.items() if present]
-    if native:
+    if native and first_time("cpu_bf16_hint"):
         log.info("this CPU has %s: --precision bf16 can run several times faster than the float32 that auto "
                  "keeps on CPUs, with descriptors close to float32's (figures in docs/FIGURES.md)", ", ".join(native))
 
@@ -347,6 +347,17 @@ def select_sets(args: argparse.Namespace, registry: EvalSetRegistry) -> list[str
         names.append(args.folder_set_name)
     canonical = [registry.resolve(name) for name in names or DEFAULT_VAL_SETS]
     return list(dict.fromkeys(canonical))
+
+
+def load_sets(args: argparse.Namespace, registry: EvalSetRegistry, set_names: list[str], roots: DataRoots) -> list[EvalSet]:
+    """The sets, loaded; folders whose file names carry no positions suggest ``--no_labels``."""
+    try:
+        return [registry.load(name, roots) for name in set_names]
+    except UserError as error:
+        if args.database_folder is None or args.no_labels or "not a gmberton file name" not in str(error):
+            raise
+        raise UserError(f"{render(error)}; folders without positions in their file names: add --no_labels "
+                         "(predictions only, no recall)") from None
 
 
 def eval_options(args: argparse.Namespace) -> EvalOptions:
@@ -376,6 +387,7 @@ def output_writers(args: argparse.Namespace, run_dir: Path) -> list[OutputWriter
         writers.append(PredictionImages(run_dir, args.num_preds_to_save, args.save_only_wrong_preds))
     if args.save_descriptors:
         writers.append(DescriptorFiles(run_dir))
+    writers.append(ReportPage(run_dir))  # last: it shows the recall curves
     return writers
 
 
@@ -412,14 +424,20 @@ def run_name(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> Path:
-    """Evaluate every selected set; returns the run folder."""
+    """Evaluate every selected set; returns the run folder (its ``eval.log`` holds the console output)."""
+    with ConsoleLog() as console:
+        return run_logged(args, console)
+
+
+def run_logged(args: argparse.Namespace, console: ConsoleLog) -> Path:
+    """:func:`run`, its output recorded by ``console``."""
     check_arguments(args)
     options = eval_options(args)
     registry = published_registry()
     set_names = select_sets(args, registry)
     PredictionsCsv.check_requested(args.save_predictions, set_names)  # before any work
     roots = data_roots_from_args(args)
-    eval_sets = [registry.load(name, roots) for name in set_names]
+    eval_sets = load_sets(args, registry, set_names, roots)
     for eval_set in eval_sets:
         eval_set.check_files_exist()
     if args.save_only_wrong_preds:
@@ -436,6 +454,7 @@ def run(args: argparse.Namespace) -> Path:
     evaluator = Evaluator(DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path), options)
     log_model(args, loaded, evaluator)
     run_dir = new_run_dir(args.log_dir, run_name(args))
+    console.open(run_dir / CONSOLE_LOG_FILE)
     write_run_info(run_dir, evaluator, set_names)
     evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
     print(f"run folder: {run_dir}")

@@ -24,27 +24,40 @@ def _released(name: str, pretrained: bool, ckpt_path: str | None, verify: bool, 
     return load_network(ckpt_path, release=name, architecture=architecture, pretrained=pretrained, verify=verify).network
 
 
+def _one_of(name: str, value: Any, old_name: str, old_value: Any) -> Any:
+    """The value of an argument that also has an older name (``backbone_args`` for ``backbone_config``)."""
+    if value is not None and old_value is not None:
+        raise TypeError(f"give {name} or its older name {old_name}, not both")
+    return value if value is not None else old_value
+
+
 def dinov2_salad(
-    backbone: str | None = None,
+    backbone_arch: str | None = None,
     pretrained: bool = True,
-    backbone_args: dict[str, Any] | None = None,
-    agg_args: dict[str, Any] | None = None,
+    backbone_config: dict[str, Any] | None = None,
+    agg_config: dict[str, Any] | None = None,
     ckpt_path: str | None = None,
     verify: bool = True,
+    *,
+    backbone: str | None = None,
+    backbone_args: dict[str, Any] | None = None,
+    agg_args: dict[str, Any] | None = None,
 ) -> VPRNet:
     """DINOv2 SALAD, 8448-d descriptors (64 clusters x 128 + 256). ``pretrained`` downloads
     the released ``dino_salad.ckpt`` through torch.hub's cache; ``ckpt_path`` loads a local file.
-    ``backbone``, ``backbone_args`` and ``agg_args`` change the architecture (for a fine-tune of
-    another shape, loaded with ``ckpt_path``). ``verify=False`` skips the SHA-256 check of a file
-    named as the release (a fine-tune of one's own)."""
+    ``backbone_arch``, ``backbone_config`` and ``agg_config`` change the architecture (for a fine-tune
+    of another shape, loaded with ``ckpt_path``): the configs are merged over the released ones, as
+    eval.py's flags of the same names are. ``verify=False`` skips the SHA-256 check of a file
+    named as the release (a fine-tune of one's own). The older names ``backbone``,
+    ``backbone_args`` and ``agg_args`` are accepted too."""
+    backbone_arch = _one_of("backbone_arch", backbone_arch, "backbone", backbone)
+    backbone_config = _one_of("backbone_config", backbone_config, "backbone_args", backbone_args)
+    agg_config = _one_of("agg_config", agg_config, "agg_args", agg_args)
     architecture = None
-    if backbone is not None or backbone_args is not None or agg_args is not None:
+    if backbone_arch is not None or backbone_config is not None or agg_config is not None:
         architecture = released_model("dinov2_salad").architecture
-        architecture = replace(architecture, backbone_arch=backbone or architecture.backbone_arch)
-        if backbone_args is not None:
-            architecture = replace(architecture, backbone_config=dict(backbone_args))
-        if agg_args is not None:
-            architecture = replace(architecture, agg_config=dict(agg_args))
+        architecture = replace(architecture, backbone_arch=backbone_arch or architecture.backbone_arch)
+        architecture = architecture.with_configs(backbone_config or {}, agg_config or {})
     return _released("dinov2_salad", pretrained, ckpt_path, verify, architecture)
 
 

@@ -22,7 +22,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -35,8 +35,11 @@ from models import AGGREGATORS, BACKBONES
 from models.vpr_model import VPRModel
 from utils.errors import UserError, UserFileError, render
 from utils.training.metric_learning import LOSSES, MINERS
+from utils.model_flags import MODEL_ARGS_COMMAND
 from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 from utils.training.loggers import run_loggers
+
+log = logging.getLogger("main")
 
 SUBCOMMANDS = ("fit", "validate")
 """What main.py offers: training, and validation of a checkpoint (there is no test or predict
@@ -50,6 +53,25 @@ PARAMETER_FLAGS = {
 }
 """Library parameter name -> main.py flag (``image_size`` is ``--data.image_size``), for
 :func:`utils.errors.render`."""
+UNRANKED_FILENAME = "epoch{epoch:02d}-step{step}"
+"""Checkpoint names when validation gives no recall (``--trainer.limit_val_batches`` below the set)."""
+CONFIG_HELP = {
+    "model.backbone_config": "the backbone's arguments (null: the paper's for its backbone, else the defaults); "
+    "it starts from its pretrained weights unless pretrained: false; another backbone family's arguments are left "
+    "out with a notice",
+    "model.agg_config": "the aggregator's arguments (null: the paper's for SALAD, else the defaults); in_channels "
+    "is the backbone's width",
+}
+"""``--help`` of the two configuration dicts (Lightning shows only their type)."""
+PROJECT_SECTION = re.compile(r"^  --(model|data)\.", flags=re.MULTILINE)
+"""A ``--help`` section of this project's own options."""
+PROJECT_USAGE = ("usage: python3 main.py [fit | validate] [--config FILE.yaml] [--model.KEY VALUE ...] "
+                 "[--data.KEY VALUE ...] [--trainer.KEY VALUE ...] [--ckpt_path FILE]")
+DEFAULT_LOG_EVERY_N_STEPS = 50
+"""Lightning's ``log_every_n_steps`` when none is given."""
+COUNT_OR_FRACTION_FLAGS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                           "overfit_batches", "val_check_interval")
+"""Trainer settings where an integer counts batches and a float is a fraction of them."""
 RST_MARKUP = ((re.compile(r"``([^`]*)``"), r"\1"), (re.compile(r":[a-z]+:`~?([^`]*)`"), r"\1"),
               (re.compile(r"\.\. (\w+)::"), r"\1:"), (re.compile(r"(\w)::(\s)"), r"\1:\2"))
 """Docstring markup that Lightning's and our docstrings carry into ``--help`` (pattern, replacement)."""
@@ -91,6 +113,7 @@ class VPRTrainingCLI(LightningCLI):
         )
         parser.link_arguments("data.val_set_names", "checkpoint.monitor", compute_fn=monitored_metric)
         self._list_registered_names(parser)
+        self._counts_stay_counts(parser)
         # A second, periodic checkpoint so that a run killed mid-epoch resumes where it stopped.
         parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
         parser.set_defaults(
@@ -111,13 +134,19 @@ class VPRTrainingCLI(LightningCLI):
                 check_gsv_root(Path(config.data.data_root))
             except UserFileError as error:
                 raise UserFileError(f"data_root={config.data.data_root}: {error}") from None
+        unrank_partial_validation(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer; unless ``--trainer.logger`` says otherwise, it logs to TensorBoard and to
-        metrics.csv in one run folder (``utils.training.loggers``)."""
+        metrics.csv in one run folder (``utils.training.loggers``). A run shorter than
+        ``--trainer.log_every_n_steps`` logs at its last step, so its metrics.csv is written."""
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True):
             kwargs["logger"] = run_loggers(config.get("default_root_dir") or ".")
+        steps = [value for value in (config.get("max_steps"), config.get("limit_train_batches"))
+                 if type(value) is int and value > 0]
+        if steps and min(steps) < (config.get("log_every_n_steps") or DEFAULT_LOG_EVERY_N_STEPS):
+            kwargs["log_every_n_steps"] = min(steps)
         return super().instantiate_trainer(**kwargs)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
@@ -135,6 +164,14 @@ class VPRTrainingCLI(LightningCLI):
                     action.help = pattern.sub(replacement, action.help)
 
     @staticmethod
+    def _counts_stay_counts(parser: LightningArgumentParser) -> None:
+        """``--trainer.limit_val_batches 1`` is one batch, ``1.0`` all of them: Lightning's hint
+        ``Union[float, int]`` would read ``1`` as the fraction 1.0, so the integer is tried first."""
+        for action in parser._actions:
+            if action.dest.removeprefix("trainer.") in COUNT_OR_FRACTION_FLAGS and hasattr(action, "_typehint"):
+                action._typehint = Optional[Union[int, float]]
+
+    @staticmethod
     def _list_registered_names(parser: LightningArgumentParser) -> None:
         """``--help`` names every registered backbone, aggregator, loss and miner."""
         registries = {"model.backbone_arch": BACKBONES, "model.agg_arch": AGGREGATORS, "model.loss_name": LOSSES}
@@ -145,6 +182,58 @@ class VPRTrainingCLI(LightningCLI):
                 action.help = f"one of: {', '.join(MINERS.names())}; null: no mining"
             elif action.dest == "data.train_sets":
                 action.help = (f"{action.help or ''} Registered: {', '.join(TRAINING_SETS.names())}.").strip()
+            elif action.dest in CONFIG_HELP:
+                action.help = f"{CONFIG_HELP[action.dest]}; each builder's keys and defaults: {MODEL_ARGS_COMMAND}"
+
+
+def unrank_partial_validation(config: Any) -> None:
+    """With ``--trainer.limit_val_batches`` below the whole set (``1``: one batch, ``0.5``: half),
+    validation gives no recall to rank checkpoints by: keep ``last.ckpt`` and the latest, unranked,
+    and say so in one line."""
+    limit = config.trainer.get("limit_val_batches")
+    if limit is None or (isinstance(limit, float) and limit >= 1.0) or not config.get("checkpoint"):
+        return
+    if config.checkpoint.get("monitor") is None:
+        return
+    log.warning("--trainer.limit_val_batches %s: validation sees part of each set, so no recall ranks the checkpoints "
+             "(last.ckpt and the latest are kept)", limit)
+    config.checkpoint.monitor = None
+    config.checkpoint.save_top_k = min(config.checkpoint.save_top_k, 1)
+    config.checkpoint.filename = UNRANKED_FILENAME
+
+
+class VPRProjectHelpCLI(VPRTrainingCLI):
+    """``python3 main.py --help``: this project's options first, Lightning's behind a pointer
+    (``python3 main.py fit --help`` shows every option)."""
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        full_help = parser.format_help
+        parser.format_help = lambda: project_help(full_help())  # type: ignore[method-assign]
+        return parser
+
+
+def project_help(full: str) -> str:
+    """The sections of ``full`` (Lightning's ``--help``) holding this project's own options (the
+    general options, ``--model.*``, ``--data.*``), each builder's arguments, and one line pointing to
+    the rest."""
+    from models import AGGREGATORS, BACKBONES
+    from tools.model_args import NOTE, describe
+
+    sections = full.split("\n\n")
+    kept = [section for section in sections[1:] if section.startswith("options:") or PROJECT_SECTION.search(section)]
+    hidden = sum(len(section.splitlines()) for section in sections if section not in kept)
+    summary = (__doc__ or "").split("\n\n")[0]
+    for pattern, replacement in RST_MARKUP:
+        summary = pattern.sub(replacement, summary)
+    return "\n\n".join([
+        PROJECT_USAGE,
+        summary,
+        *kept,
+        "\n".join([*describe((BACKBONES, AGGREGATORS)), f"({NOTE})"]),
+        f"Lightning's own options (--trainer.*, --checkpoint.*, --resume_checkpoint.*, --ckpt_path, ...; {hidden} "
+        f"more lines): python3 main.py fit --help\n",
+    ])
 
 
 def default_precision() -> str:
@@ -179,11 +268,14 @@ def quiet_notices() -> None:
 def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
     quiet_notices()
     args = list(sys.argv[1:] if argv is None else argv)
+    cli_class = VPRTrainingCLI
     if not args or args[0] not in SUBCOMMANDS:
         args.insert(0, "fit")  # `python3 main.py [flags]` trains, as the published script does; --help is fit's
+        if "-h" in args or "--help" in args:
+            cli_class = VPRProjectHelpCLI  # the project's options; `fit --help`: all of them
     if argv is None:  # from the command line: DDP's launcher re-runs sys.argv on the other ranks
         sys.argv[1:] = args
-    return VPRTrainingCLI(
+    return cli_class(
         VPRModel,
         VPRDataModule,
         args=None if argv is None else args,

@@ -17,8 +17,10 @@ import pytorch_lightning as pl
 import torch
 
 from models.architecture import WEIGHT_SOURCE_ARGUMENTS, Architecture
-from utils.training.metric_learning import DEFAULT_LOSS, DEFAULT_MINER, DEFAULT_MINER_MARGIN, MetricLearningObjective
+from models.image_size import VALIDATION_SIZE_KEY
+from models.registry import BACKBONES
 from utils.errors import UserError
+from utils.training.metric_learning import DEFAULT_LOSS, DEFAULT_MINER, DEFAULT_MINER_MARGIN, MetricLearningObjective
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
 from utils.evaluation.retrieval import retrieve
@@ -61,6 +63,29 @@ def warn_if_random_backbone(network: VPRNet) -> None:
         )
 
 
+def training_backbone_config(backbone_arch: str, backbone_config: dict[str, Any] | None) -> dict[str, Any]:
+    """The backbone arguments a training run builds with.
+
+    ``None`` gives the paper's (for its backbone) or the backbone's defaults. Arguments of another
+    backbone family (a ResNet's ``layers_to_crop`` kept from a config file when ``backbone_arch``
+    names a ViT) are left out, with one notice line naming them. The backbone starts from its
+    pretrained weights unless ``pretrained`` (or ``pretrained_path``) is given.
+    """
+    paper = released_model("dinov2_salad").architecture
+    if backbone_config is None:
+        backbone_config = dict(paper.backbone_config) if backbone_arch == paper.backbone_arch else {}
+    own = BACKBONES.arguments(backbone_arch)
+    of_others = {key for name in BACKBONES.names() for key in BACKBONES.arguments(name)}
+    foreign = [key for key in backbone_config if key not in own and key in of_others]
+    if foreign:
+        log.warning("backbone_config: %s left out (another backbone family's arguments, not %s's)",
+                    ", ".join(foreign), backbone_arch)
+    config = {key: value for key, value in backbone_config.items() if key not in foreign}
+    if "pretrained" in own and not any(key in config for key in WEIGHT_SOURCE_ARGUMENTS):
+        config["pretrained"] = True
+    return config
+
+
 class VPRModel(pl.LightningModule):
     """Backbone + aggregator trained with a metric-learning loss on P places x K images.
 
@@ -69,8 +94,9 @@ class VPRModel(pl.LightningModule):
 
     Args:
         backbone_arch, backbone_config: a name of ``models.BACKBONES`` and its arguments
-            (``None``: the paper's for DINOv2 SALAD, else the backbone's defaults; both start
-            from the backbone's pretrained weights).
+            (``None``: the paper's for DINOv2 SALAD, else the backbone's defaults; the backbone
+            starts from its pretrained weights unless ``pretrained`` is false; another family's
+            arguments are left out: :func:`training_backbone_config`).
         agg_arch, agg_config: a name of ``models.AGGREGATORS`` and its arguments (``None``: the
             paper's for SALAD, else the aggregator's defaults).
         lr, optimizer, weight_decay, momentum: the optimizer (``adamw``, ``adam`` or ``sgd``).
@@ -115,9 +141,7 @@ class VPRModel(pl.LightningModule):
     ) -> None:
         super().__init__()
         paper = released_model("dinov2_salad").architecture
-        if backbone_config is None:
-            defaults = paper.backbone_config if backbone_arch == paper.backbone_arch else {}
-            backbone_config = {**defaults, "pretrained": True}
+        backbone_config = training_backbone_config(backbone_arch, backbone_config)
         if agg_config is None:
             agg_config = dict(paper.agg_config) if agg_arch == paper.agg_arch else {}
         if lr_sched_args is None:
@@ -228,6 +252,10 @@ class VPRModel(pl.LightningModule):
                     f"non-finite weights in {name} at optimizer step {self.global_step}; "
                     f"training stopped, no checkpoint written"
                 )
+        datamodule = getattr(self._trainer, "datamodule", None)
+        size = getattr(datamodule, "val_image_size", None) or getattr(datamodule, "image_size", None)
+        if size is not None:  # the size tools default to (models.image_size)
+            checkpoint[VALIDATION_SIZE_KEY] = [int(side) for side in size]
 
     # ----------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -246,7 +274,8 @@ class VPRModel(pl.LightningModule):
         if not val_sets:
             return
         trainer = self.trainer
-        limited = trainer.sanity_checking or bool(trainer.fast_dev_run) or trainer.limit_val_batches != 1.0
+        limit = trainer.limit_val_batches  # an int counts batches (1: one batch), a float is a fraction
+        limited = trainer.sanity_checking or bool(trainer.fast_dev_run) or isinstance(limit, int) or limit != 1.0
         tables = []
         for dataloader_idx, eval_set in enumerate(val_sets):
             outputs = self._val_outputs.get(dataloader_idx, [])

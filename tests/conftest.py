@@ -11,6 +11,14 @@ import torch
 from toy_world import generate_toy_world
 
 
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own user cache folder (``utils.user_cache``): tests never touch the user's."""
+    folder = tmp_path_factory.mktemp("user_cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def compile_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What ``torch.compile`` is called on during the test (the real ``torch.compile`` still runs)."""

@@ -110,7 +110,8 @@ def test_the_training_config_runs_on_the_toy_world(small_toy_world: Path, tmp_pa
     sizes (ViT-S/14 for ViT-B/14, 28 px, 2 places) and the weight source (no download)."""
     trainer = train_cli.main([
         "--config", str(REPO / "configs" / "dinov2_boq.yaml"), "--model.backbone_arch", "dinov2_vits14",
-        "--model.backbone_config", '{"num_trainable_blocks": 2, "norm_layer": false, "return_token": false}',
+        "--model.backbone_config",
+        '{"num_trainable_blocks": 2, "norm_layer": false, "return_token": false, "pretrained": false}',
         "--data.data_root", str(small_toy_world / "gsv-cities"), "--data.data_dir", str(small_toy_world),
         "--data.cities", '["Bangkok", "Boston"]', "--data.batch_size", "2", "--data.img_per_place", "4",
         "--data.image_size", "[28, 28]", "--data.val_image_size", "[28, 28]",  # 2 x 2 patches

@@ -117,7 +117,7 @@ def test_loading_builds_on_the_meta_device_and_falls_back_when_a_buffer_is_compu
 
 def test_training_from_random_weights_says_so_and_where_imagenet_weights_come_from(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="models.vpr_model"):
-        VPRModel("resnet18", dict(RESNET), "GeM", {})
+        VPRModel("resnet18", {**RESNET, "pretrained": False}, "GeM", {})
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "resnet18 starts from random weights" in warnings[0]
@@ -129,7 +129,7 @@ def test_training_refuses_an_image_size_the_backbone_cannot_take(small_toy_world
 
     from dataloaders.vpr_datamodule import VPRDataModule
 
-    model = VPRModel("dinov2_vits14", {"num_trainable_blocks": 1}, "GeM", {})
+    model = VPRModel("dinov2_vits14", {"num_trainable_blocks": 1, "pretrained": False}, "GeM", {})
     data = VPRDataModule(data_root=str(small_toy_world / "gsv-cities"), cities=["Bangkok"], batch_size=2,
                          img_per_place=2, image_size=(30, 30), num_workers=0, val_set_names=[])
     trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,

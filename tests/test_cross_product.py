@@ -117,7 +117,8 @@ def test_family_trains_on_the_toy_world_and_its_checkpoint_evaluates(
     architecture = small_architecture(backbone, aggregator)
     pl.seed_everything(0, verbose=False)
     model = VPRModel(
-        architecture.backbone_arch, architecture.backbone_config, architecture.agg_arch, architecture.agg_config,
+        architecture.backbone_arch, {**architecture.backbone_config, "pretrained": False}, architecture.agg_arch,
+        architecture.agg_config,
         lr=1e-3, optimizer="sgd", lr_sched="none", miner_name=None,  # every pair: a loss that always moves
     )
     side = GRID * model.backbone.patch_size

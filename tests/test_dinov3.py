@@ -327,7 +327,7 @@ def test_config_trains_a_fast_dev_run_whose_checkpoint_evaluates(small_toy_world
     cli = train_cli.main([
         "--config", str(CONFIG), "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
-        "--model.backbone_arch", "dinov3_vits16", "--model.backbone_config", '{"num_trainable_blocks": 1}',
+        "--model.backbone_arch", "dinov3_vits16", "--model.backbone_config", '{"num_trainable_blocks": 1, "pretrained": false}',
         "--model.agg_config", json.dumps(SMALL_SALAD),
         "--data.data_root", str(small_toy_world / "gsv-cities"), "--data.data_dir", str(small_toy_world),
         "--data.cities", '["Bangkok"]', "--data.batch_size", "2", "--data.img_per_place", "2",

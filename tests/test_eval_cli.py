@@ -209,15 +209,15 @@ def test_recalls_match_the_predictions_and_both_checkpoint_kinds_agree(
     assert image_names["bare"] == ["00000_0000000.png", "00001_0000001.png", "00002_0000002.png"]
     assert image_names["lightning"] == ["00001_0000001.png"]  # only query 1 misses at rank 1
 
-    bare, lightning = csv_rows["bare"], csv_rows["lightning"]
-    np.testing.assert_array_equal(bare[:, 0::2], lightning[:, 0::2])  # same queries, same ranking
-    np.testing.assert_allclose(bare[:, 2::2].astype(float), lightning[:, 2::2].astype(float), atol=1e-5)
+    bare, lightning = csv_rows["bare"], csv_rows["lightning"]  # query, then (pred, sq_l2_dist, correct) per rank
+    np.testing.assert_array_equal(bare[:, 1::3], lightning[:, 1::3])  # same ranking
+    np.testing.assert_allclose(bare[:, 2::3].astype(float), lightning[:, 2::3].astype(float), atol=1e-5)
     assert recalls["bare"] == recalls["lightning"]
 
     assert recalls["bare"][1] == pytest.approx(200 / 3)  # queries 0 and 2 hit, query 1 misses at rank 1
-    db_root = (sped_one_wrong_dir / "SPEDTEST").absolute()
-    db_index = {str(db_root / f"ref/{i:07d}.jpg"): i for i in range(SPED_DB)}
-    predictions = np.array([[db_index[path] for path in row[1::2]] for row in bare])
+    db_index = {f"ref/{i:07d}.jpg": i for i in range(SPED_DB)}  # paths relative to the set's root
+    predictions = np.array([[db_index[path] for path in row[1::3]] for row in bare])
+    assert bare[:, 3].tolist() == ["1", "0", "1"]  # correct_1
     assert predictions[:, 0].tolist() == QUERY_COPIES  # each copy is found first
     assert list(recalls["bare"]) == [1, 5, 10, 15, 20, 25]  # K beyond the 6 database images: recall@6
     expected = recall_at_k(predictions, [np.array([1]), np.array([0]), np.array([5])], [1, 5, 6])
@@ -359,10 +359,10 @@ def test_unlabelled_folders_write_the_predictions_csv(tmp_path: Path, checkpoint
         "--top_k", "50", *common_flags(tmp_path),
     ])
     rows = read_csv_rows(csv_path)
-    assert rows[0] == ["query"] + [f"{kind}_{rank}" for rank in range(1, 5) for kind in ("pred", "dist")]
-    assert [Path(row[0]).name for row in rows[1:]] == ["a.jpg", "b.jpg"]
+    assert rows[0] == ["query"] + [f"{kind}_{rank}" for rank in range(1, 5) for kind in ("pred", "sq_l2_dist")]
+    assert [row[0] for row in rows[1:]] == ["queries/a.jpg", "queries/b.jpg"]  # relative to the folders' parent
     for row, copied in zip(rows[1:], (3, 1)):
-        assert Path(row[1]) == db_images[copied].absolute()
+        assert tmp_path / row[1] == db_images[copied]
         assert float(row[2]) == pytest.approx(0.0, abs=1e-5)
         assert sorted(Path(path).name for path in row[1::2]) == [f"place_{i}.jpg" for i in range(4)]
         distances = [float(d) for d in row[2::2]]

@@ -144,9 +144,9 @@ def test_existing_output_is_never_overwritten(tmp_path: Path, capsys: pytest.Cap
     ("flags", "message"),
     [
         ([*GEM_32_FLAGS, "--agg_config", "{p: 3}"], "--agg_config: expected a JSON object"),
-        (["--backbone", "resnet18", "--aggregator", "GeM"], "--image_size is required"),
-        (["--backbone", "resnet18", "--image_size", "32"], "give both --backbone and --aggregator"),
-        ([], "give --backbone and --aggregator, --released NAME, or a --checkpoint"),
+        (["--backbone", "resnet18", "--aggregator", "GeM"], "no image size known (no checkpoint): give --image_size H W"),
+        (["--backbone", "resnet18", "--image_size", "32"], "give both --backbone_arch and --agg_arch"),
+        ([], "give --backbone_arch and --agg_arch, --released NAME, or a --ckpt_path"),
         (["--backbone", "resnet18", "--aggregator", "gem", "--image_size", "32"], "unknown aggregator 'gem'"),
         ([*GEM_32_FLAGS, "--image_size", "0"], "--image_size: expected a positive integer"),
         ([*GEM_32_FLAGS, "--tolerance", "-1"], "--tolerance: expected a number >= 0"),

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -43,10 +44,14 @@ def test_default_labels_tell_runs_apart(tmp_path: Path) -> None:
         write_run(tmp_path / "b", {"sped": [60.0]}, image_size=[224, 224], **trained),
         write_run(tmp_path / "c", {"sped": [10.0]}, image_size=[322, 322], checkpoint=None, weights="random (seed 1)"),
     ]
-    assert default_labels(runs) == ["last @322x322", "last @224x224", "random weights (seed 1) @322x322"]
-    assert default_labels(runs[:1] + runs[2:]) == ["last", "random weights (seed 1)"]
+    assert default_labels(runs) == ["version_0/last @322x322", "version_0/last @224x224", "random weights (seed 1) @322x322"]
+    assert default_labels(runs[:1] + runs[2:]) == ["version_0/last", "random weights (seed 1)"]  # Lightning's name: the run's too
     twin = write_run(tmp_path / "d", {"sped": [71.0]}, image_size=[322, 322], **trained)
-    assert default_labels([runs[0], twin]) == ["last @322x322 (a)", "last @322x322 (d)"]
+    assert default_labels([runs[0], twin]) == ["version_0/last @322x322 (a)", "version_0/last @322x322 (d)"]
+    other = write_run(tmp_path / "e", {"sped": [72.0]}, checkpoint="logs/lightning_logs/version_1/checkpoints/last-v1.ckpt",
+                      weights="checkpoint")
+    named = write_run(tmp_path / "f", {"sped": [73.0]}, checkpoint="weights/dino_salad.ckpt", weights="checkpoint")
+    assert default_labels([other, named]) == ["version_1/last-v1", "dino_salad"]
 
 
 @pytest.mark.parametrize(
@@ -81,6 +86,20 @@ def test_missing_curve_and_existing_figure(tmp_path: Path, capsys: pytest.Captur
         main(["--runs", str(run), "--out", str(existing)])
     assert "not overwriting" in capsys.readouterr().err
     assert existing.read_bytes() == b"user file"
+    assert main(["--runs", str(run), "--out", str(existing), "--overwrite"]) == 0
+    with Image.open(existing) as figure:
+        assert figure.format == "PNG"
+
+
+def test_a_perfect_curve_is_drawn_inside_the_frame(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", {"sped": [100.0, 100.0, 100.0]})
+    out = tmp_path / "perfect.png"
+    assert main(["--runs", str(run), "--out", str(out), "--title", ""]) == 0
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    blue = (np.abs(pixels - (31, 119, 180)).sum(axis=2) < 40)  # matplotlib's first colour: the curve
+    frame_rows = np.flatnonzero((pixels.sum(axis=2) < 100).mean(axis=1) > 0.5)  # the black top and bottom lines
+    curve_rows = np.flatnonzero(blue.any(axis=1))
+    assert curve_rows.size and frame_rows.size and curve_rows.min() > frame_rows.min() + 2
 
 
 def test_an_empty_results_file_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,3 +137,7 @@ def test_eval_names_bf16_where_auto_keeps_float32_on_a_bf16_cpu(
     assert ("--precision bf16" in caplog.text) == hinted
     if hinted:
         assert "AVX-512 BF16, AMX-BF16, AMX tiles" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="eval"):
+            eval_cli.log_cpu_bf16_hint(precision, torch.device(device), path)
+        assert "--precision bf16" not in caplog.text  # once per machine

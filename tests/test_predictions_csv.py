@@ -24,11 +24,19 @@ def read_rows(path: Path) -> list[list[str]]:
 def test_one_row_per_query_with_ranked_predictions(tmp_path: Path) -> None:
     path = write_predictions_csv(tmp_path / "predictions.csv", QUERY_PATHS, DB_PATHS, INDICES, DISTANCES)
     rows = read_rows(path)
-    assert rows[0] == ["query", "pred_1", "dist_1", "pred_2", "dist_2"]
+    assert rows[0] == ["query", "pred_1", "sq_l2_dist_1", "pred_2", "sq_l2_dist_2"]
     assert len(rows) == 1 + len(QUERY_PATHS)
     assert rows[1] == ["queries_real/000/q0.jpg", "000/db5.jpg", "0.25", "000/db0.jpg", "0.5"]
     assert rows[2] == ["queries_real/000/q1.jpg", "000/db1.jpg", "0.125", "000/db2.jpg", "1.75"]
     assert rows[3] == ["queries_real/001/q2.jpg", "000/db3.jpg", "0.0", "000/db4.jpg", "3.5"]
+
+
+def test_a_correct_column_where_labels_exist(tmp_path: Path) -> None:
+    ground_truth = [np.array([0, 5]), np.array([3]), np.array([], dtype=np.int64)]
+    path = write_predictions_csv(tmp_path / "p.csv", QUERY_PATHS, DB_PATHS, INDICES, DISTANCES, ground_truth)
+    rows = read_rows(path)
+    assert rows[0] == ["query", "pred_1", "sq_l2_dist_1", "correct_1", "pred_2", "sq_l2_dist_2", "correct_2"]
+    assert [row[3::3] for row in rows[1:]] == [["1", "1"], ["0", "0"], ["0", "0"]]
 
 
 def test_paths_and_commas_survive(tmp_path: Path) -> None:

@@ -421,7 +421,7 @@ def test_cli_rejects_unknown_training_cities(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit) as raised:
         make_toy_world.main(["--out", str(tmp_path / "w"), "--gsv-cities", "London", "Atlantis"])
     assert raised.value.code == 2
-    assert "--gsv-cities: unknown city Atlantis" in capsys.readouterr().err
+    assert "--gsv_cities: unknown city Atlantis" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 

@@ -187,7 +187,7 @@ def test_a_bug_in_an_aggregator_keeps_its_traceback(toy_world: Path, tmp_path: P
 
 @pytest.mark.parametrize(
     ("backbone", "backbone_config", "aggregator", "agg_config"),
-    [("dinov2_vits14", {"num_trainable_blocks": 1}, "GeM", {})],  # every pair: tests/test_cross_product.py
+    [("dinov2_vits14", {"num_trainable_blocks": 1, "pretrained": False}, "GeM", {})],  # every pair: tests/test_cross_product.py
 )
 def test_a_pair_trains_through_the_cli_flags(toy_world, tmp_path, backbone, backbone_config, aggregator, agg_config):
     """The pair, and a loss and miner other than the defaults, chosen and configured by flags."""
@@ -265,7 +265,7 @@ def test_compile_network_compiles_in_place_and_trains_alike(compile_calls):
 
     config = {
         "backbone_arch": "resnet18",
-        "backbone_config": {"layers_to_crop": [3, 4], "layers_to_freeze": -1},
+        "backbone_config": {"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": False},
         "agg_config": {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},  # inductor draws other masks
     }
     torch.manual_seed(1)  # the weights do not depend on the tests that ran before

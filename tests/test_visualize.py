@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.evaluation.visualize import plot_recall_curves, save_prediction_image, save_prediction_images
+from PIL import ImageFont
+
+from utils.evaluation.visualize import (
+    display_names,
+    plot_recall_curves,
+    save_prediction_image,
+    save_prediction_images,
+    wrap_to_width,
+)
 
 BLUE = (30, 60, 200)
 
@@ -59,7 +67,7 @@ def test_strip_size_and_frame_colours(tmp_path: Path, images: dict[str, Path]) -
         **LAYOUT,
     )
     strip = Image.open(out).convert("RGB")
-    assert strip.size == (60 + 30 + 90 + 15 + 3 * 5, 30 + 12)
+    assert strip.size == (60 + 30 + 90 + 15 + 3 * 5, 30 + 6 * 2 + 3)  # two caption lines of 12 // 2, half a line
 
     frame_checks = (is_green, is_red, is_green)
     for left, width, check in zip(PREDICTION_LEFT_EDGES, PREDICTION_WIDTHS, frame_checks):
@@ -135,3 +143,20 @@ def test_recall_curve_figure(tmp_path: Path) -> None:
         plot_recall_curves(curves, tmp_path / "recalls.pdf", "pdf")
     with pytest.raises(ValueError, match="no recall curves"):
         plot_recall_curves({}, tmp_path / "empty.png", "empty")
+
+
+def test_captions_fit_their_tiles_and_tell_equal_names_apart(tmp_path: Path, images: dict[str, Path]) -> None:
+    assert display_names(["sped/queries/0000000.jpg", "sped/ref/0000000.jpg", "sped/ref/0000001.jpg"]) == [
+        "queries/0000000.jpg", "ref/0000000.jpg", "0000001.jpg"]
+    font = ImageFont.load_default(size=12)
+    name = "@0543256.96@4178906.23@10@S@037.75588@-122.50878@0000@2013@06@@@@@@pitch1_yaw1@.jpg"
+    lines = wrap_to_width(name, font, 120, 3)
+    assert len(lines) == 3 and all(font.getlength(line) <= 120 for line in lines)
+    assert lines[0] == name[: len(lines[0])] and lines[2].startswith("…") and name.endswith(lines[2][1:])
+    assert wrap_to_width("short.jpg", font, 120, 3) == ["short.jpg"]
+
+    layout = dict(LAYOUT, caption_height=20)
+    plain = save_prediction_image(tmp_path / "plain.png", images["query"], [images["wide"]], [0.5], [True], **layout)
+    placed = save_prediction_image(tmp_path / "metres.png", images["query"], [images["wide"]], [0.5], [True],
+                                   metres=[12.3], **layout)
+    assert Image.open(placed).height == Image.open(plain).height + 10  # one more line: "12 m away"

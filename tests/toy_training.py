@@ -9,7 +9,7 @@ def train_args(world: Path, out: Path, *extra: str) -> list[str]:
     """A tiny run: ResNet-18 (layers 3-4 cropped) + SALAD with 4 clusters, 56 px, 4 places x 4 images."""
     return [
         "--model.backbone_arch", "resnet18",
-        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1}',
+        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": false}',
         "--model.agg_config", '{"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0}',
         "--model.lr", "0.001",
         "--data.data_root", str(world / "gsv-cities"),

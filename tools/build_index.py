@@ -2,12 +2,12 @@
 
 Usage (from the repository root)::
 
-    python -m tools.build_index msls --msls_root ../data/mapillary --out_dir ../data/datasets
-    python -m tools.build_index pitts --mat pitts30k_test.mat --out_dir ../data/datasets
+    python -m tools.build_index msls --msls_root ../data/mapillary --out ../data/datasets
+    python -m tools.build_index pitts --mat pitts30k_test.mat --out ../data/datasets
     python -m tools.build_index vprbench --dataset_root ../data/SPEDTEST --name SPED \
-        --out_dir ../data/datasets
+        --out ../data/datasets
     python -m tools.build_index gmberton --root ../data/tokyo247 --name tokyo247 \
-        --out_dir ../data/datasets
+        --out ../data/datasets
 
 Existing files are never overwritten unless ``--force`` is given.
 """
@@ -35,6 +35,7 @@ from utils.errors import UserError, render
 
 PARAMETER_FLAGS = {"force=True": "--force", "msls_root": "--msls_root", "cities": "--val_cities/--test_cities"}
 """Library settings named in messages -> this tool's flags (:func:`utils.errors.render`)."""
+from utils.model_flags import add_out_argument
 
 
 def build_msls(args: argparse.Namespace) -> IndexFiles:
@@ -78,9 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             help=help_text,
             description=help_text,
         )
-        command.add_argument(
-            "--out_dir", type=Path, required=True, help="folder to write the .npy files into"
-        )
+        add_out_argument(command, folder=True, type=Path, required=True, help="folder to write the .npy files into")
         command.add_argument(
             "--force", action="store_true", help="overwrite existing index files"
         )
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     """Build the files of the chosen subcommand, write them, print their paths."""
     args = parse_args(argv)
     try:
-        written = write_index_files(args.build(args), args.out_dir, force=args.force)
+        written = write_index_files(args.build(args), args.out, force=args.force)
     except UserError as error:
         sys.exit(f"build_index {args.command}: error: {render(error, PARAMETER_FLAGS)}")
     for path in written:

@@ -13,10 +13,13 @@ the graph by design; the batch dimension stays dynamic, and checking two batch s
 
 Examples (from the repository root)::
 
-    python -m tools.export_onnx --backbone resnet18 --aggregator GeM \\
-        --image_size 224 --output weights/resnet18_gem.onnx
-    python -m tools.export_onnx --released dinov2_salad --checkpoint weights/dino_salad.ckpt \\
-        --output weights/dino_salad.onnx
+    python -m tools.export_onnx --backbone_arch resnet18 --agg_arch GeM \\
+        --image_size 224 --out weights/resnet18_gem.onnx
+    python -m tools.export_onnx --released dinov2_salad --ckpt_path weights/dino_salad.ckpt \\
+        --out weights/dino_salad.onnx
+    python -m tools.export_onnx --ckpt_path logs/<run>/checkpoints/last.ckpt --out last.onnx
+
+The older spellings ``--checkpoint``, ``--backbone``, ``--aggregator`` and ``--output`` still work.
 """
 
 from __future__ import annotations
@@ -40,13 +43,17 @@ import torch
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD
 from models.architecture import Architecture
 from models.loading import load_network
-from models.released import RELEASE_NAMES, released_model
+from models.released import released_model
 from models.vpr_net import VPRNet, build_network
-from utils.cli import flag_names, json_object
+from models.image_size import resolve_image_size as image_size_rule
+from utils.cli import flag_names
 from utils.errors import UserError, UserFileExistsError, render
+from utils.model_flags import add_model_arguments, add_out_argument
 
 log = logging.getLogger(__name__)
 
+FLAGS = {"image_size": "--image_size", "released": "--released"}
+"""How this tool spells the library's parameters in its messages (``utils.errors.render``)."""
 INPUT_NAME = "images"
 OUTPUT_NAME = "descriptors"
 DEFAULT_OPSET = 17
@@ -93,44 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    arch = parser.add_argument_group(
-        "architecture: --released, or --backbone and --aggregator, or none (a Lightning --checkpoint records it)"
-    )
-    arch.add_argument(
-        "--released",
-        choices=RELEASE_NAMES,
-        metavar="NAME",
-        help="take the architecture (and default image size) of a released model; --checkpoint is then read in its "
-        "authors' layout",
-    )
-    arch.add_argument("--backbone", help="registered backbone name, e.g. resnet18, dinov2_vitb14")
-    arch.add_argument(
-        "--backbone_config",
-        type=json_object,
-        default={},
-        help='backbone keyword arguments as JSON, e.g. \'{"layers_to_crop": [4]}\'',
-    )
-    arch.add_argument("--aggregator", help="registered aggregator name, e.g. GeM, ConvAP, MixVPR, CosPlace, SALAD")
-    arch.add_argument(
-        "--agg_config",
-        type=json_object,
-        default={},
-        help='aggregator keyword arguments as JSON, e.g. \'{"num_clusters": 64}\' (in_channels comes from the backbone)',
-    )
-    parser.add_argument(
-        "--checkpoint",
-        help="weights to load: a state dict or a Lightning checkpoint with backbone.*/aggregator.* keys "
-        "(a Lightning checkpoint of this project also gives the architecture); without it the model "
-        "keeps the weights it is built with",
+    add_model_arguments(
+        parser,
+        title="model: --released, or --backbone_arch and --agg_arch, or none (a Lightning --ckpt_path records them)",
+        checkpoint_help="weights to load: a state dict or a Lightning checkpoint with backbone.*/aggregator.* keys "
+        "(a Lightning checkpoint of this project also gives the architecture and the image size it was validated "
+        "at); without it the model keeps the weights it is built with",
     )
     parser.add_argument(
         "--image_size",
         type=positive_int,
         nargs="+",
         metavar="SIZE",
-        help="input height and width (one value: square); default: the released model's size, else required",
+        help="input height and width (one value: square); default: the released model's size, else the size the "
+        "--ckpt_path was validated at",
     )
-    parser.add_argument("--output", required=True, help="ONNX file to write (must not exist)")
+    add_out_argument(parser, required=True, metavar="FILE.onnx", help="ONNX file to write (must not exist)")
     parser.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset version")
     parser.add_argument(
         "--check_batch_sizes",
@@ -152,47 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_architecture(args: argparse.Namespace) -> Architecture | None:
     """The architecture from the flags: ``--released`` (the released configuration), or
-    ``--backbone`` and ``--aggregator``, with ``--backbone_config`` and ``--agg_config`` over it;
-    ``None`` for a ``--checkpoint`` alone (the architecture it records).
+    ``--backbone_arch`` and ``--agg_arch``, with ``--backbone_config`` and ``--agg_config`` over it;
+    ``None`` for a ``--ckpt_path`` alone (the architecture it records).
     """
     if args.released is not None:
-        if args.backbone is not None or args.aggregator is not None:
-            raise UserError("--released sets the architecture: drop --backbone/--aggregator")
+        if args.backbone is not None or args.agg_arch is not None:
+            raise UserError("--released sets the architecture: drop --backbone_arch/--agg_arch")
         architecture = released_model(args.released).architecture
-    elif args.backbone is not None or args.aggregator is not None:
-        if args.backbone is None or args.aggregator is None:
-            raise UserError("give both --backbone and --aggregator (or --released NAME, or a --checkpoint alone)")
-        architecture = Architecture(args.backbone, {}, args.aggregator, {})
-    elif args.checkpoint is not None:
+    elif args.backbone is not None or args.agg_arch is not None:
+        if args.backbone is None or args.agg_arch is None:
+            raise UserError("give both --backbone_arch and --agg_arch (or --released NAME, or a --ckpt_path alone)")
+        architecture = Architecture(args.backbone, {}, args.agg_arch, {})
+    elif args.ckpt_path is not None:
         return None
     else:
-        raise UserError("give --backbone and --aggregator, --released NAME, or a --checkpoint that records them")
+        raise UserError("give --backbone_arch and --agg_arch, --released NAME, or a --ckpt_path that records them")
     return architecture.with_configs(args.backbone_config, args.agg_config)
 
 
 def export_network(args: argparse.Namespace, architecture: Architecture | None) -> VPRNet:
-    """The network to export, in eval mode: the ``--checkpoint``'s (read by ``models.loading.load_network``:
+    """The network to export, in eval mode: the ``--ckpt_path``'s (read by ``models.loading.load_network``:
     a file of this project, or a ``--released`` model's file in its authors' layout), else
     ``architecture`` (:func:`resolve_architecture`) as built."""
-    if args.checkpoint is not None:
-        return load_network(args.checkpoint, release=args.released, architecture=architecture).network
-    log.warning("no --checkpoint: exporting the weights the model is built with")
+    if args.ckpt_path is not None:
+        return load_network(args.ckpt_path, release=args.released, architecture=architecture).network
+    log.warning("no --ckpt_path: exporting the weights the model is built with")
     return build_network(architecture).eval()  # type: ignore[arg-type]
 
 
 def resolve_image_size(args: argparse.Namespace) -> tuple[int, int]:
-    """``(H, W)`` from ``--image_size`` (1 or 2 values) or the released model's size."""
-    if args.image_size is None:
-        if args.released is None:
-            raise UserError("--image_size is required (e.g. --image_size 322 322) unless --released is given")
-        size = released_model(args.released).image_size
-        if size is None:
-            raise UserError(f"--image_size is required: {args.released} is evaluated at each image's own resolution")
-        return size
-    if len(args.image_size) > 2:
-        raise UserError(f"--image_size takes 1 or 2 values (H [W]), got {args.image_size}")
-    height, width = args.image_size if len(args.image_size) == 2 else args.image_size * 2
-    return height, width
+    """``(H, W)``: ``--image_size`` (1 or 2 values), the released model's size, or the size the
+    ``--ckpt_path`` was validated at (``models.image_size.resolve_image_size``)."""
+    return image_size_rule(args.image_size, args.released, args.ckpt_path, required=True)
 
 
 def export_to_onnx(model: VPRNet, output: Path, image_size: tuple[int, int], opset: int) -> None:
@@ -257,9 +233,9 @@ def descriptor_size(model: VPRNet, image_size: tuple[int, int]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build, export and check; return the process exit status."""
-    output = Path(args.output)
+    output = Path(args.out)
     if output.exists():
-        raise UserFileExistsError(f"--output {output} already exists; remove it or choose another path")
+        raise UserFileExistsError(f"--out {output} already exists; remove it or choose another path")
     architecture = resolve_architecture(args)
     image_size = resolve_image_size(args)
     model = export_network(args, architecture)

@@ -5,9 +5,10 @@ evaluation), in the published folder layouts, so the whole pipeline runs on a CP
 Example::
 
     python -m tools.make_toy_world --out data/toy --seed 0
-    python -m tools.make_toy_world --out /tmp/toy_small --size small --image-size 96
+    python -m tools.make_toy_world --out /tmp/toy_small --size small --image_size 96
 
-The same seed gives byte-identical files. The output folder must be absent or empty.
+The same seed gives byte-identical files. The dashed spellings of the flags (``--image-size``)
+still work. The output folder must be absent or empty.
 """
 
 from __future__ import annotations
@@ -44,16 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", choices=sorted(TOY_WORLD_SIZES), default="default",
                         help="'small': a few hundred images for tests; 'default': about 3,500 images "
                              "(default: %(default)s)")
-    parser.add_argument("--gsv-cities", nargs="+", metavar="CITY",
+    parser.add_argument("--gsv_cities", "--gsv-cities", nargs="+", metavar="CITY",
                         help="GSV-Cities training cities to generate, names from the 23-city list "
                              "(default: those of --size)")
-    parser.add_argument("--gsv-places-per-city", type=int, metavar="N",
+    parser.add_argument("--gsv_places_per_city", "--gsv-places-per-city", type=int, metavar="N",
                         help="training places per city (default: that of --size)")
-    parser.add_argument("--image-size", type=int, default=112,
+    parser.add_argument("--image_size", "--image-size", type=int, default=112,
                         help="side of the square JPEG images in pixels, >= 16 (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="rendering processes; the output does not depend on it (default: %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no_progress", "--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -63,14 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if args.image_size < 16:
-        parser.error(f"--image-size must be at least 16, got {args.image_size}")
+        parser.error(f"--image_size must be at least 16, got {args.image_size}")
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.gsv_places_per_city is not None and args.gsv_places_per_city < 1:
-        parser.error(f"--gsv-places-per-city must be at least 1, got {args.gsv_places_per_city}")
+        parser.error(f"--gsv_places_per_city must be at least 1, got {args.gsv_places_per_city}")
     unknown = sorted(set(args.gsv_cities or ()) - set(GSV_CITY_CENTRES))
     if unknown:
-        parser.error(f"--gsv-cities: unknown city {', '.join(unknown)}; "
+        parser.error(f"--gsv_cities: unknown city {', '.join(unknown)}; "
                      f"expected names from {', '.join(GSV_CITY_CENTRES)}")
     size = TOY_WORLD_SIZES[args.size]
     if args.gsv_cities:

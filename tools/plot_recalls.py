@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as `python tools/plot_recalls.py`: make the
 import numpy as np
 
 from utils.errors import UserError, render
-from utils.evaluation.results import read_results_json, recall_curve_from_result
+from utils.evaluation.results import model_label, read_results_json, recall_curve_from_result
 from utils.evaluation.visualize import plot_recall_panels
 
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tools.plot_recalls",
         description=(
             "Draw the Recall@N curves of several runs' results JSON files into --out: one PNG, a panel per "
-            "evaluation set. An existing file is never replaced."
+            "evaluation set. An existing file is replaced only with --overwrite."
         ),
     )
     parser.add_argument("--runs", nargs="+", required=True, type=Path, metavar="JSON",
@@ -45,24 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "would share a label)")
     parser.add_argument("--sets", nargs="+", metavar="SET",
                         help="evaluation sets to plot (default: every set found in any run)")
-    parser.add_argument("--out", required=True, type=Path, metavar="PNG", help="output figure (.png)")
+    parser.add_argument("--out", "--output", dest="out", required=True, type=Path, metavar="PNG",
+                        help="output figure (.png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out figure")
     parser.add_argument("--title", default="Recall@N on {set}",
                         help="figure title; {set} is replaced by the set name (default: %(default)s)")
     return parser
 
 
 def run_label(results: dict[str, dict], path: Path, detail: int = 0) -> str:
-    """The legend label of a run: its checkpoint's name (or ``random weights (seed N)``), with its
-    image size (``detail`` 1) and its folder (``detail`` 2) added to tell runs apart."""
+    """The legend label of a run: its checkpoint's name (``version_3/last`` for a generic one; see
+    :func:`utils.evaluation.results.model_label`), with its image size (``detail`` 1) and its folder
+    (``detail`` 2) added to tell runs apart."""
     entry = next(iter(results.values()), {})
-    weights = str(entry.get("weights", ""))
-    if weights.startswith("random"):
-        label = f"random weights{weights.removeprefix('random')}"
-    elif entry.get("checkpoint"):
-        label = Path(entry["checkpoint"]).stem
-    else:
-        architecture = entry.get("architecture") or {}
-        label = "+".join(str(architecture[key]) for key in ("backbone_arch", "agg_arch") if key in architecture) or path.parent.name
+    label = model_label(entry, with_architecture=False) if entry else path.parent.name
+    if label == "model":
+        label = path.parent.name
     if detail >= 1 and "image_size" in entry:
         size = entry["image_size"]
         label += f" @{size[0]}x{size[1]}" if isinstance(size, list) else f" @{size}"
@@ -128,10 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         curves = collect_curves(args.runs, labels, args.sets)
     except UserError as error:  # the files, not the flags: one line, no usage
         parser.exit(2, f"{parser.prog}: error: {render(error)}\n")
-    if args.out.exists():
-        parser.error(f"not overwriting the existing figure {args.out}")
+    if args.out.exists() and not args.overwrite:
+        parser.error(f"not overwriting the existing figure {args.out} (--overwrite replaces it)")
     panels = {args.title.replace("{set}", set_name): per_run for set_name, per_run in curves.items()}
-    print(plot_recall_panels(panels, args.out))
+    print(plot_recall_panels(panels, args.out, overwrite=args.overwrite))
     return 0
 
 

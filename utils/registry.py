@@ -44,11 +44,43 @@ class Registry:
             ) from None
 
     def build(self, name: str, **kwargs: Any) -> nn.Module:
-        """Build the module registered as ``name`` with keyword arguments ``kwargs``."""
-        return self.get(name)(**kwargs)
+        """Build the module registered as ``name`` with keyword arguments ``kwargs``.
+
+        Raises:
+            UserError: an argument the builder does not take (one line naming its arguments).
+        """
+        builder = self.get(name)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
+        unknown = [key for key in kwargs if key not in self.arguments(name)]
+        if unknown and not takes_any:
+            raise UserError(
+                f"{self.kind} {name} takes no argument {', '.join(unknown)}; its arguments: "
+                f"{', '.join(self.arguments(name))} (with defaults: python3 -m tools.model_args {name})"
+            )
+        return builder(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._builders)
+
+    def arguments(self, name: str) -> dict[str, Any]:
+        """The keyword arguments of ``name``'s builder and their defaults (``inspect.Parameter.empty``
+        where it has none): the keys of its ``*_config``."""
+        parameters = inspect.signature(self.get(name)).parameters.values()
+        return {
+            parameter.name: parameter.default
+            for parameter in parameters
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
+
+    def describe_arguments(self, names: list[str] | None = None) -> list[str]:
+        """One line per set of builders taking the same arguments: ``name, name: key=default, ...``
+        (``key`` alone: no default), for ``names`` (default: every builder)."""
+        groups: dict[str, list[str]] = {}
+        for name in names if names is not None else self.names():
+            parts = [key if default is inspect.Parameter.empty else f"{key}={default!r}"
+                     for key, default in self.arguments(name).items()]
+            groups.setdefault(", ".join(parts) or "no arguments", []).append(name)
+        return [f"{', '.join(members)}: {arguments}" for arguments, members in groups.items()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._builders

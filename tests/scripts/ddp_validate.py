@@ -50,7 +50,7 @@ def main() -> None:
     devices, out = int(sys.argv[1]), Path(sys.argv[2])
     torch.manual_seed(0)
     model = VPRModel(
-        "resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1}, "SALAD",
+        "resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": False}, "SALAD",
         {"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.0},
     )
     trainer = pl.Trainer(

@@ -7,11 +7,14 @@ hour of work, not after. A new output is one more writer.
 
 Files of a run folder (``logs/eval/<checkpoint>_<time>/``):
 
+- ``index.html``: the report page and its ``report/<set>/*.png`` gallery (``utils.evaluation.report``);
+- ``eval.log``: the console output (``utils.evaluation.console_log``);
 - ``run.json``: what ran (architecture, weights, settings, sets, command, versions);
 - ``results.json``: Recall@K and the recall curve of each labelled set (written first, after
   each set, so an optional output that fails later never loses a computed recall);
 - ``recall_<set>.png``: the recall curve;
-- ``predictions_<set>.csv``: each query's top-K predictions and distances (sets without labels
+- ``predictions_<set>.csv``: each query's top-K predictions, squared L2 distances and, with
+  labels, whether each is correct, paths relative to the set's image root (sets without labels
   always; labelled ones with ``--save_predictions``);
 - ``msls_challenge_predictions.txt``: the MSLS challenge file (set ``msls_test``);
 - ``predictions/<set>/*.png``: one image per query with its top predictions (``--num_preds_to_save``);
@@ -39,7 +42,7 @@ from utils.errors import UserError, UserFileExistsError
 from utils.evaluation.pipeline import Evaluator, SetEvaluation
 from utils.evaluation.msls_challenge import write_msls_predictions
 from utils.evaluation.predictions_csv import write_predictions_csv
-from utils.evaluation.results import format_recall_table, make_set_result, write_results_json
+from utils.evaluation.results import format_recall_table, make_set_result, model_label, write_results_json
 from utils.evaluation.visualize import plot_recall_curves, save_prediction_images
 
 RESULTS_FILE = "results.json"
@@ -47,6 +50,8 @@ RUN_FILE = "run.json"
 MSLS_CHALLENGE_SET = "msls_test"
 MSLS_CHALLENGE_TOP_K = 25
 MSLS_CHALLENGE_FILE = "msls_challenge_predictions.txt"
+IN_RUN_FOLDER = Path("<run folder>")
+"""``--save_predictions`` without a file: each set's ``predictions_<set>.csv`` in the run folder."""
 
 
 class OutputWriter:
@@ -106,7 +111,7 @@ class RecallTable(OutputWriter):
 
 
 class RecallCurvePlot(OutputWriter):
-    """``recall_<set>.png``."""
+    """``recall_<set>.png``, the curve named by the model (``utils.evaluation.results.model_label``)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
@@ -114,7 +119,8 @@ class RecallCurvePlot(OutputWriter):
     def write(self, evaluation: SetEvaluation, evaluator: Evaluator) -> None:
         name, curve = evaluation.eval_set.name, evaluation.retrieval.curve
         if curve is not None:
-            plot_recall_curves({name: curve}, self.run_dir / f"recall_{name}.png", f"{name} Recall@N")
+            model = model_label(evaluator.settings())
+            plot_recall_curves({model: curve}, self.run_dir / f"recall_{name}.png", f"{name}: Recall@N of {model}")
 
 
 class MslsChallengeFile(OutputWriter):
@@ -132,6 +138,19 @@ class MslsChallengeFile(OutputWriter):
         print(f"MSLS challenge predictions: {self.path}")
 
 
+def positions_of(eval_set: EvalSet) -> tuple[np.ndarray, np.ndarray] | None:
+    """The set's ``(database [N, 2], queries [M, 2])`` UTM positions, where it records them."""
+    if eval_set.db_positions is None or eval_set.query_positions is None:
+        return None
+    return np.asarray(eval_set.db_positions, dtype=np.float64), np.asarray(eval_set.query_positions, dtype=np.float64)
+
+
+def relative_paths(eval_set: EvalSet) -> tuple[list[str], list[str]]:
+    """The set's ``(database, query)`` image paths as it records them: relative to its image root
+    (absolute where an index file gives them so)."""
+    return list(eval_set.db_paths), list(eval_set.query_paths)
+
+
 def split_paths(eval_set: EvalSet) -> tuple[list[Path], list[Path]]:
     """The set's ``(database, query)`` image paths, absolute."""
     paths = eval_set.image_paths()
@@ -144,7 +163,8 @@ class PredictionsCsv(OutputWriter):
 
     Args:
         run_dir: the run folder.
-        requested: the user's ``FILE.csv`` (``FILE_<set>.csv`` when several sets run), or None.
+        requested: the user's ``FILE.csv`` (``FILE_<set>.csv`` when several sets run),
+            :data:`IN_RUN_FOLDER`, or None.
         top_k: predictions per query (at most the database size).
     """
 
@@ -158,7 +178,7 @@ class PredictionsCsv(OutputWriter):
         requested = self.check_requested(self.requested, [eval_set.name for eval_set in eval_sets])
         for eval_set in eval_sets:
             paths = [requested[eval_set.name]] if eval_set.name in requested else []
-            if not eval_set.has_ground_truth:
+            if not eval_set.has_ground_truth or self.requested == IN_RUN_FOLDER:
                 paths.append(self.run_dir / f"predictions_{eval_set.name}.csv")
                 check_writable_file(paths[-1], "the run folder")
             self.paths[eval_set.name] = paths
@@ -166,8 +186,9 @@ class PredictionsCsv(OutputWriter):
     @staticmethod
     def check_requested(requested: Path | None, set_names: Sequence[str]) -> dict[str, Path]:
         """Where ``--save_predictions`` puts each set's CSV (``FILE_<set>.csv`` when several sets
-        run), each checked: not there yet, in a folder that can be written."""
-        if requested is None:
+        run), each checked: not there yet, in a folder that can be written (none for
+        :data:`IN_RUN_FOLDER`: the run folder's ``predictions_<set>.csv``)."""
+        if requested is None or requested == IN_RUN_FOLDER:
             return {}
         if len(set_names) == 1:
             paths = {set_names[0]: requested}
@@ -178,12 +199,13 @@ class PredictionsCsv(OutputWriter):
         return paths
 
     def write(self, evaluation: SetEvaluation, evaluator: Evaluator) -> None:
-        retrieval = evaluation.retrieval
-        db_paths, query_paths = split_paths(evaluation.eval_set)
+        retrieval, eval_set = evaluation.retrieval, evaluation.eval_set
+        db_paths, query_paths = relative_paths(eval_set)
         top_k = min(self.top_k, retrieval.indices.shape[1])
-        for path in self.paths.get(evaluation.eval_set.name, []):
-            write_predictions_csv(path, query_paths, db_paths, retrieval.indices[:, :top_k], retrieval.distances[:, :top_k])
-            print(f"{evaluation.eval_set.name} predictions: {path}")
+        for path in self.paths.get(eval_set.name, []):
+            write_predictions_csv(path, query_paths, db_paths, retrieval.indices[:, :top_k], retrieval.distances[:, :top_k],
+                                  eval_set.ground_truth)
+            print(f"{eval_set.name} predictions: {path} (paths relative to {eval_set.image_root})")
 
 
 class PredictionImages(OutputWriter):
@@ -209,7 +231,7 @@ class PredictionImages(OutputWriter):
         written = save_prediction_images(
             out_dir, query_paths, db_paths, retrieval.indices, retrieval.distances, eval_set.ground_truth,
             num_preds=min(self.num_preds, retrieval.indices.shape[1]), only_wrong=self.only_wrong,
-            descriptors=(descriptors[: eval_set.num_db], descriptors[eval_set.num_db :]),
+            descriptors=(descriptors[: eval_set.num_db], descriptors[eval_set.num_db :]), positions=positions_of(eval_set),
         )
         print(f"{eval_set.name}: {len(written)} prediction images in {out_dir}")
 
@@ -231,9 +253,9 @@ class DescriptorFiles(OutputWriter):
             "query_paths": np.array([str(path) for path in query_paths], dtype=str),
             "metadata": np.array(json.dumps(metadata)),
         }
-        if eval_set.db_positions is not None and eval_set.query_positions is not None:
-            arrays["database_positions"] = np.asarray(eval_set.db_positions, dtype=np.float64)
-            arrays["query_positions"] = np.asarray(eval_set.query_positions, dtype=np.float64)
+        positions = positions_of(eval_set)
+        if positions is not None:
+            arrays["database_positions"], arrays["query_positions"] = positions
         path = self.run_dir / f"descriptors_{eval_set.name}.npz"
         with path.open("xb") as stream:
             np.savez(stream, **arrays)

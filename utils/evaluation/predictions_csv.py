@@ -1,8 +1,11 @@
 """A CSV of every query's ranked predictions, for inspecting results outside Python.
 
-Columns: ``query, pred_1, dist_1, pred_2, dist_2, ..., pred_K, dist_K``; one row per query in
-query order, ``pred_r`` being the database image at rank ``r`` and ``dist_r`` its distance
-(as returned by ``utils.evaluation.search``, so squared L2 or inner product).
+Columns: ``query, pred_1, sq_l2_dist_1[, correct_1], ..., pred_K, sq_l2_dist_K[, correct_K]``; one
+row per query in query order, ``pred_r`` being the database image at rank ``r``, ``sq_l2_dist_r``
+its squared L2 distance to the query's descriptor (as ``utils.evaluation.search`` returns it; 0 to 4
+for L2-normalised descriptors), and ``correct_r`` (1 or 0, sets with ground truth only) whether it
+is one of the query's positives. The paths are written as given: ``eval.py`` gives them relative to
+the set's image root.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import numpy as np
 from utils.errors import UserFileExistsError
 
 
-def predictions_header(num_preds: int) -> list[str]:
-    """``["query", "pred_1", "dist_1", ..., "pred_K", "dist_K"]`` for ``K = num_preds``."""
+DISTANCE_COLUMN = "sq_l2_dist"
+"""The distance columns' name: squared L2 between descriptors."""
+
+
+def predictions_header(num_preds: int, with_correct: bool = False) -> list[str]:
+    """``["query", "pred_1", "sq_l2_dist_1", ("correct_1",) ..., "pred_K", "sq_l2_dist_K", ("correct_K")]``."""
     header = ["query"]
     for rank in range(1, num_preds + 1):
-        header += [f"pred_{rank}", f"dist_{rank}"]
+        header += [f"pred_{rank}", f"{DISTANCE_COLUMN}_{rank}", *([f"correct_{rank}"] if with_correct else [])]
     return header
 
 
@@ -32,6 +39,7 @@ def write_predictions_csv(
     db_paths: Sequence[str | PathLike[str]],
     indices: np.ndarray,
     distances: np.ndarray,
+    ground_truth: Sequence[np.ndarray] | None = None,
 ) -> Path:
     """Write the ranked predictions of every query.
 
@@ -40,7 +48,9 @@ def write_predictions_csv(
         query_paths: ``M`` query image paths (written as given).
         db_paths: ``N`` database image paths.
         indices: ``[M, K]`` database indices, best first.
-        distances: ``[M, K]`` the matching distances.
+        distances: ``[M, K]`` the matching squared L2 distances.
+        ground_truth: ``M`` arrays of each query's positive database indices: adds the
+            ``correct_r`` columns.
 
     Raises:
         FileExistsError: ``path`` exists.
@@ -66,10 +76,11 @@ def write_predictions_csv(
         raise UserFileExistsError(f"predictions CSV already exists, not overwriting it: {path}") from None
     with stream:
         writer = csv.writer(stream)
-        writer.writerow(predictions_header(indices.shape[1]))
-        for query_path, row_indices, row_distances in zip(query_paths, indices, distances):
+        writer.writerow(predictions_header(indices.shape[1], ground_truth is not None))
+        for query, (query_path, row_indices, row_distances) in enumerate(zip(query_paths, indices, distances)):
             row = [os.fspath(query_path)]
-            for index, distance in zip(row_indices.tolist(), row_distances):
-                row += [os.fspath(db_paths[index]), str(distance)]
+            hits = np.isin(row_indices, ground_truth[query]).tolist() if ground_truth is not None else None
+            for rank, (index, distance) in enumerate(zip(row_indices.tolist(), row_distances)):
+                row += [os.fspath(db_paths[index]), str(distance), *([str(int(hits[rank]))] if hits is not None else [])]
             writer.writerow(row)
     return path

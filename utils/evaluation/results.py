@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from os import PathLike
@@ -35,6 +36,33 @@ from utils.errors import UserError, UserFileError, UserFileExistsError
 RECALLS_FIELD = "recall@k"
 CURVE_FIELD = "recall_curve"
 RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S"
+GENERIC_CHECKPOINT_NAME = re.compile(r"(last|resume-latest)(-v\d+)?|epoch=?\d+.*|model|checkpoint")
+"""Checkpoint names that say nothing of their run (Lightning's ``last``, ``last-v1``, ...)."""
+
+
+def model_label(entry: Mapping[str, Any], with_architecture: bool = True) -> str:
+    """A short name of the model a results entry (or a run's settings) was computed with: the
+    checkpoint's name, its run folder in front of a generic one (``version_3/last``), or
+    ``random weights (seed N)``; then the architecture (``resnet18+SALAD``) where known.
+
+    >>> model_label({"checkpoint": "logs/lightning_logs/version_3/checkpoints/last.ckpt",
+    ...              "architecture": {"backbone_arch": "resnet18", "agg_arch": "SALAD"}})
+    'version_3/last (resnet18+SALAD)'
+    """
+    weights = str(entry.get("weights", ""))
+    architecture = entry.get("architecture") or {}
+    arch = "+".join(str(architecture[key]) for key in ("backbone_arch", "agg_arch") if key in architecture)
+    if weights.startswith("random"):
+        label = f"random weights{weights.removeprefix('random')}"
+    elif entry.get("checkpoint"):
+        path = Path(str(entry["checkpoint"]))
+        label = path.stem
+        if GENERIC_CHECKPOINT_NAME.fullmatch(label):
+            run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+            label = f"{run.name}/{label}" if run.name else label
+    else:
+        return arch or "model"
+    return f"{label} ({arch})" if with_architecture and arch else label
 
 
 def format_recall_table(set_name: str, recalls: Mapping[int, float]) -> str:
