@@ -42,7 +42,7 @@ SMALL_BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
 }
 #: The smallest member of each family (DINOv3's MLP and SwiGLU kinds apart): these train and are
 #: evaluated from their checkpoint; the others differ in sizes, which the meta-device test covers.
-FAMILY_REPRESENTATIVES = ("dinov2_vits14", "dinov3_vits16", "dinov3_vits16plus", "resnet18")
+FAMILY_REPRESENTATIVES = ("dinov2_vits14", "dinov3_vits16", "dinov3_vits16plus", "resnet18", "vgg16")
 #: The family every aggregator trains with (the cheapest), and the aggregator every other family trains with.
 TRAINING_BACKBONE = "resnet18"
 TRAINING_AGGREGATOR = "SALAD"

@@ -171,7 +171,7 @@ def clique_run_args(world: Path, out: Path) -> list[str]:
     return [
         "--config", str(REPO / "configs" / "cliquemining.yaml"),
         "--model.backbone_arch", "resnet18",
-        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1}',
+        "--model.backbone_config", '{"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": false}',
         "--model.agg_config", '{"num_clusters": 4, "cluster_dim": 8, "token_dim": 8, "dropout": 0.3}',
         "--model.lr", "0.001",
         "--data.data_root", str(world / "gsv-cities"), "--data.cities", '["Bangkok", "Boston", "PRS"]',

@@ -320,7 +320,7 @@ def test_onnx_export_of_a_released_file_gives_the_authors_descriptors(authors_fi
 
 def test_a_lightning_modules_network_evaluates_without_glue(small_toy_world: Path) -> None:
     """The network a VPRModel trains goes straight into the evaluation library (same parameters)."""
-    module = VPRModel("resnet18", {"layers_to_crop": [3, 4]}, "GeM", {})
+    module = VPRModel("resnet18", {"layers_to_crop": [3, 4], "pretrained": False}, "GeM", {})
     network = module.network
     assert network.backbone is module.backbone and network.aggregator is module.aggregator
     assert network.architecture == module.architecture
