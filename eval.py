@@ -448,7 +448,7 @@ def run_logged(args: argparse.Namespace, console: ConsoleLog) -> Path:
     loaded = load_network(
         args.ckpt_path, release=args.released, architecture=architecture_from_args(args), verify=not args.no_verify,
         random_weights=args.random_weights, seed=args.seed,
-        mismatch_hint="describe a bare state dict with --released, --backbone, --num_clusters, --cluster_dim, "
+        mismatch_hint="describe a bare state dict with --released, --backbone_arch, --num_clusters, --cluster_dim, "
         "--token_dim or --agg_config",
     )
     evaluator = Evaluator(DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path), options)

@@ -45,6 +45,11 @@ NETWORK_PREFIXES = ("backbone.", "aggregator.")
 Source = Literal["checkpoint", "caller", "release"]
 
 
+
+class ArchitectureMismatchError(UserError):
+    """A state dict whose keys or shapes do not fit the architecture it is loaded into."""
+
+
 @dataclass(frozen=True)
 class LoadedNetwork:
     """A network ready for inference, how to feed it, and where its parts came from.
@@ -247,10 +252,10 @@ def load_network(
         state_dict = entry.network_state(state_dict, path)
     try:
         network = network_with_weights(architecture_or_release(), state_dict, path)
-    except UserError as error:
-        if not mismatch_hint or isinstance(error, UserError):
+    except ArchitectureMismatchError as error:
+        if not mismatch_hint:
             raise
-        raise UserError(f"{error}; {mismatch_hint}") from None
+        raise ArchitectureMismatchError(f"{error}; {mismatch_hint}") from None
     log.info("loaded the weights of %s", path)
     return loaded(network, given_source, "checkpoint", path)
 
@@ -297,12 +302,12 @@ def load_state_strictly(
         result = network.load_state_dict(state_dict, strict=False, assign=assign)
     except RuntimeError as error:  # size mismatches
         mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise UserError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
+        raise ArchitectureMismatchError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing {len(result.missing_keys)} keys (first: {result.missing_keys[0]})")
     if result.unexpected_keys:
         problems.append(f"unexpected {len(result.unexpected_keys)} keys (first: {result.unexpected_keys[0]})")
     if problems:
-        raise UserError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
+        raise ArchitectureMismatchError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
 

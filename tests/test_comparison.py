@@ -130,8 +130,8 @@ def test_latex_escapes_names_and_spans_each_set() -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--released", "dinov2_salad=", "dinov2_boq"], "argument --released: 'dinov2_salad=': give the file after '='"),
-        (["--released", "salad", "dinov2_boq"], "argument --released: unknown released model 'salad'; released: dinov2_salad, "),
+        (["--released", "dinov2_salad=", "dinov2_boq"], "argument --released/--method: 'dinov2_salad=': give the file after '='"),
+        (["--released", "sallad", "dinov2_boq"], "argument --released/--method: unknown released model 'sallad'; released: "),
         (["--released", "dinov2_salad", "dinov2_boq", "--random_weights"], "a comparison of several --released models takes neither"),
     ],
 )
