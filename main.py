@@ -11,6 +11,9 @@ so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``u
     python3 main.py --config configs/toy.yaml
     python3 main.py --ckpt_path logs/<run>/checkpoints/last.ckpt   # resume
     python3 main.py validate --ckpt_path ...                        # validation only
+
+A ``--config`` file naming a class other than Lightning's callbacks, loggers, ... and this
+project's is refused before it is imported, unless ``--trust_config`` says the file is yours.
 """
 
 from __future__ import annotations
@@ -33,9 +36,13 @@ from models import AGGREGATORS, BACKBONES
 from models.pretrained import DownloadError
 from models.vpr_model import NonFiniteError, VPRModel
 from utils.cli import first_line
+from utils.config_classes import check_config_classes, config_files
 from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
 from utils.training.loggers import run_loggers
 
+TRUST_CONFIG_FLAG = "--trust_config"
+"""Says a ``--config`` file is the user's own: the classes it names are not checked
+(:mod:`utils.config_classes`)."""
 SUBCOMMANDS = ("fit", "validate")
 """What main.py offers: training, and validation of a checkpoint (there is no test or predict
 step: evaluation is eval.py's)."""
@@ -63,8 +70,8 @@ class VPRTrainingCLI(LightningCLI):
         """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.training.resume`)."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand:
-            check_resume_path(self.config[subcommand].get("ckpt_path"))
+        if subcommand and self.config[subcommand].get("ckpt_path") is not None:
+            self.config[subcommand]["ckpt_path"] = check_resume_path(self.config[subcommand]["ckpt_path"])
 
     def before_fit(self) -> None:
         """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.training.resume`)."""
@@ -172,10 +179,17 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
         args.insert(0, "fit")  # `python3 main.py [flags]` trains, as the published script does; --help is fit's
     if argv is None:  # from the command line: DDP's launcher re-runs sys.argv on the other ranks
         sys.argv[1:] = args
+    trusted = TRUST_CONFIG_FLAG in args  # a configuration file of the user's own: any class it names is imported
+    if trusted:  # sys.argv keeps the flag for DDP's other ranks; Lightning is given the rest
+        args = [arg for arg in args if arg != TRUST_CONFIG_FLAG]
+        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")
+    else:
+        for config_file in config_files(args):
+            check_config_classes(config_file)
     return VPRTrainingCLI(
         VPRModel,
         VPRDataModule,
-        args=None if argv is None else args,
+        args=None if argv is None and not trusted else args,
         seed_everything_default=1,
         trainer_defaults=default_trainer_settings(),
         save_config_kwargs={"overwrite": False},

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from utils.checkpoint_files import check_resume_checkpoint
+from utils.checkpoint_files import check_resume_checkpoint, local_checkpoint
 from utils.training.loggers import run_loggers
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,11 @@ RUN_VERSION = re.compile(r"version_(\d+)")
 """A version folder of Lightning's default loggers, ``<save_dir>/<name>/version_<N>``."""
 
 
-def check_resume_path(ckpt_path: str | PathLike[str] | None) -> None:
-    """Check ``main.py --ckpt_path`` (see :func:`utils.checkpoint_files.check_resume_checkpoint`).
+def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
+    """Check ``main.py --ckpt_path`` (see :func:`utils.checkpoint_files.check_resume_checkpoint`)
+    and return the local file to resume from: a ``file://`` or ``http(s)://`` URL is read or
+    downloaded first (:func:`utils.checkpoint_files.local_checkpoint`), so that Lightning, which
+    would unpickle a URL with ``weights_only=False``, only ever opens a checked local file.
 
     ``None`` and Lightning's keywords (``last``, ``hpc``, ``registry``) are left to Lightning,
     as is a path that does not exist (it names it in its own error).
@@ -37,9 +40,12 @@ def check_resume_path(ckpt_path: str | PathLike[str] | None) -> None:
     Raises:
         ValueError: the file is refused (one line naming it and what to do instead).
     """
-    if ckpt_path is None or not Path(ckpt_path).is_file():
-        return
-    check_resume_checkpoint(ckpt_path)
+    if ckpt_path is None:
+        return None
+    ckpt_path = local_checkpoint(ckpt_path)
+    if Path(ckpt_path).is_file():
+        check_resume_checkpoint(ckpt_path)
+    return ckpt_path
 
 
 class RandomStateCheckpoint(Callback):
