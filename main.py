@@ -37,7 +37,8 @@ from models.pretrained import DownloadError
 from models.vpr_model import NonFiniteError, VPRModel
 from utils.cli import first_line
 from utils.config_classes import check_config_classes, config_files
-from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
+from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path, checkpoint_step,
+                                   continue_run_folder)
 from utils.training.loggers import run_loggers
 
 TRUST_CONFIG_FLAG = "--trust_config"
@@ -73,10 +74,35 @@ class VPRTrainingCLI(LightningCLI):
         if subcommand and self.config[subcommand].get("ckpt_path") is not None:
             self.config[subcommand]["ckpt_path"] = check_resume_path(self.config[subcommand]["ckpt_path"])
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning replaces the model's settings with the checkpoint's; a flag the user gave
+        (differing from its default) that the checkpoint overrules is named in one warning."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+            return super()._parse_ckpt_path()
+        given = self.config[subcommand]["model"].as_dict()
+        super()._parse_ckpt_path()
+        defaults = self._subcommand_parsers[subcommand].get_defaults()["model"].as_dict()
+        overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults)
+        if overruled:
+            warnings.warn(f"--ckpt_path {self.config[subcommand]['ckpt_path']} resumes the checkpoint's model: "
+                          f"{'; '.join(overruled)} ignored", stacklevel=1)
+
     def before_fit(self) -> None:
         """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.training.resume`)."""
         config = self.config["fit"]
-        continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
+        folder = continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
+        self._resumed_folder = None if folder is None else RunFolderSnapshot.take(folder)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """A resume that fails before training a step (data changed, ...) leaves its run folder as it was."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            snapshot = getattr(self, "_resumed_folder", None)
+            if snapshot is not None and self.trainer.global_step in (0, checkpoint_step(self.config["fit"]["ckpt_path"])):
+                snapshot.restore()
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -143,6 +169,18 @@ class VPRTrainingCLI(LightningCLI):
                 action.help = f"one of: {', '.join(registries[action.dest].names())}"
 
 
+def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user changed
+    from its default that the checkpoint's hyperparameters replace."""
+    def differs(mine: Any, theirs: Any) -> bool:  # a dict setting: the keys given (the model adds some)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            return any(key not in theirs or differs(value, theirs[key]) for key, value in mine.items())
+        return mine != theirs
+
+    return [f"--model.{key} {given[key]} (the checkpoint's: {resumed[key]})" for key in given
+            if key in resumed and differs(given[key], resumed[key]) and given[key] != defaults.get(key)]
+
+
 def default_precision() -> str:
     """bfloat16 mixed precision on GPUs that have it (no loss scaling; what ``bench/train_throughput``
     measures as ours), float16 mixed precision as published on older GPUs, float32 on the CPU."""
@@ -160,7 +198,7 @@ def default_trainer_settings() -> dict:
         "check_val_every_n_epoch": 1,
         "num_sanity_val_steps": 0,
         "reload_dataloaders_every_n_epochs": 1,
-        "callbacks": [LearningRateMonitor(logging_interval="step"), RandomStateCheckpoint()],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RandomStateCheckpoint(), InterruptCheckpoint()],
     }
 
 
