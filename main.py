@@ -39,6 +39,7 @@ from utils.cli import first_line
 from utils.config_classes import check_config_classes, config_files
 from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path, checkpoint_step,
                                    continue_run_folder)
+from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
 
 TRUST_CONFIG_FLAG = "--trust_config"
@@ -140,11 +141,14 @@ class VPRTrainingCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer; unless ``--trainer.logger`` says otherwise, it logs to TensorBoard and to
-        metrics.csv in one run folder (``utils.training.loggers``)."""
+        metrics.csv in one run folder (``utils.training.loggers``); its checkpoints are written
+        atomically with a digest of their tensors (``utils.training.checkpoint_io``)."""
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True):
             kwargs["logger"] = run_loggers(config.get("default_root_dir") or ".")
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """Each subcommand's parser, its help in plain text (every argument is added by now)."""

@@ -19,6 +19,7 @@ import torch
 
 import main as train_cli
 from tests.test_train_cli import train_args
+from utils.checkpoint_digest import DIGEST_KEY
 
 RUN = Path("logs") / "lightning_logs" / "version_0"
 
@@ -84,7 +85,8 @@ def test_resuming_twice_continues_the_same_files_and_names_overruled_flags(in_co
     readme_resume("--trainer.max_epochs", "3")
     checkpoints = in_copy / RUN / "checkpoints"
     assert sorted(path.name for path in checkpoints.glob("last*")) == ["last.ckpt"]
-    assert torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 18
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 18 and len(last[DIGEST_KEY]) == 64  # written with a digest of its tensors
     with (in_copy / RUN / "metrics.csv").open() as stream:
         validated = [row["epoch"] for row in csv.DictReader(stream) if row.get("pitts30k_val/R1")]
     assert validated == ["0", "1", "2"]

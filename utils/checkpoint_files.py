@@ -24,6 +24,7 @@ from urllib.request import url2pathname
 
 import torch
 
+from utils.checkpoint_digest import verify_digest
 from utils.cli import first_line
 from utils.errors import UserError
 
@@ -124,7 +125,7 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
     if problem is None:
         try:
             with _allowed(RESUME_CHECKPOINT_GLOBALS):
-                torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+                payload = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
         except pickle.UnpicklingError as error:
             found = UNPICKLED_GLOBAL.search(str(error))
             what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({first_line(error)})"
@@ -133,6 +134,8 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
             ) from None
         except Exception as error:  # torch's zip reader raises RuntimeError, OSError, ...
             problem = f"is corrupt ({first_line(error)})"
+        else:
+            verify_digest(payload, path)
     if problem is not None:
         others = other_checkpoints(path)
         instead = f"resume from one of {', '.join(others)} in {path.parent}" if others else (

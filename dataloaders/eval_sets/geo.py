@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial import cKDTree
+
+from utils.errors import UserError
 
 
 def positives_within(
@@ -21,8 +25,8 @@ def positives_within(
     """
     db_utm = _as_points(db_utm, "db_utm")
     query_utm = _as_points(query_utm, "query_utm")
-    if max_distance < 0:
-        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+    if not math.isfinite(max_distance) or max_distance < 0:  # nan would make every recall 0 without a word
+        raise UserError(f"positive_dist_threshold={max_distance} is not a distance: pass a finite number of metres >= 0")
     if len(db_utm) == 0:
         return [np.empty(0, dtype=np.int64) for _ in range(len(query_utm))]
     neighbours = cKDTree(db_utm).query_ball_point(query_utm, r=max_distance, return_sorted=True)

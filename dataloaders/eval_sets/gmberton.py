@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
-from dataloaders.eval_sets.folders import common_root, list_images
+from dataloaders.eval_sets.folders import check_distinct_folders, common_root, list_images
 from dataloaders.eval_sets.geo import positives_within
 
 DEFAULT_POSITIVE_DIST_THRESHOLD = 25.0
@@ -74,6 +74,7 @@ def read_gmberton_folders(
         image_root: folder the stored paths are relative to; defaults to the folders'
             common parent.
     """
+    check_distinct_folders(database_folder, queries_folder)
     db_images = list_images(database_folder, "database folder")
     query_images = list_images(queries_folder, "queries folder")
     root = (

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from dataloaders.eval_sets import EvalSet
+from utils.atomic_write import write_atomically
 from utils.evaluation.pipeline import Evaluator, SetEvaluation
 from utils.evaluation.msls_challenge import write_msls_predictions
 from utils.evaluation.predictions_csv import write_predictions_csv
@@ -234,8 +235,7 @@ class DescriptorFiles(OutputWriter):
             arrays["database_positions"] = np.asarray(eval_set.db_positions, dtype=np.float64)
             arrays["query_positions"] = np.asarray(eval_set.query_positions, dtype=np.float64)
         path = self.run_dir / f"descriptors_{eval_set.name}.npz"
-        with path.open("xb") as stream:
-            np.savez(stream, **arrays)
+        write_atomically(path, lambda stream: np.savez(stream, **arrays), exclusive=True)  # never torn, never over another
         print(f"{eval_set.name} descriptors: {path}")
 
 

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from dataloaders.image_io import load_image
+from utils.atomic_write import write_atomically
 
 CORRECT_COLOUR: tuple[int, int, int] = (0, 190, 0)
 WRONG_COLOUR: tuple[int, int, int] = (220, 0, 0)
@@ -135,8 +136,7 @@ def save_prediction_image(
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with out_path.open("xb") as stream:
-            canvas.save(stream, format=image_format)
+        write_atomically(out_path, lambda stream: canvas.save(stream, format=image_format), exclusive=True)
     except FileExistsError:
         raise FileExistsError(f"prediction image already exists, not overwriting it: {out_path}") from None
     return out_path
@@ -270,8 +270,7 @@ def plot_recall_panels(
     figure.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with out_path.open("xb") as stream:
-            figure.savefig(stream, format="png")
+        write_atomically(out_path, lambda stream: figure.savefig(stream, format="png"), exclusive=True)
     except FileExistsError:
         raise FileExistsError(f"figure already exists, not overwriting it: {out_path}") from None
     return out_path
