@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from dataloaders.eval_sets import DataRoots, EvalSet, load_eval_set
 from dataloaders.gsv_cities import GSVCitiesDataModule
 from dataloaders.transforms import EvalPreprocessing, eval_transform
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class VPRDataModule(GSVCitiesDataModule):
     ) -> None:
         if train_augmentation not in ("randaugment", "none"):
             raise ValueError(f"train_augmentation={train_augmentation!r}; expected randaugment or none")
+        if batch_size < 2:  # one place per batch: no negative pair, the loss is 0 at every step
+            raise UserError(f"batch_size={batch_size} places per batch: the loss compares places, give at least 2")
         super().__init__(
             data_root, cities=cities, batch_size=batch_size, img_per_place=img_per_place,
             min_img_per_place=min_img_per_place, image_size=image_size, num_workers=num_workers,
