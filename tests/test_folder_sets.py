@@ -1,5 +1,6 @@
-"""Image folders given to eval.py: the same folder twice is refused, symlinked subfolders are
-followed (once, loops guarded), dangling links are reported; a non-finite positive radius is refused."""
+"""Evaluation sets: the same folder as database and queries, an image listed twice, a set without
+queries and a non-finite positive radius are refused; symlinked subfolders are followed (once, loops
+guarded), dangling links reported."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from dataloaders.eval_sets import read_gmberton_folders, read_image_folders
+from dataloaders.eval_sets import EvalSet, read_gmberton_folders, read_image_folders
 from dataloaders.eval_sets.geo import positives_within
 from utils.errors import UserError, render
+from utils.evaluation.pipeline import evaluate_sets
 
 
 def image(path: Path) -> Path:
@@ -59,3 +62,18 @@ def test_a_positive_radius_that_is_not_a_distance_is_refused_naming_the_paramete
         positives_within([[0.0, 0.0]], [[1.0, 1.0]], threshold)
     line = render(info.value, {"positive_dist_threshold": "--positive_dist_threshold"})
     assert line.startswith(f"--positive_dist_threshold {threshold} is not a distance") and "max_distance" not in line
+
+
+def test_a_database_image_listed_twice_is_refused(tmp_path: Path):
+    with pytest.raises(UserError, match=r"^index: the database lists db/a.jpg more than once \(1 repeated entries\)"):
+        EvalSet("index", tmp_path, ["db/a.jpg", "db/b.jpg", "db/a.jpg"], ["q/1.jpg"], ground_truth=[np.array([0])])
+
+
+def test_a_set_without_queries_is_refused_before_the_database_pass(tmp_path: Path):
+    class NoPass:
+        def evaluate(self, eval_set: EvalSet) -> None:
+            pytest.fail("the database was described")
+
+    empty = EvalSet("folders", tmp_path, ["db/a.jpg", "db/b.jpg"], [])
+    with pytest.raises(UserError, match=r"^folders: no query image \(its database has 2\)"):
+        evaluate_sets(NoPass(), [empty])

@@ -8,6 +8,7 @@ database image and ``num_db + j`` is query ``j``.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dataloaders.image_io import load_image
+from utils.errors import UserError
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
@@ -65,6 +67,8 @@ class EvalSet:
         self.image_root = Path(self.image_root)
         self.db_paths = [str(path) for path in self.db_paths]
         self.query_paths = [str(path) for path in self.query_paths]
+        _check_unique(self.name, "database", self.db_paths)
+        _check_unique(self.name, "query", self.query_paths)
         _check_length(self.name, "db_groups", self.db_groups, self.num_db)
         _check_length(self.name, "db_keys", self.db_keys, self.num_db)
         _check_length(self.name, "query_groups", self.query_groups, self.num_queries)
@@ -157,6 +161,14 @@ class EvalImages(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = load_image(self.paths[index], min_size=self.decode_size)
         return self.transform(image), index
+
+
+def _check_unique(set_name: str, what: str, paths: Sequence[str]) -> None:
+    """Refuse an image listed twice (an index that names a database image twice counts it twice)."""
+    if len(set(paths)) != len(paths):
+        repeated = next(path for path, count in collections.Counter(paths).items() if count > 1)
+        raise UserError(f"{set_name}: the {what} lists {repeated} more than once "
+                        f"({len(paths) - len(set(paths))} repeated entries): rebuild the index without repeats")
 
 
 def _check_length(set_name: str, what: str, values: Sequence | None, expected: int) -> None:

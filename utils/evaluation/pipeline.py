@@ -42,6 +42,7 @@ from dataloaders.transforms import EvalPreprocessing
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
 from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,12 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: Sequence[Any] = ()) -> list[SetEvaluation]:
     """Evaluate every set in turn and hand each result to every writer (``utils.evaluation.outputs``),
-    in their order; every writer's ``check()`` runs first, before any descriptor is computed."""
+    in their order; every writer's ``check()`` runs first, before any descriptor is computed, and a set
+    without queries is refused before any database pass."""
+    for eval_set in eval_sets:  # before any database pass
+        if eval_set.num_queries == 0:
+            raise UserError(f"{eval_set.name}: no query image (its database has {eval_set.num_db}); "
+                            "nothing to evaluate: check the queries folder or index")
     for writer in writers:
         writer.check(eval_sets)
     evaluations = []
