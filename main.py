@@ -154,6 +154,8 @@ class VPRTrainingCLI(LightningCLI):
         """Each subcommand's parser, its help in plain text (every argument is added by now)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         self._plain_help(parser)
+        parser.epilog = (f"{TRUST_CONFIG_FLAG}: the --config files are your own; the classes they name are imported "
+                         "unchecked (by default only Lightning's callbacks, loggers, ... and this project's classes are)")
         return parser
 
     @staticmethod
