@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the published preprocessing (descriptors move, e.g. cosine 0.99997 on a 1331 x 1331 photo at 322)",
     )
     inference.add_argument(
+        "--exif_transpose", action="store_true",
+        help="turn images upright by their EXIF orientation tag (phone photos); the published code ignores it",
+    )
+    inference.add_argument(
         "--batch_size", type=int, default=256,
         help="images per forward pass (default 256); at native resolution, images of one size, and no more "
         "pixels than this many images of 322 x 322",
@@ -319,6 +323,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         image_size=resolve_image_size(args),
         max_side=args.max_side or None,
         draft_decode=args.draft_decode,
+        exif_transpose=args.exif_transpose,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,

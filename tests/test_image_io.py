@@ -26,12 +26,14 @@ def test_every_mode_becomes_rgb(tmp_path: Path, mode: str):
     assert image.mode == "RGB" and image.size == (64, 48)
 
 
-def test_exif_orientation_is_applied(tmp_path: Path):
+def test_exif_orientation_is_ignored_as_published_and_applied_when_asked(tmp_path: Path):
     path = tmp_path / "phone.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
     _photo().save(path, exif=exif)
-    image = load_image(path)
+    with Image.open(path) as stored:
+        assert np.array_equal(np.asarray(load_image(path)), np.asarray(stored.convert("RGB")))  # as PIL decodes it
+    image = load_image(path, exif_transpose=True)
     assert image.size == (48, 64)  # portrait once rotated
     top, bottom = np.asarray(image)[2, 24], np.asarray(image)[-3, 24]
     assert top[0] > 200 and bottom[2] > 200  # the red half is now on top

@@ -127,7 +127,7 @@ class EvalSet:
             )
 
     def images(
-        self, transform: ImageTransform, decode_size: tuple[int, int] | None = None
+        self, transform: ImageTransform, decode_size: tuple[int, int] | None = None, exif_transpose: bool = False
     ) -> EvalImages:
         """A dataset over the database then the queries, yielding ``(image, index)``.
 
@@ -135,8 +135,9 @@ class EvalSet:
             transform: PIL image -> tensor ``[3, H, W]``.
             decode_size: ``(height, width)`` the transform resizes to, if fixed; lets JPEGs be
                 decoded at a reduced scale (see ``dataloaders.image_io.load_image``).
+            exif_transpose: turn images upright by their EXIF orientation (off as published).
         """
-        return EvalImages(self.image_paths(), transform, decode_size)
+        return EvalImages(self.image_paths(), transform, decode_size, exif_transpose)
 
 
 class EvalImages(Dataset):
@@ -150,16 +151,18 @@ class EvalImages(Dataset):
         paths: Sequence[Path],
         transform: ImageTransform,
         decode_size: tuple[int, int] | None = None,
+        exif_transpose: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.transform = transform
         self.decode_size = decode_size
+        self.exif_transpose = exif_transpose
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = load_image(self.paths[index], min_size=self.decode_size)
+        image = load_image(self.paths[index], min_size=self.decode_size, exif_transpose=self.exif_transpose)
         return self.transform(image), index
 
 

@@ -85,6 +85,8 @@ class EvalOptions:
         max_side: at native resolution, the longest side an image keeps (``None``: no cap).
         draft_decode: decode JPEGs at a reduced scale when the fixed size allows (faster, not
             the published preprocessing).
+        exif_transpose: turn images upright by their EXIF orientation tag (phone photos; the
+            published code ignores it).
         batch_size: images per forward pass (at native resolution, also capped by pixels).
         num_workers: image-loading processes.
         device: torch device name; ``None``: CUDA when available, else the CPU.
@@ -102,6 +104,7 @@ class EvalOptions:
     image_size: tuple[int, int] | None = None
     max_side: int | None = DEFAULT_MAX_SIDE
     draft_decode: bool = False
+    exif_transpose: bool = False
     batch_size: int = 256
     num_workers: int = DEFAULT_NUM_WORKERS
     device: str | None = None
@@ -192,7 +195,7 @@ class Evaluator:
             except ValueError as error:
                 raise ValueError(f"--image_size: {error}") from None
         self.preprocessing = EvalPreprocessing(
-            options.image_size, network.patch_size, options.max_side, options.draft_decode
+            options.image_size, network.patch_size, options.max_side, options.draft_decode, options.exif_transpose
         )
         self.cache = DescriptorCache(options.cache_dir) if options.cache_dir is not None else None
 
@@ -220,11 +223,12 @@ class Evaluator:
         images: Dataset
         decoding: dict[str, Any] = {}
         if speed.decode_on_device:
-            images = EncodedImages(paths)
+            images = EncodedImages(paths, self.preprocessing.exif_transpose)
             decoder = DeviceDecoder(paths, self.preprocessing, self.device)
             decoding = {"collate_fn": collate_encoded, "prepare_batch": decoder}
         else:
-            images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size)
+            images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size,
+                                     exif_transpose=self.preprocessing.exif_transpose)
         return compute_descriptors(
             self.model.network, images, self.options.batch_size, self.options.num_workers, self.device,
             self.precision, description=f"{eval_set.name} descriptors", channels_last=speed.channels_last,
@@ -237,6 +241,8 @@ class Evaluator:
         or their content with ``cache_content_hash``), the preprocessing, the precision, and the
         decoding when it is not PIL's."""
         preprocessing = {"max_side": self.preprocessing.max_side, "draft_decode": self.preprocessing.draft_decode}
+        if self.preprocessing.exif_transpose:  # (absent otherwise: earlier cache entries stay valid)
+            preprocessing["exif_transpose"] = True
         return make_cache_key(
             self.model.checkpoint,
             eval_set.name,
@@ -288,6 +294,7 @@ class Evaluator:
             "image_size": list(self.options.image_size) if self.options.image_size else "native",
             "max_side": self.preprocessing.max_side if self.preprocessing.native else None,
             "draft_decode": self.preprocessing.draft_decode,
+            "exif_transpose": self.preprocessing.exif_transpose,
             "checkpoint": str(self.model.checkpoint) if self.model.checkpoint else None,
             "weights": self.model.weights,
             "architecture": dict(self.model.architecture),
