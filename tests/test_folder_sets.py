@@ -1,11 +1,12 @@
 """Evaluation sets: the same folder as database and queries, an image listed twice, a set without
 queries and a non-finite positive radius are refused; symlinked subfolders are followed (once, loops
-guarded), dangling links reported."""
+guarded), dangling links reported; positions that are not positions are named with their file."""
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from dataloaders.eval_sets import EvalSet, read_gmberton_folders, read_image_folders
 from dataloaders.eval_sets.geo import positives_within
+from dataloaders.eval_sets.msls_raw import read_city_folder
 from utils.errors import UserError, render
 from utils.evaluation.pipeline import evaluate_sets
 
@@ -77,3 +79,21 @@ def test_a_set_without_queries_is_refused_before_the_database_pass(tmp_path: Pat
     empty = EvalSet("folders", tmp_path, ["db/a.jpg", "db/b.jpg"], [])
     with pytest.raises(UserError, match=r"^folders: no query image \(its database has 2\)"):
         evaluate_sets(NoPass(), [empty])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300"])
+def test_a_position_that_is_not_one_is_named_with_its_file(tmp_path: Path, small_toy_world: Path, value: str):
+    named = image(tmp_path / "db" / f"@{value}@4180045.9@.jpg")
+    image(tmp_path / "queries" / "@0.0@0.0@.jpg")
+    with pytest.raises(UserError, match=rf"^{named}: UTM position {value}, 4180045.9 in the file name is not a position"):
+        read_gmberton_folders("folders", tmp_path / "db", tmp_path / "queries")
+
+    city = tmp_path / "mapillary"
+    shutil.copytree(small_toy_world / "mapillary" / "train_val" / "sf", city / "train_val" / "sf")
+    table = city / "train_val" / "sf" / "query" / "postprocessed.csv"
+    lines = table.read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[3] = value  # northing of the second row
+    table.write_text("\n".join([*lines[:2], ",".join(fields), *lines[3:]]) + "\n")
+    with pytest.raises(UserError, match=rf"^{table}: row 3 has easting, northing [\d.]+, {value.replace('1e300', '1e[+]300')}, not a position"):
+        read_city_folder(city, "train_val", "sf", "query", with_positions=True)

@@ -10,6 +10,16 @@ from scipy.spatial import cKDTree
 from utils.errors import UserError
 
 
+MAX_COORDINATE = 1e9
+"""Largest UTM easting or northing magnitude taken as a position, in metres (real ones stay below
+1e7); a larger value or a NaN/infinity is a corrupt label, which would silently match nothing."""
+
+
+def is_position(value: float) -> bool:
+    """Whether ``value`` can be a UTM coordinate: finite and at most :data:`MAX_COORDINATE` in magnitude."""
+    return math.isfinite(value) and abs(value) <= MAX_COORDINATE
+
+
 def positives_within(
     db_utm: np.ndarray, query_utm: np.ndarray, max_distance: float
 ) -> list[np.ndarray]:

@@ -14,7 +14,8 @@ import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
 from dataloaders.eval_sets.folders import check_distinct_folders, common_root, list_images
-from dataloaders.eval_sets.geo import positives_within
+from dataloaders.eval_sets.geo import is_position, positives_within
+from utils.errors import UserError
 
 DEFAULT_POSITIVE_DIST_THRESHOLD = 25.0
 TEST_SUBFOLDER = Path("images") / "test"
@@ -30,11 +31,15 @@ def utm_from_name(path: Path) -> tuple[float, float]:
     try:
         if len(fields) < 3:
             raise ValueError("fewer than 3 '@'-separated fields")
-        return float(fields[1]), float(fields[2])
+        east, north = float(fields[1]), float(fields[2])
     except ValueError as error:
         raise ValueError(
             f"{path}: not a gmberton file name '@UTM_east@UTM_north@...@.jpg' ({error})"
         ) from None
+    if not (is_position(east) and is_position(north)):
+        raise UserError(f"{path}: UTM position {fields[1]}, {fields[2]} in the file name is not a position "
+                        "(NaN, infinite or beyond 1e9 m): rename the image with its real coordinates")
+    return east, north
 
 
 def utm_of(paths: list[Path]) -> np.ndarray:

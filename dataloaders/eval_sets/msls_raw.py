@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 
 from dataloaders.eval_sets.base import EvalSet, path_stems
-from dataloaders.eval_sets.geo import positives_within
+from dataloaders.eval_sets.geo import MAX_COORDINATE, positives_within
 from dataloaders.eval_sets.published_index import msls_cities
+from utils.cli import first_line
+from utils.errors import UserError
 
 VAL_CITIES = ("cph", "sf")
 TEST_CITIES = ("miami", "athens", "buenosaires", "stockholm", "bengaluru", "kampala")
@@ -191,4 +193,13 @@ def _utm(table: pd.DataFrame, path: Path) -> np.ndarray:
     missing = [column for column in ("easting", "northing") if column not in table.columns]
     if missing:
         raise ValueError(f"{path} has no {', '.join(missing)} column")
-    return table[["easting", "northing"]].to_numpy(dtype=np.float64)
+    try:
+        utm = table[["easting", "northing"]].to_numpy(dtype=np.float64)
+    except ValueError as error:
+        raise UserError(f"{path}: easting/northing must be numbers ({first_line(error)})") from None
+    bad = np.flatnonzero(~(np.isfinite(utm).all(axis=1) & (np.abs(utm) <= MAX_COORDINATE).all(axis=1)))
+    if len(bad):
+        east, north = utm[bad[0]]
+        raise UserError(f"{path}: row {int(bad[0]) + 2} has easting, northing {east}, {north}, not a position "
+                        f"(NaN, infinite or beyond 1e9 m; {len(bad)} such rows): fix or re-download the file")
+    return utm
