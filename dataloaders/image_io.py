@@ -76,8 +76,15 @@ def load_image(
             return image
     except FileNotFoundError:
         raise
+    except Image.DecompressionBombError as error:  # a tiny file claiming billions of pixels
+        raise ImageDecodeError(f"cannot decode image {path}: {bomb_message(error)}") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"cannot decode image {path}: {error}") from error
+
+
+def bomb_message(error: Exception) -> str:
+    """Pillow's refusal of an image larger than ``Image.MAX_IMAGE_PIXELS``, in one line."""
+    return f"{str(error).split(', could be')[0]} (a decompression bomb, or a huge scan: remove it from the folder)"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

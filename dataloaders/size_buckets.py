@@ -21,7 +21,7 @@ from PIL import ExifTags, Image
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from dataloaders.image_io import ImageDecodeError
+from dataloaders.image_io import ImageDecodeError, bomb_message
 from dataloaders.transforms import EvalPreprocessing
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ def oriented_size(path: str | PathLike[str], exif_transpose: bool = True) -> tup
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except FileNotFoundError:
         raise
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(f"cannot read the size of image {path}: {bomb_message(error)}") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"cannot read the size of image {path}: {error}") from error
     return (height, width) if exif_transpose and orientation in SWAPPING_ORIENTATIONS else (width, height)
