@@ -1,6 +1,6 @@
 """Resuming with the README's command continues the same files (last.ckpt, metrics.csv, the best-k
 ranking), names the flags the checkpoint overrules, changes nothing when refused; Ctrl-C saves a
-checkpoint that resumes to the weights of an uninterrupted run."""
+checkpoint that resumes to the weights of an uninterrupted run; validating a NaN checkpoint is one line."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import pytorch_lightning as pl
 import torch
 
 import main as train_cli
+from models.vpr_model import NonFiniteError
 from tests.test_train_cli import train_args
-from utils.checkpoint_digest import DIGEST_KEY
+from utils.checkpoint_digest import DIGEST_KEY, with_digest
 
 RUN = Path("logs") / "lightning_logs" / "version_0"
 
@@ -128,3 +129,15 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_weights(sma
     expected = torch.load(first_run / RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     weights = resumed.lightning_module.state_dict()
     assert resumed.global_step == 6 and [name for name in expected if not torch.equal(weights[name], expected[name])] == []
+
+
+def test_validating_a_nan_checkpoint_is_one_line_naming_it(in_copy: Path):
+    payload = torch.load(RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    payload["state_dict"]["aggregator.dust_bin"].fill_(float("nan"))
+    nan = in_copy / "nan.ckpt"
+    torch.save(with_digest(payload), nan)
+    with pytest.raises(NonFiniteError) as info:
+        train_cli.main(["validate", "--config", str(RUN / "config.yaml"), "--ckpt_path", str(nan)])
+    line = train_cli.error_line(info.value)
+    assert line.startswith("non-finite descriptors in validation") and f"the weights of {nan} hold NaN" in line
+    assert "\n" not in line

@@ -221,7 +221,8 @@ class InterruptCheckpoint(Callback):
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if not self.requested:
+        # every process decides alike (under DDP a Ctrl-C may reach the ranks at different steps)
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             return
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else trainer.default_root_dir
         path = os.path.join(folder, self.FILENAME)
