@@ -37,10 +37,10 @@ from models.pretrained import DownloadError
 from models.vpr_model import NonFiniteError, VPRModel
 from utils.cli import first_line
 from utils.config_classes import check_config_classes, config_files
-from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path, checkpoint_step,
-                                   continue_run_folder)
 from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
+from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
+                                   checkpoint_step, continue_run_folder, overruled_settings)
 
 TRUST_CONFIG_FLAG = "--trust_config"
 """Says a ``--config`` file is the user's own: the classes it names are not checked
@@ -93,7 +93,10 @@ class VPRTrainingCLI(LightningCLI):
         """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.training.resume`)."""
         config = self.config["fit"]
         folder = continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
-        self._resumed_folder = None if folder is None else RunFolderSnapshot.take(folder)
+        ckpt_path = config.get("ckpt_path")
+        resumable = folder is not None and Path(ckpt_path).is_file()
+        self._resumed_folder = RunFolderSnapshot.take(folder) if resumable else None
+        self._resumed_step = checkpoint_step(ckpt_path) if resumable else 0
 
     def _run_subcommand(self, subcommand: str) -> None:
         """A resume that fails before training a step (data changed, ...) leaves its run folder as it was."""
@@ -101,7 +104,7 @@ class VPRTrainingCLI(LightningCLI):
             super()._run_subcommand(subcommand)
         except BaseException:
             snapshot = getattr(self, "_resumed_folder", None)
-            if snapshot is not None and self.trainer.global_step in (0, checkpoint_step(self.config["fit"]["ckpt_path"])):
+            if snapshot is not None and self.trainer.global_step in (0, self._resumed_step):
                 snapshot.restore()
             raise
 
@@ -173,18 +176,6 @@ class VPRTrainingCLI(LightningCLI):
         for action in parser._actions:
             if action.dest in registries:
                 action.help = f"one of: {', '.join(registries[action.dest].names())}"
-
-
-def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
-    """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user changed
-    from its default that the checkpoint's hyperparameters replace."""
-    def differs(mine: Any, theirs: Any) -> bool:  # a dict setting: the keys given (the model adds some)
-        if isinstance(mine, dict) and isinstance(theirs, dict):
-            return any(key not in theirs or differs(value, theirs[key]) for key, value in mine.items())
-        return mine != theirs
-
-    return [f"--model.{key} {given[key]} (the checkpoint's: {resumed[key]})" for key in given
-            if key in resumed and differs(given[key], resumed[key]) and given[key] != defaults.get(key)]
 
 
 def default_precision() -> str:

@@ -79,6 +79,18 @@ class RandomStateCheckpoint(Callback):
         random.setstate((version, tuple(internal), gauss))
 
 
+def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user changed
+    from its default that the checkpoint's hyperparameters replace."""
+    def differs(mine: Any, theirs: Any) -> bool:  # a dict setting: the keys given (the model adds some)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            return any(key not in theirs or differs(value, theirs[key]) for key, value in mine.items())
+        return mine != theirs
+
+    return [f"--model.{key} {given[key]} (the checkpoint's: {resumed[key]})" for key in given
+            if key in resumed and differs(given[key], resumed[key]) and given[key] != defaults.get(key)]
+
+
 def run_folder_of(ckpt_path: str | PathLike[str]) -> tuple[Path, str, int] | None:
     """``(save_dir, name, version)`` of a checkpoint at ``<save_dir>/<name>/version_<N>/checkpoints/<file>``
     (where Lightning's default logger and checkpoints put it), else None."""
