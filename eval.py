@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the published preprocessing: descriptors move slightly (figures in docs/FIGURES.md)",
     )
     inference.add_argument(
+        "--exif_transpose", action="store_true",
+        help="turn images upright by their EXIF orientation tag (phone photos); the published code ignores it",
+    )
+    inference.add_argument(
         "--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
         help=f"images per forward pass (default {DEFAULT_BATCH_SIZE}); at native resolution, images of one size, and no more "
         "pixels than this many images of 322 x 322",
@@ -366,6 +370,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         image_size=resolve_image_size(args),
         max_side=args.max_side or None,
         draft_decode=args.draft_decode,
+        exif_transpose=args.exif_transpose,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,

@@ -11,6 +11,9 @@ so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``u
     python3 main.py --config configs/toy.yaml
     python3 main.py --ckpt_path logs/<run>/checkpoints/last.ckpt   # resume
     python3 main.py validate --ckpt_path ...                        # validation only
+
+A ``--config`` file naming a class other than Lightning's callbacks, loggers, ... and this
+project's is refused before it is imported, unless ``--trust_config`` says the file is yours.
 """
 
 from __future__ import annotations
@@ -36,10 +39,17 @@ from models.vpr_model import VPRModel
 from utils.errors import UserError, UserFileError, render
 from utils.training.metric_learning import LOSSES, MINERS
 from utils.model_flags import MODEL_ARGS_COMMAND
-from utils.training.resume import RandomStateCheckpoint, check_resume_path, continue_run_folder
+from utils.config_classes import check_config_classes, config_files
+from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
+from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
+                                   checkpoint_step, continue_run_folder, overruled_settings)
 
 log = logging.getLogger("main")
+
+TRUST_CONFIG_FLAG = "--trust_config"
+"""Says a ``--config`` file is the user's own: the classes it names are not checked
+(:mod:`utils.config_classes`)."""
 
 SUBCOMMANDS = ("fit", "validate")
 """What main.py offers: training, and validation of a checkpoint (there is no test or predict
@@ -92,13 +102,41 @@ class VPRTrainingCLI(LightningCLI):
         """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.training.resume`)."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand:
-            check_resume_path(self.config[subcommand].get("ckpt_path"))
+        if subcommand and self.config[subcommand].get("ckpt_path") is not None:
+            self.config[subcommand]["ckpt_path"] = check_resume_path(self.config[subcommand]["ckpt_path"])
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning replaces the model's settings with the checkpoint's; a flag the user gave
+        (differing from its default) that the checkpoint overrules is named in one warning."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+            return super()._parse_ckpt_path()
+        given = self.config[subcommand]["model"].as_dict()
+        super()._parse_ckpt_path()
+        defaults = self._subcommand_parsers[subcommand].get_defaults()["model"].as_dict()
+        overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults)
+        if overruled:
+            warnings.warn(f"--ckpt_path {self.config[subcommand]['ckpt_path']} resumes the checkpoint's model: "
+                          f"{'; '.join(overruled)} ignored", stacklevel=1)
 
     def before_fit(self) -> None:
         """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.training.resume`)."""
         config = self.config["fit"]
-        continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
+        folder = continue_run_folder(self.trainer, config.get("ckpt_path"), config["trainer"].get("logger"))
+        ckpt_path = config.get("ckpt_path")
+        resumable = folder is not None and Path(ckpt_path).is_file()
+        self._resumed_folder = RunFolderSnapshot.take(folder) if resumable else None
+        self._resumed_step = checkpoint_step(ckpt_path) if resumable else 0
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """A resume that fails before training a step (data changed, ...) leaves its run folder as it was."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            snapshot = getattr(self, "_resumed_folder", None)
+            if snapshot is not None and self.trainer.global_step in (0, self._resumed_step):
+                snapshot.restore()
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -138,8 +176,9 @@ class VPRTrainingCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer; unless ``--trainer.logger`` says otherwise, it logs to TensorBoard and to
-        metrics.csv in one run folder (``utils.training.loggers``). A run shorter than
-        ``--trainer.log_every_n_steps`` logs at its last step, so its metrics.csv is written."""
+        metrics.csv in one run folder (``utils.training.loggers``); its checkpoints are written
+        atomically with a digest of their tensors (``utils.training.checkpoint_io``). A run shorter
+        than ``--trainer.log_every_n_steps`` logs at its last step, so its metrics.csv is written."""
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True):
             kwargs["logger"] = run_loggers(config.get("default_root_dir") or ".")
@@ -147,12 +186,16 @@ class VPRTrainingCLI(LightningCLI):
                  if type(value) is int and value > 0]
         if steps and min(steps) < (config.get("log_every_n_steps") or DEFAULT_LOG_EVERY_N_STEPS):
             kwargs["log_every_n_steps"] = min(steps)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """Each subcommand's parser, its help in plain text (every argument is added by now)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         self._plain_help(parser)
+        parser.epilog = (f"{TRUST_CONFIG_FLAG}: the --config files are your own; the classes they name are imported "
+                         "unchecked (by default only Lightning's callbacks, loggers, ... and this project's classes are)")
         return parser
 
     @staticmethod
@@ -253,7 +296,7 @@ def default_trainer_settings() -> dict:
         "check_val_every_n_epoch": 1,
         "num_sanity_val_steps": 0,
         "reload_dataloaders_every_n_epochs": 1,
-        "callbacks": [LearningRateMonitor(logging_interval="step"), RandomStateCheckpoint()],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RandomStateCheckpoint(), InterruptCheckpoint()],
     }
 
 
@@ -275,10 +318,17 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
             cli_class = VPRProjectHelpCLI  # the project's options; `fit --help`: all of them
     if argv is None:  # from the command line: DDP's launcher re-runs sys.argv on the other ranks
         sys.argv[1:] = args
+    trusted = TRUST_CONFIG_FLAG in args  # a configuration file of the user's own: any class it names is imported
+    if trusted:  # sys.argv keeps the flag for DDP's other ranks; Lightning is given the rest
+        args = [arg for arg in args if arg != TRUST_CONFIG_FLAG]
+        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")
+    else:
+        for config_file in config_files(args):
+            check_config_classes(config_file)
     return cli_class(
         VPRModel,
         VPRDataModule,
-        args=None if argv is None else args,
+        args=None if argv is None and not trusted else args,
         seed_everything_default=1,
         trainer_defaults=default_trainer_settings(),
         save_config_kwargs={"overwrite": False},

@@ -81,17 +81,15 @@ def descriptor_model(model: str, network: torch.nn.Module | None, released_path:
     if model == TRAINING_NETWORK:
         assert network is not None
         return network
+    from models.loading import load_network
+    from models.released import RELEASE_NAMES, paper_architecture
+
     if Path(model).is_file():
-        from models.checkpoint_io import load_model
-        from models.released import paper_architecture
-
-        return load_model(model, fallback=paper_architecture()).model
-    from models.released import RELEASED_MODELS, build_released
-
-    if model not in RELEASED_MODELS:
+        return load_network(model, architecture=paper_architecture()).network
+    if model not in RELEASE_NAMES:
         raise UserError(f"descriptors={model!r} is neither {TRAINING_NETWORK}, a checkpoint file nor a released model "
-                        f"({', '.join(RELEASED_MODELS)})")
-    return build_released(model, ckpt_path=released_path)
+                        f"({', '.join(RELEASE_NAMES)})")
+    return load_network(released_path, release=model).network
 
 
 def cluster_descriptors(

@@ -58,30 +58,31 @@ class EncodedImage:
         return EncodedImage(self.data.pin_memory(), self.encoded)
 
 
-def needs_pil(data: bytes) -> bool:
+def needs_pil(data: bytes, exif_transpose: bool = False) -> bool:
     """Whether the file ``data`` must be decoded by PIL: not a JPEG, a colour mode other than RGB or
-    greyscale, or an EXIF orientation other than upright. Reads the header only."""
+    greyscale, or (with ``exif_transpose``) an EXIF orientation other than upright. Reads the header only."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "JPEG" or image.mode not in DEVICE_DECODABLE_MODES:
                 return True
-            return image.getexif().get(ExifTags.Base.Orientation, 1) != 1
+            return exif_transpose and image.getexif().get(ExifTags.Base.Orientation, 1) != 1
     except (OSError, ValueError, SyntaxError):
         return True  # PIL's decode then names the file in its error
 
 
-def pil_pixels(path: Path) -> torch.Tensor:
-    """The upright RGB image at ``path`` decoded by PIL, uint8 ``[3, H, W]`` (``ImageDecodeError``
-    naming the file when PIL cannot decode it)."""
-    pixels = np.asarray(load_image(path))  # [H, W, 3]
+def pil_pixels(path: Path, exif_transpose: bool = False) -> torch.Tensor:
+    """The RGB image at ``path`` decoded by PIL (turned upright with ``exif_transpose``), uint8
+    ``[3, H, W]`` (``ImageDecodeError`` naming the file when PIL cannot decode it)."""
+    pixels = np.asarray(load_image(path, exif_transpose=exif_transpose))  # [H, W, 3]
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
 class EncodedImages(Dataset):
     """The images at ``paths`` for :class:`DeviceDecoder`: item ``i`` is ``(EncodedImage, i)``."""
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Path], exif_transpose: bool = False) -> None:
         self.paths = list(paths)
+        self.exif_transpose = exif_transpose
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -89,8 +90,8 @@ class EncodedImages(Dataset):
     def __getitem__(self, index: int) -> tuple[EncodedImage, int]:
         path = self.paths[index]
         data = path.read_bytes()
-        if needs_pil(data):
-            return EncodedImage(pil_pixels(path), encoded=False), index
+        if needs_pil(data, self.exif_transpose):
+            return EncodedImage(pil_pixels(path, self.exif_transpose), encoded=False), index
         return EncodedImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), encoded=True), index
 
 
@@ -147,7 +148,7 @@ class DeviceDecoder:
         except RuntimeError as error:
             path = self.paths[index]
             logger.warning("%s: not decodable on %s (%s); decoding it with PIL", path, self.device, str(error).splitlines()[0])
-            return pil_pixels(path).to(self.device)
+            return pil_pixels(path, self.preprocessing.exif_transpose).to(self.device)
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 ``[3, h, w]`` -> float ``[1, 3, H, W]`` at the target size (bilinear, antialiased)."""

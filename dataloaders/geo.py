@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial import cKDTree
 
 from dataloaders.constants import POSITIVE_RADIUS_M
 from utils.errors import UserError
+
+
+MAX_COORDINATE = 1e9
+"""Largest UTM easting or northing magnitude taken as a position, in metres (real ones stay below
+1e7); a larger value or a NaN/infinity is a corrupt label, which would silently match nothing."""
+
+
+def is_position(value: float) -> bool:
+    """Whether ``value`` can be a UTM coordinate: finite and at most :data:`MAX_COORDINATE` in magnitude."""
+    return math.isfinite(value) and abs(value) <= MAX_COORDINATE
 
 
 def positives_within(
@@ -25,8 +37,8 @@ def positives_within(
     """
     db_utm = _as_points(db_utm, "db_utm")
     query_utm = _as_points(query_utm, "query_utm")
-    if max_distance < 0:
-        raise UserError(f"max_distance must be >= 0, got {max_distance}")
+    if not math.isfinite(max_distance) or max_distance < 0:  # nan would make every recall 0 without a word
+        raise UserError(f"positive_dist_threshold={max_distance} is not a distance: pass a finite number of metres >= 0")
     if len(db_utm) == 0:
         return [np.empty(0, dtype=np.int64) for _ in range(len(query_utm))]
     neighbours = cKDTree(db_utm).query_ball_point(query_utm, r=max_distance, return_sorted=True)

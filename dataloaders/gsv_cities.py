@@ -110,6 +110,8 @@ def read_city_csv(root: Path, city: str) -> pd.DataFrame:
     if missing:
         raise UserError(f"GSV-Cities CSV {path} lacks column(s) {', '.join(missing)}; "
                         f"expected columns {', '.join(CSV_COLUMNS)}")
+    if len(frame) == 0:
+        raise UserError(f"GSV-Cities CSV {path} has a header but no rows: re-download it, or leave {city} out of cities")
     for column in INTEGER_COLUMNS:
         if not pd.api.types.is_integer_dtype(frame[column]):
             raise UserError(f"GSV-Cities CSV {path}: column {column!r} must hold integers, "
@@ -184,10 +186,13 @@ def city_places(frame: pd.DataFrame, city_index: int, min_img_per_place: int, sh
 def load_places(root: Path, cities: Sequence[str], min_img_per_place: int, shuffle_seed: int) -> PlaceTable:
     """Places of ``cities`` (in that order) with at least ``min_img_per_place`` images; see
     :func:`city_places`."""
-    return PlaceTable.concatenate([
-        city_places(read_city_csv(root, city), index, min_img_per_place, shuffle_seed)
-        for index, city in enumerate(cities)
-    ])
+    tables = [city_places(read_city_csv(root, city), index, min_img_per_place, shuffle_seed)
+              for index, city in enumerate(cities)]
+    empty = [city for city, table in zip(cities, tables) if len(table) == 0]
+    if empty and len(empty) < len(cities):
+        logger.warning("GSV-Cities: %s left out: no place has at least min_img_per_place=%d images",
+                       ", ".join(empty), min_img_per_place)
+    return PlaceTable.concatenate(tables)
 
 
 class GSVCitiesDataset(Dataset):

@@ -1,6 +1,7 @@
 """Image decoding shared by training and evaluation.
 
-Every image is returned as an RGB ``PIL.Image`` with its EXIF orientation applied, whatever
+Every image is returned as an RGB ``PIL.Image`` as stored (its EXIF orientation ignored, as the
+published code and PIL's plain decoding do; applied when asked with ``exif_transpose``), whatever
 its mode on disk (greyscale, palette, CMYK, RGBA, 16-bit, 32-bit integer or float; see
 :func:`to_rgb`). When the caller says how small the image
 will be resized, JPEG files are decoded with PIL's draft mode, which lets libjpeg scale by
@@ -49,7 +50,9 @@ class ImageDecodeError(UserError, RuntimeError):
     """An image file that exists but cannot be decoded."""
 
 
-def load_image(path: str | PathLike[str], min_size: tuple[int, int] | None = None) -> Image.Image:
+def load_image(
+    path: str | PathLike[str], min_size: tuple[int, int] | None = None, exif_transpose: bool = False
+) -> Image.Image:
     """Read ``path`` as an RGB image.
 
     Args:
@@ -57,6 +60,8 @@ def load_image(path: str | PathLike[str], min_size: tuple[int, int] | None = Non
         min_size: ``(height, width)`` the image will be resized to afterwards, or ``None``.
             With a size, a JPEG is decoded at the smallest power-of-two reduction that keeps
             both sides at least this large (the pixels the resize needs, and no more).
+        exif_transpose: turn the image upright by its EXIF orientation tag (phone photos); off by
+            default, as in the published code.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -68,13 +73,20 @@ def load_image(path: str | PathLike[str], min_size: tuple[int, int] | None = Non
                 height, width = min_size
                 # draft() takes (width, height) and picks the largest scale >= this size
                 image.draft("RGB", (width, height))
-            image = to_rgb(ImageOps.exif_transpose(image))
+            image = to_rgb(ImageOps.exif_transpose(image) if exif_transpose else image)
             image.load()
             return image
     except FileNotFoundError:
         raise
+    except Image.DecompressionBombError as error:  # a tiny file claiming billions of pixels
+        raise ImageDecodeError(f"cannot decode image {path}: {bomb_message(error)}") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"cannot decode image {path}: {error}") from error
+
+
+def bomb_message(error: Exception) -> str:
+    """Pillow's refusal of an image larger than ``Image.MAX_IMAGE_PIXELS``, in one line."""
+    return f"{str(error).split(', could be')[0]} (a decompression bomb, or a huge scan: remove it from the folder)"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

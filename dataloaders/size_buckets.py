@@ -21,7 +21,7 @@ from PIL import ExifTags, Image
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from dataloaders.image_io import ImageDecodeError
+from dataloaders.image_io import ImageDecodeError, bomb_message
 from dataloaders.transforms import EvalPreprocessing
 from utils.errors import UserError
 
@@ -36,9 +36,9 @@ REFERENCE_SIDE = 322
 as ``batch_size`` images of ``REFERENCE_SIDE x REFERENCE_SIDE``."""
 
 
-def oriented_size(path: str | PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` of the image at ``path`` once its EXIF orientation is applied, read from
-    the header without decoding the pixels.
+def oriented_size(path: str | PathLike[str], exif_transpose: bool = True) -> tuple[int, int]:
+    """``(width, height)`` of the image at ``path`` once its EXIF orientation is applied (as stored
+    when ``exif_transpose`` is False), read from the header without decoding the pixels.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -50,9 +50,11 @@ def oriented_size(path: str | PathLike[str]) -> tuple[int, int]:
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except FileNotFoundError:
         raise
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(f"cannot read the size of image {path}: {bomb_message(error)}") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"cannot read the size of image {path}: {error}") from error
-    return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
+    return (height, width) if exif_transpose and orientation in SWAPPING_ORIENTATIONS else (width, height)
 
 
 def resized_sizes(paths: Sequence[str | PathLike[str]], preprocessing: EvalPreprocessing) -> list[tuple[int, int]]:
@@ -60,7 +62,7 @@ def resized_sizes(paths: Sequence[str | PathLike[str]], preprocessing: EvalPrepr
     order. Images that ``preprocessing.max_side`` scales down are named in one log line."""
     sizes, capped = [], []
     for path in tqdm(paths, desc="reading image sizes", unit="image", leave=False):
-        width, height = oriented_size(path)
+        width, height = oriented_size(path, preprocessing.exif_transpose)
         if preprocessing.exceeds_max_side(width, height):
             capped.append(f"{path} ({width}x{height})")
         sizes.append(preprocessing.output_size(width, height))

@@ -86,12 +86,15 @@ class EvalPreprocessing:
             down to it first); ``None`` for no cap.
         draft_decode: decode JPEGs at 1/2, 1/4 or 1/8 scale when the fixed size allows it
             (faster on large photos; the descriptors move slightly: an opt-in speed setting).
+        exif_transpose: turn images upright by their EXIF orientation (phone photos); off as in
+            the published code.
     """
 
     image_size: tuple[int, int] | None = None
     patch_size: int | None = None
     max_side: int | None = None
     draft_decode: bool = False
+    exif_transpose: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size is not None:

@@ -82,8 +82,8 @@ class VPRDataModule(pl.LightningDataModule):
     ) -> None:
         if train_augmentation not in ("randaugment", "none"):
             raise UserError(f"train_augmentation={train_augmentation!r}; expected randaugment or none")
-        if batch_size < 1:
-            raise UserError(f"batch_size (places per batch) must be at least 1, got {batch_size}")
+        if batch_size < 2:  # one place per batch: no negative pair, the loss is 0 at every step
+            raise UserError(f"batch_size={batch_size} places per batch: the loss compares places, give at least 2")
         if num_workers < 0:
             raise UserError(f"num_workers must be >= 0, got {num_workers}")
         super().__init__()

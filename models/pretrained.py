@@ -15,6 +15,7 @@ from urllib.error import URLError
 
 import torch
 
+from utils.checkpoint_digest import verify_digest
 from utils.errors import UserError, UserFileError, render
 from utils.file_hash import check_sha256, digest_in_name
 
@@ -44,6 +45,7 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
         ) from error
     if not isinstance(payload, dict):
         raise UserError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
+    verify_digest(payload, path)
     return payload
 
 

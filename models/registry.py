@@ -10,5 +10,5 @@ from utils.registry import Registry
 
 __all__ = ["AGGREGATORS", "BACKBONES", "Registry"]
 
-BACKBONES = Registry("backbone")
-AGGREGATORS = Registry("aggregator")
+BACKBONES = Registry("backbone", "backbone_config")
+AGGREGATORS = Registry("aggregator", "agg_config")

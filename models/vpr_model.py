@@ -265,6 +265,10 @@ class VPRModel(pl.LightningModule):
         """``batch``: images ``[B, 3, H, W]`` and their indices in the set (database then queries)."""
         images, indices = batch
         descriptors = self(images).float()
+        if not torch.isfinite(descriptors).all():  # NaN weights: say so, not "no descriptor for N images" later
+            source = f"the weights of {self.trainer.ckpt_path}" if self.trainer.ckpt_path else "the weights"
+            raise NonFiniteError(f"non-finite descriptors in validation (set {dataloader_idx}, batch {batch_idx}): "
+                                 f"{source} hold NaN or infinite values; use an earlier checkpoint")
         self._val_outputs.setdefault(dataloader_idx, []).append((indices, descriptors))
 
     def on_validation_epoch_end(self) -> None:

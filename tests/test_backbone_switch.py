@@ -38,7 +38,7 @@ def test_a_backbone_config_keeps_the_pretrained_weights_unless_turned_off() -> N
 
 
 def test_an_argument_no_builder_takes_is_one_line_naming_the_arguments() -> None:
-    with pytest.raises(UserError, match=r"^backbone resnet18 takes no argument layer_to_crop; its arguments: pretrained, "
+    with pytest.raises(UserError, match=r"backbone resnet18 takes no argument layer_to_crop; its arguments: pretrained, "
                                         r"pretrained_path, layers_to_freeze, layers_to_crop \(with defaults: python3 -m "
                                         r"tools.model_args resnet18\)$"):
         BACKBONES.build("resnet18", layer_to_crop=[4])

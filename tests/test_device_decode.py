@@ -48,19 +48,20 @@ def mixed_files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_only_upright_rgb_or_grey_jpegs_go_to_the_device(mixed_files: dict[str, Path]) -> None:
-    kinds = {kind: needs_pil(path.read_bytes()) for kind, path in mixed_files.items()}
+    kinds = {kind: needs_pil(path.read_bytes(), exif_transpose=True) for kind, path in mixed_files.items()}
     assert kinds == {"jpeg": False, "grey": False, "rotated": True, "cmyk": True, "png": True}
+    assert not needs_pil(mixed_files["rotated"].read_bytes())  # the EXIF tag ignored, as published
     assert needs_pil(b"not an image")
 
 
 def test_workers_send_bytes_or_upright_pixels(mixed_files: dict[str, Path]) -> None:
-    dataset = EncodedImages([mixed_files["jpeg"], mixed_files["rotated"]])
+    dataset = EncodedImages([mixed_files["jpeg"], mixed_files["rotated"]], exif_transpose=True)
     (plain, first), (rotated, second) = dataset[0], dataset[1]
     assert (first, second) == (0, 1)
     assert plain.encoded and plain.data.dtype == torch.uint8 and plain.data.dim() == 1
     assert bytes(plain.data.numpy()) == mixed_files["jpeg"].read_bytes()
     assert not rotated.encoded
-    upright = np.asarray(load_image(mixed_files["rotated"]))  # [150, 200, 3]: stored 150 wide, turned by EXIF
+    upright = np.asarray(load_image(mixed_files["rotated"], exif_transpose=True))  # [150, 200, 3]: stored 150 wide
     assert upright.shape == (150, 200, 3)
     assert torch.equal(rotated.data, torch.from_numpy(upright.copy()).permute(2, 0, 1))
 
@@ -68,10 +69,10 @@ def test_workers_send_bytes_or_upright_pixels(mixed_files: dict[str, Path]) -> N
 @pytest.mark.parametrize("image_size", [(84, 112), None])
 def test_device_batches_match_the_pil_evaluation_transform(mixed_files: dict[str, Path], image_size) -> None:
     paths = list(mixed_files.values())
-    encoded = EncodedImages(paths)
+    encoded = EncodedImages(paths, exif_transpose=True)
     batch, indices = collate_encoded([encoded[i] for i in range(len(paths))])
-    images = DeviceDecoder(paths, EvalPreprocessing(image_size, patch_size=14), CPU)(batch, indices)
-    expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform(image_size, patch_size=14))])
+    images = DeviceDecoder(paths, EvalPreprocessing(image_size, patch_size=14, exif_transpose=True), CPU)(batch, indices)
+    expected = torch.stack([item for item, _ in EvalImages(paths, eval_transform(image_size, patch_size=14), exif_transpose=True)])
     assert images.shape == expected.shape == (len(paths), 3, *(image_size or (154, 196)))  # 150x200 -> 154x196
     differences = (images - expected).abs().mean(dim=(1, 2, 3))
     assert differences.max().item() < 0.02  # measured 0.005: another IDCT and a float resize, not another image

@@ -4,8 +4,10 @@ errors that name the image or the flag."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from dataloaders.image_io import load_image
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreprocessing
 from models import Architecture, build_network
 from models.loading import load_network
+import eval as eval_cli
 from tests.test_eval_cli import (  # noqa: F401 (fixtures)
     QUERY_COPIES,
     SPED_DB,
@@ -195,3 +198,22 @@ def test_python_users_evaluate_without_argparse(sped_dir: Path, checkpoints: dic
     assert result.retrieval.recalls[1] == 100.0
     assert result.descriptors.shape == (SPED_DB + len(QUERY_COPIES), 40)
     assert result.retrieval.indices[:, 0].tolist() == QUERY_COPIES
+
+
+def test_a_full_disk_leaves_no_torn_descriptors_file_and_names_it(
+    tmp_path: Path, checkpoints: dict[str, Path], monkeypatch, capsys
+) -> None:
+    db_folder, query_folder = tmp_path / "db", tmp_path / "queries"
+    db_images = [write_image(db_folder / f"@{100 * i}.00@4000000.00@.jpg", seed=300 + i) for i in range(2)]
+    copy_image(db_images[1], query_folder / "@105.00@4000000.00@.jpg")
+
+    def full_disk(stream, **arrays):
+        stream.write(b"PK\x03\x04 half an archive")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(SystemExit):
+        eval_cli.main(["--ckpt_path", str(checkpoints["lightning"]), "--database_folder", str(db_folder),
+                       "--queries_folder", str(query_folder), "--save_descriptors", *common_flags(tmp_path)])
+    assert re.search(r"could not write \S*/descriptors_folders\.npz: No space left on device$", capsys.readouterr().err.strip())
+    assert not [path.name for path in (tmp_path / "logs").rglob("*.npz*")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import subprocess
@@ -169,3 +170,26 @@ def test_runs_as_a_script_with_help() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--image_size" in result.stdout and "--checkpoint" in result.stdout
+
+
+def test_nan_weights_fail_the_check_and_a_full_disk_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_vpr_net("resnet18", {}, "GeM", {}).eval()
+    with torch.no_grad():
+        model.aggregator.p.fill_(float("nan"))  # a diverged run
+    checkpoint = tmp_path / "nan.ckpt"
+    torch.save(model.state_dict(), checkpoint)
+    assert export_onnx.main([*GEM_32_FLAGS, "--checkpoint", str(checkpoint), "--output", str(tmp_path / "nan.onnx")]) == 1
+    assert "FAILED: the descriptors hold NaN or infinite values" in capsys.readouterr().err
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", full_disk)
+    output = tmp_path / "full.onnx"
+    with pytest.raises(SystemExit) as info:
+        export_onnx.main([*GEM_32_FLAGS, "--output", str(output)])
+    assert info.value.code == 2 and not output.exists()
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f"could not write --output {output}: No space left on device") and "Traceback" not in last

@@ -34,6 +34,7 @@ from dataloaders.transforms import (
     eval_transform,
     train_transform,
 )
+from utils.errors import UserError
 
 # (city csv, city_id, place_id, year, month, lat, lon); lat/lon texts keep trailing zeros
 IMAGES = [
@@ -439,3 +440,18 @@ def test_dataset_decodes_large_jpegs_in_draft_mode(tmp_path: Path) -> None:
     seen.clear()
     GSVCitiesDataset(root, cities=["Rome"], img_per_place=2, transform=record, decode_size=None)[0]
     assert seen == [(640, 480), (640, 480)]
+
+
+def test_a_header_only_csv_is_named(gsv_root: Path) -> None:
+    csv = gsv_root / "Dataframes" / "PRS.csv"
+    csv.write_text(csv.read_text().splitlines()[0] + "\n")  # a download cut after its first line
+    with pytest.raises(UserError, match=rf"^GSV-Cities CSV {csv} has a header but no rows: re-download it, or leave PRS out"):
+        GSVCitiesDataset(gsv_root, cities=["Boston", "PRS"])
+
+
+def test_a_city_whose_places_are_all_too_small_is_reported(gsv_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):  # Boston's place 0 has 5 images, PRS's places 4 each
+        dataset = GSVCitiesDataset(gsv_root, cities=CITIES, img_per_place=1, min_img_per_place=5, transform=PLAIN)
+    assert dataset.places.place_ids.tolist() == [0]
+    assert [record.getMessage() for record in caplog.records if "left out" in record.getMessage()] == [
+        "GSV-Cities: PRS left out: no place has at least min_img_per_place=5 images"]

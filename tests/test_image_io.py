@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, features
 
 from dataloaders.image_io import ImageDecodeError, decodable_image_suffixes, load_image
+from dataloaders.size_buckets import oriented_size
 
 
 def _photo(width: int = 64, height: int = 48) -> Image.Image:
@@ -26,12 +27,14 @@ def test_every_mode_becomes_rgb(tmp_path: Path, mode: str):
     assert image.mode == "RGB" and image.size == (64, 48)
 
 
-def test_exif_orientation_is_applied(tmp_path: Path):
+def test_exif_orientation_is_ignored_as_published_and_applied_when_asked(tmp_path: Path):
     path = tmp_path / "phone.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
     _photo().save(path, exif=exif)
-    image = load_image(path)
+    with Image.open(path) as stored:
+        assert np.array_equal(np.asarray(load_image(path)), np.asarray(stored.convert("RGB")))  # as PIL decodes it
+    image = load_image(path, exif_transpose=True)
     assert image.size == (48, 64)  # portrait once rotated
     top, bottom = np.asarray(image)[2, 24], np.asarray(image)[-3, 24]
     assert top[0] > 200 and bottom[2] > 200  # the red half is now on top
@@ -90,3 +93,15 @@ def test_image_suffixes_are_the_formats_pillow_decodes_here() -> None:
     assert (".webp" in suffixes) == features.check("webp")
     # identified but never decoded (stubs, MPEG) or written only (PDF)
     assert not {".h5", ".hdf", ".grib", ".bufr", ".wmf", ".mpg", ".pdf", ".txt"} & suffixes
+
+
+def test_a_decompression_bomb_is_one_line_naming_the_file(tmp_path: Path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (100, 100)).save(path)  # 10,000 pixels; Pillow refuses more than twice its limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for read in (load_image, oriented_size):
+        with pytest.raises(ImageDecodeError) as info:
+            read(path)
+        message = str(info.value)
+        assert str(path) in message and "Image size (10000 pixels) exceeds limit of 2000 pixels" in message
+        assert "decompression bomb" in message and "\n" not in message

@@ -174,7 +174,7 @@ def test_every_flag_the_readme_names_exists(main_help: str) -> None:
                   for action in parser._actions for option in action.option_strings}
     mentioned = {flag.rstrip(".") for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_.-]*)", README)}
     for flag in sorted(mentioned):
-        if flag.startswith(("--model.", "--data.", "--trainer.", "--checkpoint.")) or flag in ("--config", "--ckpt_path"):
+        if flag.startswith(("--model.", "--data.", "--trainer.", "--checkpoint.")) or flag in ("--config", "--ckpt_path", "--trust_config"):
             assert re.search(rf"(?<![\w.-]){re.escape(flag)}(?![\w.-])", main_help), f"main.py has no {flag}"
         elif flag not in ("--ntasks-per-node", "--logdir"):  # SLURM's and TensorBoard's own
             assert flag in tool_flags, f"no program of this project has {flag}"

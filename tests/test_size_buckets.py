@@ -31,8 +31,9 @@ def write_jpeg(path: Path, size: tuple[int, int], seed: int = 0, orientation: in
 @pytest.mark.parametrize("orientation", [None, 1, 3, 5, 6, 7, 8])
 def test_oriented_size_is_the_size_load_image_returns(tmp_path: Path, orientation: int | None) -> None:
     path = write_jpeg(tmp_path / "photo.jpg", (60, 40), orientation=orientation)
-    assert oriented_size(path) == load_image(path).size
+    assert oriented_size(path) == load_image(path, exif_transpose=True).size
     assert oriented_size(path) == ((40, 60) if orientation in (5, 6, 7, 8) else (60, 40))
+    assert oriented_size(path, exif_transpose=False) == load_image(path).size == (60, 40)  # as published
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path: Path) -> None:
@@ -46,10 +47,12 @@ def test_unreadable_and_missing_files_are_named(tmp_path: Path) -> None:
 
 def test_resized_sizes_round_to_multiples_of_14(tmp_path: Path) -> None:
     paths = [write_jpeg(tmp_path / "a.jpg", (640, 480)), write_jpeg(tmp_path / "b.jpg", (30, 5), orientation=6)]
-    native = EvalPreprocessing(None, patch_size=14, max_side=None)
+    native = EvalPreprocessing(None, patch_size=14, max_side=None, exif_transpose=True)
     assert resized_sizes(paths, native) == [(644, 476), (14, 28)]  # 5 -> 14 at least, 30 -> 28
-    dinov3 = EvalPreprocessing(None, patch_size=16, max_side=None)
+    dinov3 = EvalPreprocessing(None, patch_size=16, max_side=None, exif_transpose=True)
     assert resized_sizes(paths, dinov3) == [(640, 480), (16, 32)]  # DINOv3's patch: 5 -> 16 at least, 30 -> 32
+    as_stored = EvalPreprocessing(None, patch_size=14, max_side=None)
+    assert resized_sizes(paths, as_stored) == [(644, 476), (28, 14)]  # the EXIF tag ignored, as published
 
 
 def test_batches_hold_one_size_and_cover_every_index_once() -> None:

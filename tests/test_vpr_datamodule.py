@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from dataloaders.vpr_datamodule import VPRDataModule
+from utils.errors import UserError
 
 
 def _image() -> Image.Image:
@@ -36,3 +37,8 @@ def test_validation_sets_come_from_the_data_roots_in_dataset_order(small_toy_wor
     images, indices = next(iter(loaders[0]))
     assert images.shape[1:] == (3, 56, 56)
     assert indices.tolist() == list(range(len(indices)))
+
+
+def test_one_place_per_batch_is_refused_in_one_line(tmp_path: Path):
+    with pytest.raises(UserError, match=r"^batch_size=1 places per batch: the loss compares places, give at least 2$"):
+        VPRDataModule(data_root=str(tmp_path), batch_size=1)

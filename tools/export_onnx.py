@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -205,7 +206,8 @@ def add_metadata(path: Path, metadata: dict[str, str]) -> None:
 def max_onnx_difference(
     model: VPRNet, onnx_path: Path, image_size: tuple[int, int], batch_sizes: Sequence[int], seed: int
 ) -> float:
-    """Largest ``|onnxruntime - PyTorch|`` over the descriptors of random images at each batch size."""
+    """Largest ``|onnxruntime - PyTorch|`` over the descriptors of random images at each batch size;
+    ``inf`` when either holds a NaN or an infinity."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -218,6 +220,8 @@ def max_onnx_difference(
         (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})
         if actual.shape != expected.shape:
             raise RuntimeError(f"ONNX output shape {actual.shape} differs from PyTorch {expected.shape}")
+        if not (np.isfinite(actual).all() and np.isfinite(expected).all()):
+            return math.inf  # NaN - NaN is no agreement (and max() would hide it)
         largest = max(largest, float(np.abs(actual - expected).max()))
     return largest
 
@@ -264,8 +268,10 @@ def run(args: argparse.Namespace) -> int:
                 "descriptor_dim": str(descriptor_dim),
             },
         )
-    except BaseException:
+    except BaseException as error:
         output.unlink(missing_ok=True)  # our own partial file: it did not exist before
+        if isinstance(error, OSError) and error.errno is not None and not isinstance(error, FileNotFoundError):
+            raise OSError(error.errno, f"could not write --output {output}: {error.strerror or error}") from None
         raise
 
     difference = max_onnx_difference(model, output, image_size, args.check_batch_sizes, args.seed)
@@ -273,6 +279,9 @@ def run(args: argparse.Namespace) -> int:
     height, width = image_size
     print(f"wrote {output}: {INPUT_NAME} [batch, 3, {height}, {width}] -> {OUTPUT_NAME} [batch, {descriptor_dim}]")
     print(f"max |onnxruntime - pytorch| = {difference:.3e} at batch sizes {sizes} (tolerance {args.tolerance:.1e})")
+    if not math.isfinite(difference):
+        print("FAILED: the descriptors hold NaN or infinite values (are the checkpoint's weights finite?)", file=sys.stderr)
+        return 1
     if difference > args.tolerance:
         print(f"FAILED: the ONNX model differs from PyTorch by more than {args.tolerance:.1e}", file=sys.stderr)
         return 1

@@ -33,11 +33,12 @@ def current_umask() -> int:
     return mask
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it to ``path``.
+def write_atomically(path: Path, write: Callable[[BinaryIO], object], exclusive: bool = False) -> Path:
+    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it to ``path``
+    (``exclusive``: link it there, raising ``FileExistsError`` if ``path`` exists by then).
 
     The file gets mode ``0o666 & ~umask``. On any error the temporary file is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was; an ``OSError`` (a full disk) is raised again naming ``path``.
     """
     path = Path(path)
     file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
@@ -45,7 +46,16 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         with os.fdopen(file_descriptor, "wb") as stream:
             write(stream)
         os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
+        if exclusive:
+            os.link(temporary, path)
+            os.unlink(temporary)
+        else:
+            os.replace(temporary, path)
+    except OSError as error:  # a full disk, a quota, ...: the error names the file meant
+        Path(temporary).unlink(missing_ok=True)
+        if error.errno is None or isinstance(error, FileExistsError):
+            raise
+        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

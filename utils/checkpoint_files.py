@@ -15,13 +15,21 @@ import collections
 import contextlib
 import pickle
 import re
+import tempfile
 import zipfile
 from os import PathLike
 from pathlib import Path
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
 
 import torch
 
+from utils.checkpoint_digest import verify_digest
 from utils.errors import UserError, render
+
+FETCHED_SCHEMES = ("http", "https", "file")
+"""URL schemes of a checkpoint path that are fetched to (or read as) a local file and then checked
+like one; any other scheme (``s3://``, ``hf://``, ...) is refused: Lightning would unpickle it unchecked."""
 
 ZIP_MAGIC = b"PK\x03\x04"
 """First bytes of torch's zip checkpoint format (``torch.save`` since 1.6)."""
@@ -66,6 +74,33 @@ def checkpoint_file_problem(path: str | PathLike[str]) -> str | None:
     return f"is not a torch checkpoint (neither a torch zip archive nor a legacy torch file; it starts with {head[:8]!r})"
 
 
+def local_checkpoint(path: str | PathLike[str], folder: str | PathLike[str] | None = None) -> str:
+    """``path`` as a local file name: a ``file://`` URL read as its file, an ``http(s)://`` one
+    downloaded to ``folder`` (a new temporary folder by default), anything else unchanged.
+
+    The caller checks the local file as it checks any other (nothing is unpickled here).
+
+    Raises:
+        UserError: another URL scheme, or the download failed (one line naming the URL).
+    """
+    text = str(path)
+    scheme = urlparse(text).scheme.lower() if "://" in text else ""
+    if not scheme:
+        return text
+    if scheme not in FETCHED_SCHEMES:
+        raise UserError(f"checkpoint {text}: {scheme}:// paths are not read; copy the file here and pass its local path")
+    if scheme == "file":
+        return url2pathname(urlparse(text).path)
+    name = Path(unquote(urlparse(text).path)).name or "checkpoint.ckpt"
+    target = Path(folder if folder is not None else tempfile.mkdtemp(prefix="ckpt-")) / name
+    try:
+        torch.hub.download_url_to_file(text, str(target), progress=False)
+    except Exception as error:  # urllib's URLError / HTTPError, OSError, ...
+        raise UserError(f"checkpoint {text} could not be downloaded ({render(error)}); "
+                        "download it by hand and pass its local path") from None
+    return str(target)
+
+
 def other_checkpoints(path: Path, most: int = 3) -> list[str]:
     """Names of the other ``.ckpt`` files beside ``path``, ``last.ckpt`` first, then newest first."""
     others = [other for other in path.parent.glob("*.ckpt") if other.name != path.name and other.is_file()]
@@ -89,7 +124,7 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
     if problem is None:
         try:
             with _allowed(RESUME_CHECKPOINT_GLOBALS):
-                torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+                payload = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
         except pickle.UnpicklingError as error:
             found = UNPICKLED_GLOBAL.search(str(error))
             what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({render(error)})"
@@ -98,6 +133,8 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
             ) from None
         except Exception as error:  # torch's zip reader raises RuntimeError, OSError, ...
             problem = f"is corrupt ({render(error)})"
+        else:
+            verify_digest(payload, path)
     if problem is not None:
         others = other_checkpoints(path)
         instead = f"resume from one of {', '.join(others)} in {path.parent}" if others else (

@@ -7,12 +7,13 @@ Names are matched exactly, never by substring.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch.nn as nn
 
-from utils.errors import UserError
+from utils.errors import UserError, render
 
 BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
 
@@ -20,8 +21,10 @@ BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
 class Registry:
     """A named table of module builders (classes or functions returning ``nn.Module``)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, config_name: str | None = None) -> None:
         self.kind = kind
+        self.config_name = config_name
+        """The parameter holding the builders' keyword arguments (``backbone_config``), named in errors."""
         self._builders: dict[str, Callable[..., nn.Module]] = {}
 
     def register(self, name: str) -> Callable[[BuilderT], BuilderT]:
@@ -47,17 +50,24 @@ class Registry:
         """Build the module registered as ``name`` with keyword arguments ``kwargs``.
 
         Raises:
-            UserError: an argument the builder does not take (one line naming its arguments).
+            UserError: an argument the builder does not take, or a size it cannot build (a negative
+                one): one line naming :attr:`config_name` and the builder's arguments.
         """
         builder = self.get(name)
         takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
         unknown = [key for key in kwargs if key not in self.arguments(name)]
+        given = f"{self.config_name}={json_text(kwargs)}: " if self.config_name else ""
         if unknown and not takes_any:
             raise UserError(
-                f"{self.kind} {name} takes no argument {', '.join(unknown)}; its arguments: "
+                f"{given}{self.kind} {name} takes no argument {', '.join(unknown)}; its arguments: "
                 f"{', '.join(self.arguments(name))} (with defaults: python3 -m tools.model_args {name})"
             )
-        return builder(**kwargs)
+        try:
+            return builder(**kwargs)
+        except RuntimeError as error:
+            if "negative dimension" not in str(error):
+                raise
+            raise UserError(f"{given}{self.kind} {name} cannot be built with a negative size ({render(error)})") from None
 
     def names(self) -> list[str]:
         return sorted(self._builders)
@@ -117,3 +127,8 @@ class Registry:
                 f"its arguments: {', '.join(settable) or 'none'}{apart}"
             )
         return builder(**config, **{key: value for key, (_, value) in given.items() if key in accepted})
+
+
+def json_text(values: Mapping[str, Any]) -> str:
+    """``values`` as compact JSON (as a user writes it on the command line), ``repr`` for the rest."""
+    return json.dumps(dict(values), separators=(", ", ": "), default=repr)

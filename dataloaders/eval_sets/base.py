@@ -8,6 +8,7 @@ database image and ``num_db + j`` is query ``j``.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ class EvalSet:
         self.image_root = Path(self.image_root)
         self.db_paths = [str(path) for path in self.db_paths]
         self.query_paths = [str(path) for path in self.query_paths]
+        _check_unique(self.name, "database", self.db_paths)
+        _check_unique(self.name, "query", self.query_paths)
         _check_length(self.name, "db_groups", self.db_groups, self.num_db)
         _check_length(self.name, "db_keys", self.db_keys, self.num_db)
         _check_length(self.name, "query_groups", self.query_groups, self.num_queries)
@@ -124,7 +127,7 @@ class EvalSet:
             )
 
     def images(
-        self, transform: ImageTransform, decode_size: tuple[int, int] | None = None
+        self, transform: ImageTransform, decode_size: tuple[int, int] | None = None, exif_transpose: bool = False
     ) -> EvalImages:
         """A dataset over the database then the queries, yielding ``(image, index)``.
 
@@ -132,8 +135,9 @@ class EvalSet:
             transform: PIL image -> tensor ``[3, H, W]``.
             decode_size: ``(height, width)`` the transform resizes to, if fixed; lets JPEGs be
                 decoded at a reduced scale (see ``dataloaders.image_io.load_image``).
+            exif_transpose: turn images upright by their EXIF orientation (off as published).
         """
-        return EvalImages(self.image_paths(), transform, decode_size)
+        return EvalImages(self.image_paths(), transform, decode_size, exif_transpose)
 
 
 class EvalImages(Dataset):
@@ -147,17 +151,27 @@ class EvalImages(Dataset):
         paths: Sequence[Path],
         transform: ImageTransform,
         decode_size: tuple[int, int] | None = None,
+        exif_transpose: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.transform = transform
         self.decode_size = decode_size
+        self.exif_transpose = exif_transpose
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = load_image(self.paths[index], min_size=self.decode_size)
+        image = load_image(self.paths[index], min_size=self.decode_size, exif_transpose=self.exif_transpose)
         return self.transform(image), index
+
+
+def _check_unique(set_name: str, what: str, paths: Sequence[str]) -> None:
+    """Refuse an image listed twice (an index that names a database image twice counts it twice)."""
+    if len(set(paths)) != len(paths):
+        repeated = next(path for path, count in collections.Counter(paths).items() if count > 1)
+        raise UserError(f"{set_name}: the {what} lists {repeated} more than once "
+                        f"({len(paths) - len(set(paths))} repeated entries): rebuild the index without repeats")
 
 
 def _check_length(set_name: str, what: str, values: Sequence | None, expected: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from dataloaders.eval_sets.base import EvalSet
@@ -17,13 +18,14 @@ SHOWN_SKIPPED = 3
 
 
 def list_images(folder: Path, flag: str = "folder") -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted by path.
+    """Image files under ``folder`` (recursive, symlinked folders followed once each), sorted by path.
 
     Images are the files whose suffix (any case) is one this Pillow build decodes (see
     :func:`dataloaders.image_io.decodable_image_suffixes`: .jpg, .png, .webp, .tif, ...).
     Hidden files, and files in hidden folders (names starting with ``.``: macOS ``._name.jpg``
     resource forks, ``.ipynb_checkpoints``), are skipped; so are files of other types. Each
-    kind skipped is logged in one line with how many and the first names.
+    kind skipped is logged in one line with how many and the first names; links to nothing and
+    links to a folder already listed (loops) are warned about.
 
     Args:
         folder: directory to search.
@@ -40,15 +42,23 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     images: list[Path] = []
     hidden: list[str] = []
     others: list[str] = []
-    for path in folder.rglob("*"):
+    dangling: list[str] = []
+    loops: list[Path] = []
+    for path in walk_files(folder, loops):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             if path.is_file():
                 hidden.append(relative.as_posix())
+        elif not path.exists():
+            dangling.append(relative.as_posix())
         elif path.suffix.lower() in suffixes and path.is_file():
             images.append(path)
         elif path.is_file():
             others.append(relative.as_posix())
+    for names, what, level in ((dangling, "link(s) to nothing (dangling symlinks)", logging.WARNING),
+                               ([path.relative_to(folder).as_posix() for path in loops],
+                                "linked folder(s) already listed (a symlink loop or a second link)", logging.WARNING)):
+        _log_skipped(flag, folder, names, what, level)
     _log_skipped(flag, folder, hidden, "hidden file(s) (names starting with '.', e.g. macOS '._' files)")
     _log_skipped(flag, folder, others, "file(s) that are not images this Pillow build can read")
     if not images:
@@ -57,11 +67,38 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     return sorted(images)
 
 
-def _log_skipped(flag: str, folder: Path, names: list[str], what: str) -> None:
+def walk_files(folder: Path, loops: list[Path]) -> Iterator[Path]:
+    """Every file (or dangling link) under ``folder``, following symlinked folders, each real folder
+    once: a link back to a folder already walked (a loop) is appended to ``loops``, not entered."""
+    seen: set[tuple[int, int]] = set()
+    for current, folder_names, file_names in os.walk(folder, followlinks=True):
+        status = os.stat(current)
+        if (status.st_dev, status.st_ino) in seen:
+            loops.append(Path(current))
+            folder_names.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        for name in file_names:
+            yield Path(current) / name
+
+
+def check_distinct_folders(database_folder: Path, queries_folder: Path) -> None:
+    """Refuse the same folder (by another spelling, or through a link) as database and queries:
+    every query would be found in the database (recall 100 without a word).
+
+    Raises:
+        UserError: one line naming both.
+    """
+    if os.path.realpath(database_folder) == os.path.realpath(queries_folder):
+        raise UserError(f"database_folder={database_folder} and queries_folder={queries_folder} are the same folder: "
+                        "every query would be found in the database; pass two folders")
+
+
+def _log_skipped(flag: str, folder: Path, names: list[str], what: str, level: int = logging.INFO) -> None:
     if names:
         shown = ", ".join(sorted(names)[:SHOWN_SKIPPED])
-        log.info("%s %s: skipped %d %s: %s%s", flag, folder, len(names), what, shown,
-                 ", ..." if len(names) > SHOWN_SKIPPED else "")
+        log.log(level, "%s %s: skipped %d %s: %s%s", flag, folder, len(names), what, shown,
+                ", ..." if len(names) > SHOWN_SKIPPED else "")
 
 
 def common_root(*folders: Path) -> Path:
@@ -76,6 +113,7 @@ def read_image_folders(name: str, database_folder: Path, queries_folder: Path) -
     """
     database_folder = Path(database_folder).expanduser().absolute()
     queries_folder = Path(queries_folder).expanduser().absolute()
+    check_distinct_folders(database_folder, queries_folder)
     db_images = list_images(database_folder, "database folder")
     query_images = list_images(queries_folder, "queries folder")
     root = common_root(database_folder, queries_folder)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
-from dataloaders.eval_sets.folders import common_root, list_images
+from dataloaders.eval_sets.folders import check_distinct_folders, common_root, list_images
 from dataloaders.constants import POSITIVE_RADIUS_M
-from dataloaders.geo import positives_within
+from dataloaders.geo import is_position, positives_within
 from utils.errors import UserError, UserFileError
 TEST_SUBFOLDER = Path("images") / "test"
 
@@ -30,11 +30,15 @@ def utm_from_name(path: Path) -> tuple[float, float]:
     try:
         if len(fields) < 3:
             raise ValueError("fewer than 3 '@'-separated fields")
-        return float(fields[1]), float(fields[2])
+        east, north = float(fields[1]), float(fields[2])
     except ValueError as error:
         raise UserError(
             f"{path}: not a gmberton file name '@UTM_east@UTM_north@...@.jpg' ({error})"
         ) from None
+    if not (is_position(east) and is_position(north)):
+        raise UserError(f"{path}: UTM position {fields[1]}, {fields[2]} in the file name is not a position "
+                        "(NaN, infinite or beyond 1e9 m): rename the image with its real coordinates")
+    return east, north
 
 
 def utm_of(paths: list[Path]) -> np.ndarray:
@@ -74,6 +78,7 @@ def read_gmberton_folders(
         image_root: folder the stored paths are relative to; defaults to the folders'
             common parent.
     """
+    check_distinct_folders(database_folder, queries_folder)
     db_images = list_images(database_folder, "database folder")
     query_images = list_images(queries_folder, "queries folder")
     root = (

@@ -24,9 +24,9 @@ import pandas as pd
 
 from dataloaders.eval_sets.base import EvalSet, path_stems
 from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES, POSITIVE_RADIUS_M
-from dataloaders.geo import positives_within
+from dataloaders.geo import MAX_COORDINATE, positives_within
 from dataloaders.eval_sets.published_index import msls_cities
-from utils.errors import UserError, UserFileError
+from utils.errors import UserError, UserFileError, render
 
 VAL_SPLIT = "train_val"
 TEST_SPLIT = "test"
@@ -190,4 +190,13 @@ def _utm(table: pd.DataFrame, path: Path) -> np.ndarray:
     missing = [column for column in ("easting", "northing") if column not in table.columns]
     if missing:
         raise UserError(f"{path} has no {', '.join(missing)} column")
-    return table[["easting", "northing"]].to_numpy(dtype=np.float64)
+    try:
+        utm = table[["easting", "northing"]].to_numpy(dtype=np.float64)
+    except ValueError as error:
+        raise UserError(f"{path}: easting/northing must be numbers ({render(error)})") from None
+    bad = np.flatnonzero(~(np.isfinite(utm).all(axis=1) & (np.abs(utm) <= MAX_COORDINATE).all(axis=1)))
+    if len(bad):
+        east, north = utm[bad[0]]
+        raise UserError(f"{path}: row {int(bad[0]) + 2} has easting, northing {east}, {north}, not a position "
+                        f"(NaN, infinite or beyond 1e9 m; {len(bad)} such rows): fix or re-download the file")
+    return utm

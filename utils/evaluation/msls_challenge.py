@@ -15,6 +15,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from utils.atomic_write import write_atomically
 from utils.errors import UserError, UserFileExistsError
 
 
@@ -87,8 +88,7 @@ def write_msls_predictions(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with path.open("x", encoding="ascii") as stream:
-            stream.write("\n".join(lines) + "\n")
+        write_atomically(path, lambda stream: stream.write(("\n".join(lines) + "\n").encode("ascii")), exclusive=True)
     except FileExistsError:
         raise UserFileExistsError(f"MSLS predictions file already exists, not overwriting it: {path}") from None
     return path

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from dataloaders.eval_sets import EvalSet
+from utils.atomic_write import write_atomically
 from utils.errors import UserError, UserFileExistsError
 from utils.evaluation.pipeline import Evaluator, SetEvaluation
 from utils.evaluation.msls_challenge import write_msls_predictions
@@ -257,8 +258,7 @@ class DescriptorFiles(OutputWriter):
         if positions is not None:
             arrays["database_positions"], arrays["query_positions"] = positions
         path = self.run_dir / f"descriptors_{eval_set.name}.npz"
-        with path.open("xb") as stream:
-            np.savez(stream, **arrays)
+        write_atomically(path, lambda stream: np.savez(stream, **arrays), exclusive=True)  # never torn, never over another
         print(f"{eval_set.name} descriptors: {path}")
 
 

@@ -43,6 +43,7 @@ from utils.errors import UserError
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
 from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class EvalOptions:
         max_side: at native resolution, the longest side an image keeps (``None``: no cap).
         draft_decode: decode JPEGs at a reduced scale when the fixed size allows (faster, not
             the published preprocessing).
+        exif_transpose: turn images upright by their EXIF orientation tag (phone photos; the
+            published code ignores it).
         batch_size: images per forward pass (at native resolution, also capped by pixels).
         num_workers: image-loading processes.
         device: torch device name; ``None``: CUDA when available, else the CPU.
@@ -106,6 +109,7 @@ class EvalOptions:
     image_size: tuple[int, int] | None = None
     max_side: int | None = DEFAULT_MAX_SIDE
     draft_decode: bool = False
+    exif_transpose: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     num_workers: int = DEFAULT_NUM_WORKERS
     device: str | None = None
@@ -196,7 +200,7 @@ class Evaluator:
             except ValueError as error:
                 raise UserError(f"image_size={list(options.image_size)}: {error}") from None
         self.preprocessing = EvalPreprocessing(
-            options.image_size, network.patch_size, options.max_side, options.draft_decode
+            options.image_size, network.patch_size, options.max_side, options.draft_decode, options.exif_transpose
         )
         self.cache = DescriptorCache(options.cache_dir) if options.cache_dir is not None else None
 
@@ -224,11 +228,12 @@ class Evaluator:
         images: Dataset
         decoding: dict[str, Any] = {}
         if speed.decode_on_device:
-            images = EncodedImages(paths)
+            images = EncodedImages(paths, self.preprocessing.exif_transpose)
             decoder = DeviceDecoder(paths, self.preprocessing, self.device)
             decoding = {"collate_fn": collate_encoded, "prepare_batch": decoder}
         else:
-            images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size)
+            images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size,
+                                     exif_transpose=self.preprocessing.exif_transpose)
         return compute_descriptors(
             self.model.network, images, self.options.batch_size, self.options.num_workers, self.device,
             self.precision, description=f"{eval_set.name} descriptors", channels_last=speed.channels_last,
@@ -241,6 +246,8 @@ class Evaluator:
         or their content with ``cache_content_hash``), the preprocessing, the precision, and the
         decoding when it is not PIL's."""
         preprocessing = {"max_side": self.preprocessing.max_side, "draft_decode": self.preprocessing.draft_decode}
+        if self.preprocessing.exif_transpose:  # (absent otherwise: earlier cache entries stay valid)
+            preprocessing["exif_transpose"] = True
         return make_cache_key(
             self.model.checkpoint,
             eval_set.name,
@@ -292,6 +299,7 @@ class Evaluator:
             "image_size": list(self.options.image_size) if self.options.image_size else "native",
             "max_side": self.preprocessing.max_side if self.preprocessing.native else None,
             "draft_decode": self.preprocessing.draft_decode,
+            "exif_transpose": self.preprocessing.exif_transpose,
             "checkpoint": str(self.model.checkpoint) if self.model.checkpoint else None,
             "weights": self.model.weights,
             "architecture": dict(self.model.architecture),
@@ -321,7 +329,12 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: Sequence[Any] = ()) -> list[SetEvaluation]:
     """Evaluate every set in turn and hand each result to every writer (``utils.evaluation.outputs``),
-    in their order; every writer's ``check()`` runs first, before any descriptor is computed."""
+    in their order; every writer's ``check()`` runs first, before any descriptor is computed, and a set
+    without queries is refused before any database pass."""
+    for eval_set in eval_sets:  # before any database pass
+        if eval_set.num_queries == 0:
+            raise UserError(f"{eval_set.name}: no query image (its database has {eval_set.num_db}); "
+                            "nothing to evaluate: check the queries folder or index")
     for writer in writers:
         writer.check(eval_sets)
     evaluations = []

@@ -192,8 +192,7 @@ def save_prediction_image(
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with out_path.open("xb") as stream:
-            canvas.save(stream, format=image_format)
+        write_atomically(out_path, lambda stream: canvas.save(stream, format=image_format), exclusive=True)
     except FileExistsError:
         raise UserFileExistsError(f"prediction image already exists, not overwriting it: {out_path}") from None
     return out_path
@@ -343,8 +342,7 @@ def plot_recall_panels(
     if overwrite:
         return write_atomically(out_path, lambda stream: figure.savefig(stream, format="png"))
     try:
-        with out_path.open("xb") as stream:
-            figure.savefig(stream, format="png")
+        write_atomically(out_path, lambda stream: figure.savefig(stream, format="png"), exclusive=True)
     except FileExistsError:
         raise UserFileExistsError(f"figure already exists, not overwriting it: {out_path}") from None
     return out_path

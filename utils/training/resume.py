@@ -8,6 +8,8 @@ import logging
 import os
 import random
 import re
+import signal
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from utils.checkpoint_files import check_resume_checkpoint
+from utils.atomic_write import write_atomically
+from utils.checkpoint_files import check_resume_checkpoint, local_checkpoint
 from utils.training.loggers import run_loggers
 
 log = logging.getLogger(__name__)
@@ -28,8 +31,11 @@ RUN_VERSION = re.compile(r"version_(\d+)")
 """A version folder of Lightning's default loggers, ``<save_dir>/<name>/version_<N>``."""
 
 
-def check_resume_path(ckpt_path: str | PathLike[str] | None) -> None:
-    """Check ``main.py --ckpt_path`` (see :func:`utils.checkpoint_files.check_resume_checkpoint`).
+def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
+    """Check ``main.py --ckpt_path`` (see :func:`utils.checkpoint_files.check_resume_checkpoint`)
+    and return the local file to resume from: a ``file://`` or ``http(s)://`` URL is read or
+    downloaded first (:func:`utils.checkpoint_files.local_checkpoint`), so that Lightning, which
+    would unpickle a URL with ``weights_only=False``, only ever opens a checked local file.
 
     ``None`` and Lightning's keywords (``last``, ``hpc``, ``registry``) are left to Lightning,
     as is a path that does not exist (it names it in its own error).
@@ -37,9 +43,12 @@ def check_resume_path(ckpt_path: str | PathLike[str] | None) -> None:
     Raises:
         ValueError: the file is refused (one line naming it and what to do instead).
     """
-    if ckpt_path is None or not Path(ckpt_path).is_file():
-        return
-    check_resume_checkpoint(ckpt_path)
+    if ckpt_path is None:
+        return None
+    ckpt_path = local_checkpoint(ckpt_path)
+    if Path(ckpt_path).is_file():
+        check_resume_checkpoint(ckpt_path)
+    return ckpt_path
 
 
 class RandomStateCheckpoint(Callback):
@@ -70,6 +79,18 @@ class RandomStateCheckpoint(Callback):
         random.setstate((version, tuple(internal), gauss))
 
 
+def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user changed
+    from its default that the checkpoint's hyperparameters replace."""
+    def differs(mine: Any, theirs: Any) -> bool:  # a dict setting: the keys given (the model adds some)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            return any(key not in theirs or differs(value, theirs[key]) for key, value in mine.items())
+        return mine != theirs
+
+    return [f"--model.{key} {given[key]} (the checkpoint's: {resumed[key]})" for key in given
+            if key in resumed and differs(given[key], resumed[key]) and given[key] != defaults.get(key)]
+
+
 def run_folder_of(ckpt_path: str | PathLike[str]) -> tuple[Path, str, int] | None:
     """``(save_dir, name, version)`` of a checkpoint at ``<save_dir>/<name>/version_<N>/checkpoints/<file>``
     (where Lightning's default logger and checkpoints put it), else None."""
@@ -78,6 +99,73 @@ def run_folder_of(ckpt_path: str | PathLike[str]) -> tuple[Path, str, int] | Non
     if path.parent.name != "checkpoints" or version is None:
         return None
     return path.parents[3], path.parents[2].name, int(version.group(1))
+
+
+@dataclass
+class RunFolderSnapshot:
+    """What a run folder held before a resume: the files' names, and the content of its small
+    text files (``hparams.yaml``, ``metrics.csv``, configurations), to put back if the resume
+    fails before training a step (a refused checkpoint, data that changed)."""
+
+    folder: Path
+    names: frozenset[Path]
+    texts: dict[Path, bytes]
+
+    @classmethod
+    def take(cls, folder: Path) -> RunFolderSnapshot:
+        names = frozenset(path for path in folder.rglob("*") if path.is_file())
+        return cls(folder, names, {path: path.read_bytes() for path in names if path.suffix in SNAPSHOT_TEXTS})
+
+    def restore(self) -> list[Path]:
+        """Remove the files added since, put back the text files changed; returns the files touched."""
+        touched = []
+        for path in sorted(self.folder.rglob("*")):
+            if path.is_file() and path not in self.names:
+                path.unlink()
+                touched.append(path)
+        for path, content in self.texts.items():
+            if not path.is_file() or path.read_bytes() != content:
+                write_atomically(path, lambda stream, content=content: stream.write(content))
+                touched.append(path)
+        return touched
+
+
+SNAPSHOT_TEXTS = (".yaml", ".csv")
+
+
+def continue_checkpoint_state(callback: ModelCheckpoint, folder: Path) -> None:
+    """Let ``callback`` take back its saved state (best ``save_top_k`` scores, ``last.ckpt``) when
+    the run folder is the same one written another way (relative then absolute, through a link,
+    or moved):
+    Lightning compares the two paths as strings, and on a difference drops the ranking ("won't be
+    reloaded") and writes ``last-v1.ckpt`` beside a stale ``last.ckpt``. The saved paths are
+    rewritten into the callback's ``dirpath`` before Lightning's own ``load_state_dict`` runs."""
+    original = callback.load_state_dict
+
+    def load_state_dict(state_dict: dict[str, Any]) -> None:
+        saved, current = state_dict.get("dirpath"), callback.dirpath
+        if saved and current and saved != current and _same_folder(saved, folder) and _same_folder(current, folder):
+            # the state comes from a checkpoint in ``folder``: its paths are this folder's
+            def moved(path: Any) -> Any:
+                if isinstance(path, str) and path and _same_folder(os.path.dirname(path), folder):
+                    return os.path.join(current, os.path.basename(path))
+                return path
+
+            state_dict = {**state_dict, "dirpath": current,
+                          "best_k_models": {moved(path): score for path, score in state_dict.get("best_k_models", {}).items()},
+                          **{key: moved(state_dict[key]) for key in
+                             ("best_model_path", "kth_best_model_path", "last_model_path") if key in state_dict}}
+        original(state_dict)
+
+    callback.load_state_dict = load_state_dict
+
+
+def _same_folder(path: str | PathLike[str], folder: Path) -> bool:
+    """``path`` names ``folder``: both resolved (links and ``..`` followed), or, for a run folder
+    moved or copied since, the same last three parts (``<name>/version_<N>/checkpoints``)."""
+    if os.path.realpath(path) == os.path.realpath(folder):
+        return True
+    return Path(os.path.normpath(path)).parts[-3:] == Path(os.path.realpath(folder)).parts[-3:]
 
 
 def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | None, logger_setting: object) -> Path | None:
@@ -101,6 +189,9 @@ def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | No
     save_dir, name, version = located
     trainer.loggers = run_loggers(save_dir, version, name)
     folder = save_dir / name / f"version_{version}"
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            continue_checkpoint_state(callback, folder / "checkpoints")
     for callback in trainer.callbacks:
         if isinstance(callback, SaveConfigCallback) and (folder / callback.config_filename).exists():
             stem, suffix = os.path.splitext(callback.config_filename)
@@ -108,3 +199,57 @@ def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | No
             callback.config_filename = f"{stem}_resumed{free}{suffix}"
     log.info("resuming in %s", folder)
     return folder
+
+
+def checkpoint_step(ckpt_path: str | PathLike[str]) -> int:
+    """The optimizer step a (checked) Lightning checkpoint was saved at (tensors memory-mapped, not read)."""
+    return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+
+
+class InterruptCheckpoint(Callback):
+    """Ctrl-C (SIGINT) during training saves a resumable checkpoint before the run stops.
+
+    The first SIGINT is noted; at the end of the optimizer step under way, the whole training
+    state is saved to ``interrupted.ckpt`` beside the other checkpoints (the same state as a
+    ``resume-latest.ckpt`` of that step: ``--ckpt_path`` resumes it, bit for bit), and the run stops
+    as Lightning stops on Ctrl-C. A second SIGINT interrupts at once, saving nothing.
+    """
+
+    FILENAME = "interrupted.ckpt"
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.requested = False
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        except ValueError:  # not the main thread: Lightning's own handling stays
+            self._previous = None
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        # every process decides alike (under DDP a Ctrl-C may reach the ranks at different steps)
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            return
+        folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else trainer.default_root_dir
+        path = os.path.join(folder, self.FILENAME)
+        trainer.save_checkpoint(path)
+        self._restore_handler()
+        log.warning("interrupted at step %d: saved %s; resume with --ckpt_path %s", trainer.global_step, path, path)
+        raise KeyboardInterrupt
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

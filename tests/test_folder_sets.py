@@ -1,0 +1,99 @@
+"""Evaluation sets: the same folder as database and queries, an image listed twice, a set without
+queries and a non-finite positive radius are refused; symlinked subfolders are followed (once, loops
+guarded), dangling links reported; positions that are not positions are named with their file."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dataloaders.eval_sets import EvalSet, read_gmberton_folders, read_image_folders
+from dataloaders.geo import positives_within
+from dataloaders.eval_sets.msls_raw import read_city_folder
+from utils.errors import UserError, render
+from utils.evaluation.pipeline import evaluate_sets
+
+
+def image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (40, 80, 120)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("spelling", ["same", "trailing slash", "symlink"])
+def test_the_same_folder_as_database_and_queries_is_refused(tmp_path: Path, spelling: str):
+    folder = tmp_path / "db"
+    image(folder / "@0.00@0.00@.jpg")
+    if spelling == "symlink":
+        (tmp_path / "link").symlink_to(folder)
+    queries = {"same": folder, "trailing slash": Path(f"{folder}/"), "symlink": tmp_path / "link"}[spelling]
+    for read in (lambda: read_image_folders("folders", folder, queries), lambda: read_gmberton_folders("folders", folder, queries)):
+        with pytest.raises(UserError, match=r"are the same folder: every query would be found in the database") as info:
+            read()
+        assert render(info.value, {"database_folder": "--database_folder"}).startswith(f"--database_folder {folder} and")
+
+
+def test_symlinked_subfolders_are_followed_once_and_dangling_links_reported(tmp_path: Path, caplog):
+    outside = tmp_path / "elsewhere"
+    linked = [image(outside / f"{index}.jpg") for index in range(2)]
+    database = tmp_path / "db"
+    own = image(database / "own.jpg")
+    (database / "more").symlink_to(outside)  # half the database lives elsewhere
+    (database / "more" / "back").symlink_to(database)  # a loop back to the top
+    (database / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    queries = tmp_path / "queries"
+    image(queries / "q.jpg")
+    with caplog.at_level(logging.INFO):
+        folder_set = read_image_folders("folders", database, queries)
+    assert folder_set.db_paths == ["db/more/0.jpg", "db/more/1.jpg", "db/own.jpg"]
+    assert len(linked) == 2 and own.is_file()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert any("skipped 1 link(s) to nothing (dangling symlinks): gone.jpg" in line for line in warnings)
+    assert any("skipped 1 linked folder(s) already listed" in line and "more/back" in line for line in warnings)
+
+
+@pytest.mark.parametrize("threshold", [math.nan, math.inf, -5.0])
+def test_a_positive_radius_that_is_not_a_distance_is_refused_naming_the_parameter(threshold: float):
+    with pytest.raises(UserError) as info:
+        positives_within([[0.0, 0.0]], [[1.0, 1.0]], threshold)
+    line = render(info.value, {"positive_dist_threshold": "--positive_dist_threshold"})
+    assert line.startswith(f"--positive_dist_threshold {threshold} is not a distance") and "max_distance" not in line
+
+
+def test_a_database_image_listed_twice_is_refused(tmp_path: Path):
+    with pytest.raises(UserError, match=r"^index: the database lists db/a.jpg more than once \(1 repeated entries\)"):
+        EvalSet("index", tmp_path, ["db/a.jpg", "db/b.jpg", "db/a.jpg"], ["q/1.jpg"], ground_truth=[np.array([0])])
+
+
+def test_a_set_without_queries_is_refused_before_the_database_pass(tmp_path: Path):
+    class NoPass:
+        def evaluate(self, eval_set: EvalSet) -> None:
+            pytest.fail("the database was described")
+
+    empty = EvalSet("folders", tmp_path, ["db/a.jpg", "db/b.jpg"], [])
+    with pytest.raises(UserError, match=r"^folders: no query image \(its database has 2\)"):
+        evaluate_sets(NoPass(), [empty])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300"])
+def test_a_position_that_is_not_one_is_named_with_its_file(tmp_path: Path, small_toy_world: Path, value: str):
+    named = image(tmp_path / "db" / f"@{value}@4180045.9@.jpg")
+    image(tmp_path / "queries" / "@0.0@0.0@.jpg")
+    with pytest.raises(UserError, match=rf"^{named}: UTM position {value}, 4180045.9 in the file name is not a position"):
+        read_gmberton_folders("folders", tmp_path / "db", tmp_path / "queries")
+
+    city = tmp_path / "mapillary"
+    shutil.copytree(small_toy_world / "mapillary" / "train_val" / "sf", city / "train_val" / "sf")
+    table = city / "train_val" / "sf" / "query" / "postprocessed.csv"
+    lines = table.read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[3] = value  # northing of the second row
+    table.write_text("\n".join([*lines[:2], ",".join(fields), *lines[3:]]) + "\n")
+    with pytest.raises(UserError, match=rf"^{table}: row 3 has easting, northing [\d.]+, {value.replace('1e300', '1e[+]300')}, not a position"):
+        read_city_folder(city, "train_val", "sf", "query", with_positions=True)

@@ -1,0 +1,143 @@
+"""Resuming with the README's command continues the same files (last.ckpt, metrics.csv, the best-k
+ranking), names the flags the checkpoint overrules, changes nothing when refused; Ctrl-C saves a
+checkpoint that resumes to the weights of an uninterrupted run; validating a NaN checkpoint is one line."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import signal
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import main as train_cli
+from models.vpr_model import NonFiniteError
+from tests.test_train_cli import train_args
+from utils.checkpoint_digest import DIGEST_KEY, with_digest
+
+RUN = Path("logs") / "lightning_logs" / "version_0"
+
+
+def relative_run_args(world: Path, *extra: str) -> list[str]:
+    """The tiny run of test_train_cli (6 steps an epoch), under ``logs/`` relative to the working
+    folder as the README's commands are, a resume checkpoint every 4 steps."""
+    args = train_args(world, Path("logs"), "--trainer.max_epochs", "1", "--resume_checkpoint.every_n_train_steps", "4", *extra)
+    for flag in ("--checkpoint.dirpath", "--resume_checkpoint.dirpath"):
+        del args[args.index(flag):args.index(flag) + 2]
+    return args
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_run(small_toy_world: Path, tmp_path_factory) -> Iterator[Path]:
+    """One epoch trained in ``<root>/logs``; yields a pristine copy of ``<root>`` (tests copy it)."""
+    root, pristine = tmp_path_factory.mktemp("first_run"), tmp_path_factory.mktemp("pristine") / "root"
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        train_cli.main(relative_run_args(small_toy_world))
+    finally:
+        os.chdir(here)
+    shutil.copytree(root, pristine)
+    yield pristine
+
+
+@pytest.fixture
+def in_copy(first_run: Path, tmp_path: Path) -> Iterator[Path]:
+    """The working folder is a copy of the first run's root."""
+    root = tmp_path / "root"
+    shutil.copytree(first_run, root)
+    here = os.getcwd()
+    os.chdir(root)
+    yield root
+    os.chdir(here)
+
+
+def readme_resume(*extra: str) -> pl.Trainer:
+    """The README's resume command, from last.ckpt unless ``extra`` says otherwise."""
+    return train_cli.main(["--config", str(RUN / "config.yaml"), "--ckpt_path", str(RUN / "checkpoints" / "last.ckpt"),
+                           *extra]).trainer
+
+
+def test_resuming_twice_continues_the_same_files_and_names_overruled_flags(in_copy: Path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = readme_resume("--trainer.max_epochs", "2", "--model.agg_arch", "GeM", "--model.lr", "1e-4")
+    messages = [str(warning.message) for warning in caught]
+    overruled = [message for message in messages if "resumes the checkpoint's model" in message]
+    assert len(overruled) == 1 and "\n" not in overruled[0]
+    assert "--model.agg_arch GeM (the checkpoint's: SALAD)" in overruled[0]
+    assert "--model.lr 0.0001 (the checkpoint's: 0.001)" in overruled[0]
+    assert not [message for message in messages if "won't be reloaded" in message]
+    ranking = next(callback for callback in trainer.checkpoint_callbacks if callback.monitor)
+    assert sorted(Path(path).name.split("-R1=")[0] for path in ranking.best_k_models) == ["epoch00-step6", "epoch01-step12"]
+
+    readme_resume("--trainer.max_epochs", "3")
+    checkpoints = in_copy / RUN / "checkpoints"
+    assert sorted(path.name for path in checkpoints.glob("last*")) == ["last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 18 and len(last[DIGEST_KEY]) == 64  # written with a digest of its tensors
+    with (in_copy / RUN / "metrics.csv").open() as stream:
+        validated = [row["epoch"] for row in csv.DictReader(stream) if row.get("pitts30k_val/R1")]
+    assert validated == ["0", "1", "2"]
+
+
+def test_a_refused_resume_changes_nothing_in_the_run_folder(in_copy: Path):
+    before = contents(in_copy)
+    with pytest.raises(ValueError, match="data order is over 24 GSV-Cities places but the data now has 16"):
+        readme_resume("--ckpt_path", str(RUN / "checkpoints" / "resume-latest.ckpt"), "--data.cities", '["Bangkok", "Boston"]')
+    assert contents(in_copy) == before
+
+
+class SigintAtStep(pl.Callback):
+    """Sends this process SIGINT, as Ctrl-C does, when training is about to take ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_weights(small_toy_world, first_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    defaults = train_cli.default_trainer_settings
+    monkeypatch.setattr(train_cli, "default_trainer_settings",
+                        lambda: {**defaults(), "callbacks": [*defaults()["callbacks"], SigintAtStep(2)]})
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's exit on Ctrl-C
+            train_cli.main(relative_run_args(small_toy_world))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores Ctrl-C from then on
+    saved = tmp_path / RUN / "checkpoints" / "interrupted.ckpt"
+    assert torch.load(saved, map_location="cpu", weights_only=True)["global_step"] == 3  # the step under way finished
+    monkeypatch.setattr(train_cli, "default_trainer_settings", defaults)
+    resumed = train_cli.main([*relative_run_args(small_toy_world), "--ckpt_path", str(saved)]).trainer
+    expected = torch.load(first_run / RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    weights = resumed.lightning_module.state_dict()
+    assert resumed.global_step == 6 and [name for name in expected if not torch.equal(weights[name], expected[name])] == []
+
+
+def test_validating_a_nan_checkpoint_is_one_line_naming_it(in_copy: Path):
+    payload = torch.load(RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    payload["state_dict"]["aggregator.dust_bin"].fill_(float("nan"))
+    nan = in_copy / "nan.ckpt"
+    torch.save(with_digest(payload), nan)
+    with pytest.raises(NonFiniteError) as info:
+        train_cli.main(["validate", "--config", str(RUN / "config.yaml"), "--ckpt_path", str(nan)])
+    line = train_cli.error_line(info.value)
+    assert line.startswith("non-finite descriptors in validation") and f"the weights of {nan} hold NaN" in line
+    assert "\n" not in line

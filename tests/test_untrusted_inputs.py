@@ -1,0 +1,101 @@
+"""main.py given something from elsewhere: a checkpoint URL is fetched and checked like a local file,
+a configuration file from another run folder may name only the classes a run of this project holds."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import http.server
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import main as train_cli
+from tests.planted_pickles import RunsShell
+from utils.checkpoint_files import RefusedCheckpointError, local_checkpoint
+from utils.config_classes import allowed
+from utils.errors import UserError
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``: ``(base URL, folder)``."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+    server.server_close()
+
+
+def planted_checkpoint(path: Path, marker: Path) -> Path:
+    """A Lightning-shaped checkpoint whose hyperparameters run ``touch marker`` when unpickled."""
+    payload = {"state_dict": collections.OrderedDict(weight=torch.ones(2)), "epoch": 0, "global_step": 1,
+               "hyper_parameters": {"lr": 1e-3, "note": RunsShell(f"touch {marker}")}}
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("scheme", ["http", "file"])
+def test_a_checkpoint_url_is_checked_like_a_local_file_and_runs_nothing(served, tmp_path: Path, scheme: str):
+    base, folder = served
+    marker = tmp_path / "marker"
+    planted = planted_checkpoint(folder / "last.ckpt", marker)
+    url = f"{base}/last.ckpt" if scheme == "http" else planted.as_uri()
+    with pytest.raises(RefusedCheckpointError) as info:
+        train_cli.main(["--ckpt_path", url, "--data.data_root", str(tmp_path), "--trainer.default_root_dir", str(tmp_path / "logs")])
+    line = train_cli.error_line(info.value)
+    assert "holds a pickled " in line and line.endswith("refused, not executed") and "\n" not in line
+    assert not marker.exists() and not (tmp_path / "logs").exists()
+
+
+def test_a_served_checkpoint_is_fetched_whole(served, tmp_path: Path):
+    base, folder = served
+    (folder / "weights.ckpt").write_bytes(b"PK\x03\x04 some bytes")
+    local = local_checkpoint(f"{base}/weights.ckpt", tmp_path)
+    assert Path(local) == tmp_path / "weights.ckpt" and Path(local).read_bytes() == b"PK\x03\x04 some bytes"
+    with pytest.raises(UserError, match=rf"^checkpoint {base}/missing.ckpt could not be downloaded \(.*404"):
+        local_checkpoint(f"{base}/missing.ckpt", tmp_path)
+    with pytest.raises(UserError, match=r"^checkpoint s3://bucket/last.ckpt: s3:// paths are not read"):
+        local_checkpoint("s3://bucket/last.ckpt")
+    assert local_checkpoint("logs/last.ckpt") == "logs/last.ckpt"
+
+
+@pytest.fixture
+def planted_module(tmp_path: Path, monkeypatch) -> Iterator[Path]:
+    """A module ``plantedmod`` on the path whose import touches ``tmp_path / "imported"``."""
+    marker = tmp_path / "imported"
+    (tmp_path / "plantedmod.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+        "from pytorch_lightning import Callback\nclass Anything(Callback):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "plantedmod", raising=False)
+    yield marker
+    sys.modules.pop("plantedmod", None)
+
+
+@pytest.mark.parametrize("entry", ["{class_path: plantedmod.Anything}", "plantedmod.Anything"])
+def test_a_config_naming_another_class_is_refused_before_import_unless_trusted(tmp_path, planted_module, capsys, entry):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"trainer:\n  callbacks:\n  - {entry}\n")
+    with pytest.raises(UserError) as info:
+        train_cli.main(["--config", str(config), "--print_config"])
+    assert str(info.value).startswith(f"config {config}: trainer.callbacks[0] names the class plantedmod.Anything")
+    assert "--trust_config" in str(info.value) and not planted_module.exists()
+    with pytest.raises(SystemExit):  # the user's own file: parsed (and printed) as before
+        train_cli.main(["--config", str(config), "--trust_config", "--print_config"])
+    assert planted_module.exists() and "plantedmod.Anything" in capsys.readouterr().out
+
+
+def test_the_classes_a_run_holds_are_allowed():
+    assert allowed("pytorch_lightning.callbacks.LearningRateMonitor") and allowed("lightning.pytorch.loggers.WandbLogger")
+    assert allowed("utils.training.resume.RandomStateCheckpoint") and allowed("ModelCheckpoint")
+    assert not allowed("pytorch_lightning.callbacks.LambdaCallback") and not allowed("os.system")
