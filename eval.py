@@ -20,6 +20,7 @@ Python without argparse) and ``utils.evaluation.outputs`` (one writer per output
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import sys
@@ -60,9 +61,11 @@ from utils.evaluation.pipeline import (
     SpeedOptions,
     evaluate_sets,
 )
+from utils.evaluation.distributed import context_from_environment
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
+from utils.evaluation.streaming import DEFAULT_CHUNK_SIZE
+from utils.evaluation.run_folder import DESCRIPTORS_FOLDER, finish_run_folder, open_run_folder
 from utils.evaluation.metrics import RECALL_KS
-from utils.evaluation.results import new_run_dir
 
 log = logging.getLogger("eval")
 
@@ -229,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="descriptor cache folder (default logs/descriptor_cache)",
     )
     output.add_argument(
+        "--resume", type=Path, metavar="RUN_FOLDER",
+        help="finish an interrupted run in its folder (same flags as that run): the descriptor chunks already "
+        "there are checked and reused, the missing ones computed",
+    )
+    output.add_argument(
+        "--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
+        help=f"images per chunk of descriptors written to the run folder as they are computed (default {DEFAULT_CHUNK_SIZE})",
+    )
+    output.add_argument(
+        "--keep_descriptors", action="store_true",
+        help=f"keep the run folder's {DESCRIPTORS_FOLDER}/ (memory-mappable .npy per set and side) when the run ends",
+    )
+    output.add_argument(
         "--cache_content_hash", action="store_true",
         help="with --cache_descriptors: tell images apart by a hash of their content (reads every file) rather "
         "than by their size and modification time",
@@ -329,6 +345,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         speed=SpeedOptions(args.channels_last, args.decode_on_device, args.compile, args.search_storage),
         cache_dir=args.cache_dir if args.cache_descriptors else None,
         cache_content_hash=args.cache_content_hash,
+        chunk_size=args.chunk_size,
     )
 
 
@@ -390,11 +407,25 @@ def run(args: argparse.Namespace) -> Path:
         "--token_dim or --agg_config",
         checkpoint_filter=released_model(args.released).checkpoint_filter if args.released else None,
     )
-    evaluator = Evaluator(DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights, args.ckpt_path), options)
-    log_model(args, loaded, evaluator)
-    run_dir = new_run_dir(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights")
-    write_run_info(run_dir, evaluator, set_names)
-    evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
+    context = context_from_environment()
+    try:
+        run_dir = context.broadcast(
+            open_run_folder(args.log_dir, args.ckpt_path.stem if args.ckpt_path else "random_weights", args.resume)
+            if context.is_main else None
+        )
+        options = dataclasses.replace(options, descriptor_dir=run_dir / DESCRIPTORS_FOLDER)
+        described = DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights, args.ckpt_path)
+        evaluator = Evaluator(described, options, context)
+        if not context.is_main:  # describes its share of each set; rank 0 searches and writes
+            evaluate_sets(evaluator, eval_sets)
+            return run_dir
+        log_model(args, loaded, evaluator)
+        if args.resume is None:
+            write_run_info(run_dir, evaluator, set_names, {"processes": context.world_size})
+        evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
+        finish_run_folder(run_dir, keep_descriptors=args.keep_descriptors)
+    finally:
+        context.close()
     print(f"run folder: {run_dir}")
     return run_dir
 
