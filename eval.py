@@ -34,6 +34,7 @@ from dataloaders.eval_sets import (
     data_roots_from_args,
     published_registry,
 )
+from dataloaders.eval_sets.file_lists import FILE_LISTS_FOLDER, remembered_file_lists
 from dataloaders.eval_sets.gmberton import DEFAULT_POSITIVE_DIST_THRESHOLD
 from dataloaders.image_io import ImageDecodeError
 from models.architecture import Architecture
@@ -393,7 +394,8 @@ def run(args: argparse.Namespace) -> Path:
     set_names = select_sets(args, registry)
     PredictionsCsv.check_requested(args.save_predictions, set_names)  # before any work
     roots = data_roots_from_args(args)
-    eval_sets = [registry.load(name, roots) for name in set_names]
+    with remembered_file_lists(args.resume / FILE_LISTS_FOLDER if args.resume else None) as file_lists:
+        eval_sets = [registry.load(name, roots) for name in set_names]
     for eval_set in eval_sets:
         eval_set.check_files_exist()
     if args.save_only_wrong_preds:
@@ -422,6 +424,7 @@ def run(args: argparse.Namespace) -> Path:
         log_model(args, loaded, evaluator)
         if args.resume is None:
             write_run_info(run_dir, evaluator, set_names, {"processes": context.world_size})
+            file_lists.save(run_dir / FILE_LISTS_FOLDER)
         evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
         finish_run_folder(run_dir, keep_descriptors=args.keep_descriptors)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,9 @@ import numpy as np
 import pytest
 
 import eval as eval_cli
+from dataloaders.eval_sets import folders
+from dataloaders.eval_sets.file_lists import FILE_LISTS_FOLDER, remembered_file_lists
+from dataloaders.eval_sets.gmberton import read_gmberton
 from utils.evaluation.search import search
 from utils.evaluation.streaming import DescriptorStore
 
@@ -160,3 +164,31 @@ def test_memory_mapped_database_is_searched_in_blocks_with_the_in_memory_ranking
         np.testing.assert_array_equal(actual[1], expected[1])
         np.testing.assert_array_equal(actual[0], expected[0])
         assert peak < database.nbytes / 4  # a few blocks of 1024 rows, never the 5 MB database
+
+
+def test_sf_xl_layout_is_listed_once_per_run_and_its_lists_kept(small_toy_world: Path, tmp_path: Path, monkeypatch) -> None:
+    toy = small_toy_world / "gmberton" / "toy_city" / "images" / "test"
+    root = tmp_path / "sf_xl" / "test"  # SF-XL's test split: one database, two query folders
+    shutil.copytree(toy / "database", root / "database")
+    for queries in ("queries_v1", "queries_night"):
+        shutil.copytree(toy / "queries", root / queries)
+    walked: list[Path] = []
+    walk = folders._walk
+    monkeypatch.setattr(folders, "_walk", lambda folder, flag: walked.append(folder) or walk(folder, flag))
+
+    with remembered_file_lists() as lists:
+        night = read_gmberton(root, "sf_xl_night", queries="queries_night")
+        v1 = read_gmberton(root, "sf_xl_v1", queries="queries_v1")
+    assert walked == [root / "database", root / "queries_night", root / "queries_v1"]  # the database once
+    assert v1.db_paths == night.db_paths and v1.num_queries == len(list((toy / "queries").iterdir()))
+    lists.save(tmp_path / "run" / FILE_LISTS_FOLDER)
+
+    walked.clear()  # a resumed run reads the lists kept with the run
+    with remembered_file_lists(tmp_path / "run" / FILE_LISTS_FOLDER):
+        again = read_gmberton(root, "sf_xl_v1", queries="queries_v1")
+    assert (again.db_paths, again.query_paths) == (v1.db_paths, v1.query_paths)
+    assert walked == []
+    read_gmberton(root, "sf_xl_v1", queries="queries_v1")  # outside a run: listed afresh
+    assert walked == [root / "database", root / "queries_v1"]
+    with pytest.raises(FileNotFoundError, match="it has queries_night, queries_v1: name one as queries"):
+        read_gmberton(root, "sf_xl")

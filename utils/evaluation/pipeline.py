@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.eval_sets import EvalSet
-from dataloaders.size_buckets import native_size_batches
+from dataloaders.size_buckets import REFERENCE_SIDE, SizeBucketBatchSampler, native_size_batches, resized_sizes
 from dataloaders.transforms import EvalPreprocessing
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
@@ -273,16 +273,20 @@ class Evaluator:
         images, decoding = self.images_dataset(eval_set)
         # Batches never cross a chunk: a chunk is described by the same batches whichever rank
         # describes it, so its descriptors are the same bit for bit with any number of processes.
-        paths, batches, first = eval_set.image_paths(), [], 0
+        paths, batches, first, sizes = eval_set.image_paths(), [], 0, set()
         for chunk in chunks:
             if self.preprocessing.native:  # images of one size per batch
-                chunk_paths = paths[offsets[chunk.side] + chunk.start : offsets[chunk.side] + chunk.stop]
-                in_chunk = list(native_size_batches(chunk_paths, self.options.batch_size, self.preprocessing))
+                chunk_sizes = resized_sizes(paths[offsets[chunk.side] + chunk.start : offsets[chunk.side] + chunk.stop], self.preprocessing)
+                sizes.update(chunk_sizes)
+                size = self.options.batch_size
+                in_chunk = SizeBucketBatchSampler(chunk_sizes, size, max_pixels=size * REFERENCE_SIDE**2).batches
             else:
                 size = self.options.batch_size
                 in_chunk = [list(range(start, min(start + size, chunk.rows))) for start in range(0, chunk.rows, size)]
             batches += [[first + position for position in batch] for batch in in_chunk]
             first += chunk.rows
+        if self.preprocessing.native and chunks:
+            log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, len(sizes), len(batches))
         writer = ChunkWriter(store, chunks, offsets)
         self.streamed += 1
         counter = f"{self.streamed}/{eval_set.name}"
