@@ -14,9 +14,9 @@ as the paper's, from 8 clusters of 1024: SALAD needs more patches than clusters,
 Each runs in its own processes; their peak resident anonymous memory (``RssAnon``, summed
 over the process tree, sampled every 20 ms: what a memory limit counts; the memory-mapped
 descriptor files are page cache, which the kernel evicts under pressure) and its wall time are
-reported, with the size of the descriptors and the ratios to the baseline. A first run over
-256 database images measures the fixed cost (interpreter, torch, the model); the memory "above
-fixed" is what the database adds, in the processes together.
+reported, with the size of the descriptors and the ratios to the baseline. Runs over
+256 database images measure the fixed cost (interpreters, torch, the model) of 1 and of 2
+processes; the memory "above fixed" is what the database adds, in the processes together.
 
     python -m bench.eval_memory                        # 40000 + 500 images, 8448-d: 1.27 GiB of descriptors
     python -m bench.eval_memory --num_db 200 --num_queries 20 --num_clusters 4 --cluster_dim 8 --token_dim 8 --image_size 48
@@ -155,30 +155,33 @@ def main(argv: list[str] | None = None) -> None:
         make_images(work / "few", FEW_IMAGES, seed=0)
         few = ["--database_folder", str(work / "few"), "--queries_folder", str(work / "queries"),
                "--log_dir", str(work / "logs"), "--chunk_size", str(args.chunk_size)]
-        runs = {
-            f"fixed cost ({FEW_IMAGES} db images)": [sys.executable, "eval.py", *model_flags(args), *few],
-            "in memory (baseline)": [sys.executable, "-m", "bench.eval_memory", "--child", *model_flags(args), *data],
-            "streamed, 1 process": [sys.executable, "eval.py", *model_flags(args), *data],
-            "streamed, 2 processes": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                      "--master_port", "29533", "eval.py", *model_flags(args), *data],
-        }
+        one = [sys.executable, "eval.py"]
+        two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "eval.py"]
+        child = [sys.executable, "-m", "bench.eval_memory", "--child"]
+        runs = [  # (label, command, which fixed cost it carries)
+            ("fixed cost, 1 process", [*one, *model_flags(args), *few], None),
+            ("fixed cost, 2 processes", [*two, *model_flags(args), *few], None),
+            ("in memory (baseline)", [*child, *model_flags(args), *data], "fixed cost, 1 process"),
+            ("streamed, 1 process", [*one, *model_flags(args), *data], "fixed cost, 1 process"),
+            ("streamed, 2 processes", [*two, *model_flags(args), *data], "fixed cost, 2 processes"),
+        ]
         print(f"{args.num_db} database + {args.num_queries} query images, ResNet-18 + SALAD {dim}-d at "
               f"{args.image_size} px, chunks of {args.chunk_size}: descriptors {descriptor_bytes / 2**20:.0f} MiB "
               f"float32; {cpu_model_name()}, {os.cpu_count()} cores, 1 thread per process")
         print(f"{'run':<28} {'wall s':>7} {'peak anon MiB':>14} {'above fixed':>12} {'vs baseline':>12} "
               f"{'descriptors / above fixed':>26}")
-        fixed = baseline = None
-        for label, command in runs.items():
+        fixed: dict[str, int] = {}
+        baseline: tuple[float, int] | None = None
+        for label, command, carries in runs:
             seconds, peak = run_measured(command, env)
-            fixed = fixed if fixed is not None else peak
-            above = max(peak - fixed, 1)
-            if label.startswith("fixed"):
-                print(f"{label:<28} {seconds:7.1f} {peak / 2**20:14.0f}")
+            if carries is None:
+                fixed[label] = peak
+                print(f"{label + f' ({FEW_IMAGES} db images)':<28} {seconds:7.1f} {peak / 2**20:14.0f}")
                 continue
+            above = max(peak - fixed[carries], 1)
             baseline = baseline or (seconds, above)
             print(f"{label:<28} {seconds:7.1f} {peak / 2**20:14.0f} {above / 2**20:12.0f} {above / baseline[1]:11.2f}x "
                   f"{descriptor_bytes / above:25.1f}x   (time {seconds / baseline[0]:.2f}x)")
-
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:

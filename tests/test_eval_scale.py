@@ -124,6 +124,12 @@ def test_killed_run_resumes_with_the_chunks_on_disk(
     assert only_run(tmp_path) == run_dir  # no new folder
     assert_same_run(run_dir, reference)
 
+    # Resumed again (all chunks there): nothing computed, the earlier outputs set aside, not lost.
+    eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(run_dir)])
+    assert records(run_dir) == after
+    assert (run_dir / "interrupted_1" / "results.json").read_text() == (run_dir / "results.json").read_text()
+    assert_same_run(run_dir, reference)
+
 
 def test_resume_refuses_other_settings_and_folders_that_are_no_run(small_toy_world: Path, reference: Path, tmp_path: Path, capsys) -> None:
     other = [*flags(small_toy_world, tmp_path), "--image_size", "40", "--resume", str(reference)]
