@@ -24,6 +24,8 @@ import eval as eval_cli
 from dataloaders.eval_sets import folders
 from dataloaders.eval_sets.file_lists import FILE_LISTS_FOLDER, remembered_file_lists
 from dataloaders.eval_sets.gmberton import read_gmberton
+from utils.errors import UserError
+from utils.evaluation.distributed import DistributedContext, context_from_environment
 from utils.evaluation.search import search
 from utils.evaluation.streaming import DescriptorStore
 
@@ -198,3 +200,13 @@ def test_sf_xl_layout_is_listed_once_per_run_and_its_lists_kept(small_toy_world:
     assert walked == [root / "database", root / "queries_v1"]
     with pytest.raises(FileNotFoundError, match="it has queries_night, queries_v1: name one as queries"):
         read_gmberton(root, "sf_xl")
+
+
+def test_rank_and_world_come_from_torchrun_or_slurm() -> None:
+    assert context_from_environment({}) == DistributedContext()
+    assert context_from_environment({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0"}) == DistributedContext()
+    slurm = {"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1"}
+    with pytest.raises(UserError, match="4 processes but no MASTER_ADDR or MASTER_PORT in the environment"):
+        context_from_environment(slurm)
+    # torchrun's variables win over the SLURM allocation it may run inside
+    assert context_from_environment({**slurm, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}) == DistributedContext()

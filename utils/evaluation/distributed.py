@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from utils.errors import UserError
+from utils.evaluation.inference import default_device
 
 WAIT_TIMEOUT = timedelta(hours=24)
 """How long a rank waits for the others (rank 0 may search a large database meanwhile)."""
@@ -84,11 +85,13 @@ class DistributedContext:
         store = dist.distributed_c10d._get_default_store()
         return int(store.add(f"{PROGRESS_KEY}/{key}", images))
 
-    def default_device(self) -> torch.device:
-        """This rank's GPU when there are GPUs, else the CPU."""
-        if torch.cuda.is_available():
+    def device(self, asked: torch.device | None = None) -> torch.device:
+        """This rank's device: ``asked``, a CUDA device without an index becoming this rank's GPU
+        (``cuda:<local_rank>``); with nothing asked, this rank's GPU when there are GPUs, else the CPU."""
+        asked = asked or default_device()
+        if asked.type == "cuda" and asked.index is None and self.distributed:
             return torch.device("cuda", self.local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
+        return asked
 
     def close(self) -> None:
         if self.distributed and dist.is_initialized():

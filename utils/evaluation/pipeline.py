@@ -203,7 +203,7 @@ class Evaluator:
         self.context = context or DistributedContext()
         if self.context.distributed and options.descriptor_dir is None:
             raise ValueError("several processes share their descriptors through descriptor_dir: give one")
-        self.device = resolve_device(options.device) if options.device or not self.context.distributed else self.context.default_device()
+        self.device = self.context.device(resolve_device(options.device) if options.device else None)
         self.precision = resolve_precision(options.precision, self.device)
         network = model.network
         if options.image_size is not None and hasattr(network, "backbone"):
