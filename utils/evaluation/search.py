@@ -45,6 +45,7 @@ clamp, so every result has exactly ``k`` columns.
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, Literal
@@ -289,9 +290,10 @@ def _faiss_search(
     faiss has any (and ``k`` fits the GPU search)."""
     on_gpu = faiss.get_num_gpus() > 0 and k <= FAISS_GPU_MAX_K
     dim = database.shape[1]
-    if isinstance(database, np.memmap) and not on_gpu:  # never copied whole into memory
+    if is_memory_mapped(database) and not on_gpu:  # never copied whole into memory
+        stored = _stored_rows(faiss, dim, storage)
         return search_decoded_blocks(
-            faiss, lambda start, count: _stored_rows(database[start : start + count], storage), database.shape[0],
+            faiss, lambda start, count: stored(database[start : start + count]), database.shape[0],
             queries, k, metric, rows_per_block,
         )
     if on_gpu:
@@ -309,6 +311,16 @@ def _faiss_search(
         stop = start + query_chunk
         distances[start:stop], indices[start:stop] = index.search(queries[start:stop], k)
     return distances, indices
+
+
+def is_memory_mapped(array: np.ndarray) -> bool:
+    """Whether ``array`` views a memory-mapped file (``np.load(path, mmap_mode="r")``, a slice of
+    it, or ``np.asarray`` of it, which drops the ``np.memmap`` class but keeps it as its base)."""
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
 
 
 def _faiss_metric(faiss: ModuleType, metric: str) -> int:
@@ -386,12 +398,14 @@ def _add_in_chunks(index: Any, database: np.ndarray, rows_per_chunk: int) -> Non
         index.add(np.ascontiguousarray(database[start : start + rows_per_chunk], dtype=np.float32))
 
 
-def _stored_rows(rows: np.ndarray, storage: str) -> np.ndarray:
-    """``rows`` [n, D] as float32, rounded through float16 first for ``"fp16"`` storage (as a
-    float16 index stores them)."""
-    if storage == "fp16":
-        rows = np.asarray(rows, dtype=np.float16)
-    return np.ascontiguousarray(rows, dtype=np.float32)
+def _stored_rows(faiss: ModuleType, dim: int, storage: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Rows ``[n, dim]`` as float32 as a faiss CPU index of ``storage`` holds them: as they are
+    (``"fp32"``), or encoded to float16 and decoded by faiss's own quantizer (``"fp16"``: the
+    same rounding as the float16 index, so the same distances)."""
+    if storage != "fp16":
+        return lambda rows: np.ascontiguousarray(rows, dtype=np.float32)
+    quantizer = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
+    return lambda rows: quantizer.decode(quantizer.compute_codes(np.ascontiguousarray(rows, dtype=np.float32)))
 
 
 def search_decoded_blocks(
