@@ -27,6 +27,7 @@ Python without argparse) and ``utils.evaluation.outputs`` (one writer per output
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import sys
@@ -43,6 +44,7 @@ from dataloaders.eval_sets import (
     published_registry,
 )
 from dataloaders.constants import POSITIVE_RADIUS_M
+from dataloaders.eval_sets.file_lists import FILE_LISTS_FOLDER, remembered_file_lists
 from models.architecture import Architecture
 from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry, released_row
 from models.loading import LoadedNetwork, load_network
@@ -76,7 +78,10 @@ from utils.evaluation.pipeline import (
 )
 from utils.evaluation.console_log import LOG_FILE as CONSOLE_LOG_FILE
 from utils.evaluation.console_log import ConsoleLog
+from utils.evaluation.distributed import context_from_environment
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
+from utils.evaluation.streaming import DEFAULT_CHUNK_SIZE
+from utils.evaluation.run_folder import DESCRIPTORS_FOLDER, finish_run_folder, open_run_folder
 from utils.evaluation.metrics import RECALL_KS
 from utils.evaluation.report import ReportPage
 from utils.evaluation.results import new_run_dir
@@ -269,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="descriptor cache folder (default logs/descriptor_cache)",
     )
     output.add_argument(
+        "--resume", type=Path, metavar="RUN_FOLDER",
+        help="finish an interrupted run in its folder (same flags as that run): the descriptor chunks already "
+        "there are checked and reused, the missing ones computed",
+    )
+    output.add_argument(
+        "--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
+        help=f"images per chunk of descriptors written to the run folder as they are computed (default {DEFAULT_CHUNK_SIZE})",
+    )
+    output.add_argument(
+        "--keep_descriptors", action="store_true",
+        help=f"keep the run folder's {DESCRIPTORS_FOLDER}/ (memory-mappable .npy per set and side) when the run ends",
+    )
+    output.add_argument(
         "--cache_content_hash", action="store_true",
         help="with --cache_descriptors: tell images apart by a hash of their content (reads every file) rather "
         "than by their size and modification time",
@@ -381,6 +399,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         speed=SpeedOptions(args.channels_last, args.decode_on_device, args.compile, args.search_storage),
         cache_dir=args.cache_dir if args.cache_descriptors else None,
         cache_content_hash=args.cache_content_hash,
+        chunk_size=args.chunk_size,
     )
 
 
@@ -442,7 +461,8 @@ def run_logged(args: argparse.Namespace, console: ConsoleLog) -> Path:
     set_names = select_sets(args, registry)
     PredictionsCsv.check_requested(args.save_predictions, set_names)  # before any work
     roots = data_roots_from_args(args)
-    eval_sets = load_sets(args, registry, set_names, roots)
+    with remembered_file_lists(args.resume / FILE_LISTS_FOLDER if args.resume else None) as file_lists:
+        eval_sets = load_sets(args, registry, set_names, roots)
     for eval_set in eval_sets:
         eval_set.check_files_exist()
     if args.save_only_wrong_preds:
@@ -456,12 +476,27 @@ def run_logged(args: argparse.Namespace, console: ConsoleLog) -> Path:
         mismatch_hint="describe a bare state dict with --released, --backbone_arch, --num_clusters, --cluster_dim, "
         "--token_dim or --agg_config",
     )
-    evaluator = Evaluator(DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path), options)
-    log_model(args, loaded, evaluator)
-    run_dir = new_run_dir(args.log_dir, run_name(args))
-    console.open(run_dir / CONSOLE_LOG_FILE)
-    write_run_info(run_dir, evaluator, set_names)
-    evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
+    context = context_from_environment()
+    try:
+        run_dir = context.broadcast(
+            open_run_folder(args.log_dir, run_name(args), args.resume)
+            if context.is_main else None
+        )
+        options = dataclasses.replace(options, descriptor_dir=run_dir / DESCRIPTORS_FOLDER)
+        described = DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path)
+        evaluator = Evaluator(described, options, context)
+        if not context.is_main:  # describes its share of each set; rank 0 searches and writes
+            evaluate_sets(evaluator, eval_sets)
+            return run_dir
+        console.open(run_dir / CONSOLE_LOG_FILE)
+        log_model(args, loaded, evaluator)
+        if args.resume is None:
+            write_run_info(run_dir, evaluator, set_names, {"processes": context.world_size})
+            file_lists.save(run_dir / FILE_LISTS_FOLDER)
+        evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
+        finish_run_folder(run_dir, keep_descriptors=args.keep_descriptors)
+    finally:
+        context.close()
     print(f"run folder: {run_dir}")
     return run_dir
 

@@ -68,7 +68,7 @@ def program_of(command: str) -> str:
 
 def test_every_command_is_one_this_test_checks() -> None:
     known = {"make", "python3 main.py", "python3 eval.py", "tools.build_index", "tools.make_toy_world",
-             "tools.plot_recalls", "tools.export_onnx", "tools.models"}
+             "tools.plot_recalls", "tools.export_onnx", "tools.models", "torchrun", "srun"}
     commands = shell_commands()
     assert len(commands) >= 15
     assert {program_of(command) for command in commands} <= known
@@ -115,12 +115,22 @@ def test_main_commands(command: str, user_folder: Path, main_help: str, monkeypa
     assert "data_root: ../data/gsv-cities" in main_output([*words, "--print_config"], capsys)
 
 
-@pytest.mark.parametrize("command", [c for c in shell_commands() if program_of(c) == "python3 eval.py"])
+EVAL_LAUNCHERS = ("python3 eval.py", "torchrun", "srun")
+
+
+@pytest.mark.parametrize("command", [c for c in shell_commands() if program_of(c) in EVAL_LAUNCHERS])
 def test_eval_commands(command: str, user_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import eval as eval_cli
     from dataloaders.eval_sets import published_registry
 
-    words = shlex.split(command)[2:]
+    launcher = shlex.split(command)
+    words = launcher[launcher.index("eval.py") + 1 :]
+    if launcher[0] == "torchrun":  # its own flags, as torchrun parses them
+        from torch.distributed.run import get_args_parser
+
+        get_args_parser().parse_args(launcher[1:])
+    elif launcher[0] == "srun":
+        assert launcher[1:3] == ["python3", "eval.py"]
     if words == ["--help"]:
         with pytest.raises(SystemExit) as exit_info:
             eval_cli.build_parser().parse_args(words)
@@ -132,7 +142,7 @@ def test_eval_commands(command: str, user_folder: Path, monkeypatch: pytest.Monk
             Path(words[index + 1]).parent.mkdir(parents=True, exist_ok=True)
             Path(words[index + 1]).write_bytes(b"")  # a stand-in for the released file
         if word in ("--database_folder", "--queries_folder"):
-            Path(words[index + 1]).mkdir(exist_ok=True)
+            Path(words[index + 1]).mkdir(parents=True, exist_ok=True)
     args = eval_cli.build_parser().parse_args(words)  # an unknown flag or value exits here
     eval_cli.check_arguments(args)
     eval_cli.eval_options(args)
@@ -166,12 +176,14 @@ def test_tool_commands(user_folder: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_every_flag_the_readme_names_exists(main_help: str) -> None:
+    from torch.distributed.run import get_args_parser as torchrun_parser
+
     import eval as eval_cli
     from tools import export_onnx, models, plot_recalls
 
-    parsers = (eval_cli.build_parser(), export_onnx.build_parser(), plot_recalls.build_parser(), models.build_parser())
-    tool_flags = {option for parser in parsers
-                  for action in parser._actions for option in action.option_strings}
+    parsers = (eval_cli.build_parser(), export_onnx.build_parser(), plot_recalls.build_parser(), models.build_parser(),
+               torchrun_parser())
+    tool_flags = {option for parser in parsers for action in parser._actions for option in action.option_strings}
     mentioned = {flag.rstrip(".") for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_.-]*)", README)}
     for flag in sorted(mentioned):
         if flag.startswith(("--model.", "--data.", "--trainer.", "--checkpoint.")) or flag in ("--config", "--ckpt_path", "--trust_config"):

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from dataloaders.eval_sets import file_lists
 from dataloaders.eval_sets.base import EvalSet
 from dataloaders.image_io import decodable_image_suffixes
 from utils.errors import UserError, UserFileError
@@ -27,6 +28,9 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     kind skipped is logged in one line with how many and the first names; links to nothing and
     links to a folder already listed (loops) are warned about.
 
+    Inside ``dataloaders.eval_sets.file_lists.remembered_file_lists`` (eval.py's runs) a folder
+    is walked once per run, its list kept with the run for a resumed run.
+
     Args:
         folder: directory to search.
         flag: the option that named ``folder``, quoted in errors.
@@ -38,6 +42,11 @@ def list_images(folder: Path, flag: str = "folder") -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserFileError(f"{flag} {folder} is not a directory")
+    return file_lists.FILE_LISTS.get(folder, lambda: _walk(folder, flag))
+
+
+def _walk(folder: Path, flag: str) -> list[Path]:
+    """The walk of :func:`list_images` (every file under ``folder``, once)."""
     suffixes = decodable_image_suffixes()
     images: list[Path] = []
     hidden: list[str] = []

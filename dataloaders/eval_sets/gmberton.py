@@ -1,7 +1,7 @@
 """Reader of the gmberton "VPR-datasets-downloader" folder format.
 
 ``<root>/images/test/{database,queries}/`` (or a root that directly holds ``database/`` and
-``queries/``) with file names ``@UTM_east@UTM_north@zone@letter@lat@lon@...@.jpg``. Only
+``queries/``; SF-XL's test split holds ``database/``, ``queries_v1/`` and ``queries_night/``) with file names ``@UTM_east@UTM_north@zone@letter@lat@lon@...@.jpg``. Only
 fields 1 and 2 (UTM east, north) matter: a query's positives are the database images
 within ``positive_dist_threshold`` metres.
 """
@@ -46,19 +46,23 @@ def utm_of(paths: list[Path]) -> np.ndarray:
     return np.array([utm_from_name(path) for path in paths], dtype=np.float64).reshape(-1, 2)
 
 
-def find_split_folders(root: Path) -> tuple[Path, Path]:
-    """``(database, queries)`` folders of a gmberton dataset root.
+def find_split_folders(root: Path, queries: str = "queries") -> tuple[Path, Path]:
+    """``(database, queries)`` folders of a gmberton dataset root; ``queries`` names the queries
+    folder (SF-XL's test split has two: ``queries_v1`` and ``queries_night``).
 
     Raises:
-        FileNotFoundError: neither ``root/images/test/{database,queries}`` nor
-            ``root/{database,queries}`` exists.
+        FileNotFoundError: neither ``root/images/test/{database,<queries>}`` nor
+            ``root/{database,<queries>}`` exists.
     """
     root = Path(root)
     for base in (root / TEST_SUBFOLDER, root):
-        if (base / "database").is_dir() and (base / "queries").is_dir():
-            return base / "database", base / "queries"
+        if (base / "database").is_dir() and (base / queries).is_dir():
+            return base / "database", base / queries
+    others = sorted(path.name for base in (root / TEST_SUBFOLDER, root) if base.is_dir()
+                    for path in base.glob("queries*") if path.is_dir())
+    hint = f"; it has {', '.join(others)}: name one as queries" if others else ""
     raise UserFileError(
-        f"{root} holds neither images/test/{{database,queries}}/ nor {{database,queries}}/"
+        f"{root} holds neither images/test/{{database,{queries}}}/ nor {{database,{queries}}}/{hint}"
     )
 
 
@@ -99,10 +103,11 @@ def read_gmberton_folders(
 
 
 def read_gmberton(
-    root: Path, name: str, positive_dist_threshold: float = POSITIVE_RADIUS_M
+    root: Path, name: str, positive_dist_threshold: float = POSITIVE_RADIUS_M, queries: str = "queries"
 ) -> EvalSet:
-    """A gmberton dataset root; stored paths are relative to ``root``."""
-    database_folder, queries_folder = find_split_folders(root)
+    """A gmberton dataset root; stored paths are relative to ``root``. ``queries`` names the
+    queries folder (``queries_v1`` or ``queries_night`` for SF-XL's test split)."""
+    database_folder, queries_folder = find_split_folders(root, queries)
     return read_gmberton_folders(
         name, database_folder, queries_folder, positive_dist_threshold, image_root=root
     )

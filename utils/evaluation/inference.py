@@ -4,7 +4,7 @@ device runs them in (autocast; which CPUs multiply in bf16 natively)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +47,6 @@ def autocast_context(device: torch.device, precision: Precision) -> contextlib.A
     raise UserError(f"precision={precision} is not supported on {device.type}; use fp32 or bf16")
 
 
-@torch.no_grad()
 def compute_descriptors(
     model: torch.nn.Module,
     images: Dataset,
@@ -80,6 +79,45 @@ def compute_descriptors(
     Returns:
         ``[len(images), D]`` float32 descriptors, row ``i`` for item ``i``.
     """
+    output: np.ndarray | None = None
+    batches = iterate_descriptors(
+        model, images, batch_size, num_workers, device, precision, channels_last, compile_model, batch_sampler,
+        collate_fn, prepare_batch, names,
+    )
+    for indices, descriptors in tqdm(batches, desc=description, unit="batch", total=batches_of(images, batch_size, batch_sampler)):
+        if output is None:
+            output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
+        output[indices] = descriptors
+    if output is None:
+        raise UserError(f"{description}: no images to describe")
+    return output
+
+
+def batches_of(images: Dataset, batch_size: int, batch_sampler: Sampler[list[int]] | None) -> int:
+    """How many batches :func:`iterate_descriptors` yields."""
+    if batch_sampler is not None:
+        return len(batch_sampler)  # type: ignore[arg-type]
+    return -(-len(images) // batch_size)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def iterate_descriptors(
+    model: torch.nn.Module,
+    images: Dataset,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: Precision = "fp32",
+    channels_last: bool = False,
+    compile_model: bool = False,
+    batch_sampler: Sampler[list[int]] | Sequence[list[int]] | None = None,
+    collate_fn: Callable[[list[Any]], tuple[Any, torch.Tensor]] | None = None,
+    prepare_batch: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    names: Sequence[str] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`compute_descriptors` one batch at a time: yields ``(indices [B], descriptors [B, D]
+    float32)``, ``indices`` being the items' own indices (the second element of each item), so
+    that a caller can write them to disk as they come (``utils.evaluation.streaming``)."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.eval().to(device, memory_format=memory_format)
     runner = torch.compile(model) if compile_model else model
@@ -93,8 +131,7 @@ def compute_descriptors(
         persistent_workers=False,
         collate_fn=collate_fn,
     )
-    output: np.ndarray | None = None
-    for batch, indices in tqdm(loader, desc=description, unit="batch"):
+    for batch, indices in loader:
         if prepare_batch is None:
             inputs = batch.to(device, non_blocking=True, memory_format=memory_format)
         else:
@@ -106,13 +143,7 @@ def compute_descriptors(
                 if names is None:
                     raise
                 raise UserError(f"{describe_batch(names, indices, inputs)}: {error}") from None
-        descriptors = descriptors.float().cpu().numpy()
-        if output is None:
-            output = np.empty((len(images), descriptors.shape[1]), dtype=np.float32)
-        output[indices.numpy()] = descriptors
-    if output is None:
-        raise UserError(f"{description}: no images to describe")
-    return output
+        yield indices.numpy(), descriptors.float().cpu().numpy()
 
 
 def describe_batch(names: Sequence[str], indices: torch.Tensor, inputs: torch.Tensor) -> str:

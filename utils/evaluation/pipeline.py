@@ -23,8 +23,11 @@ predictions are kept per query, and whether cached descriptors may be reused.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,17 +36,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
 
 from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_encoded
 from dataloaders.eval_sets import EvalSet
-from dataloaders.size_buckets import native_size_batches
+from dataloaders.size_buckets import REFERENCE_SIDE, SizeBucketBatchSampler, native_size_batches, resized_sizes
 from dataloaders.transforms import EvalPreprocessing
 from utils.errors import UserError
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
-from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device
 from utils.errors import UserError
+from utils.evaluation.distributed import DistributedContext
+from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device, iterate_descriptors
+from utils.evaluation.streaming import DEFAULT_CHUNK_SIZE, ChunkWriter, DescriptorStore, SidedDescriptors, owner
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,11 @@ class EvalOptions:
         cache_dir: reuse and store descriptors there (``None``: no cache).
         cache_content_hash: key cached descriptors on the images' content (a hash of every
             file) rather than on their sizes and modification times.
+        descriptor_dir: write each set's descriptors there as they are computed, chunk by chunk
+            (``utils.evaluation.streaming``): memory bounded by a chunk, the search reads them
+            memory-mapped, and a killed run resumes with the chunks already there (verified);
+            ``None``: in memory.
+        chunk_size: images per chunk of ``descriptor_dir``.
     """
 
     image_size: tuple[int, int] | None = None
@@ -120,9 +131,11 @@ class EvalOptions:
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     cache_dir: Path | None = None
     cache_content_hash: bool = False
+    descriptor_dir: Path | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "top_k"):
+        for name in ("batch_size", "top_k", "chunk_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)}: must be at least 1")
         if self.num_workers < 0:
@@ -164,14 +177,15 @@ class SetEvaluation:
 
     Attributes:
         eval_set: the set.
-        descriptors: ``[num_db + num_queries, D]`` float32, database first.
+        descriptors: ``[num_db + num_queries, D]`` float32, database first (in memory, or
+            memory-mapped sides: ``utils.evaluation.streaming.SidedDescriptors``).
         retrieval: ranked predictions (``[M, K]`` indices and distances) and, with ground
             truth, Recall@K and the recall curve.
         per_city: whether each query was searched among its own city only.
     """
 
     eval_set: EvalSet
-    descriptors: np.ndarray
+    descriptors: np.ndarray | SidedDescriptors
     retrieval: Retrieval
     per_city: bool = False
 
@@ -183,15 +197,22 @@ class SetEvaluation:
 class Evaluator:
     """Evaluates sets with one model and one :class:`EvalOptions`.
 
+    With a ``context`` of several processes (``utils.evaluation.distributed``), each describes
+    its share of the chunks in ``options.descriptor_dir`` and only rank 0 searches: ``evaluate``
+    returns ``None`` on the other ranks.
+
     Raises (on construction):
         ValueError: a device that does not exist here, a precision the device lacks, or an
             ``image_size`` the model's backbone cannot take.
     """
 
-    def __init__(self, model: DescribedModel, options: EvalOptions) -> None:
+    def __init__(self, model: DescribedModel, options: EvalOptions, context: DistributedContext | None = None) -> None:
         self.model = model
         self.options = options
-        self.device = resolve_device(options.device)
+        self.context = context or DistributedContext()
+        if self.context.distributed and options.descriptor_dir is None:
+            raise ValueError("several processes share their descriptors through descriptor_dir: give one")
+        self.device = self.context.device(resolve_device(options.device) if options.device else None)
         self.precision = resolve_precision(options.precision, self.device)
         network = model.network
         if options.image_size is not None and hasattr(network, "backbone"):
@@ -203,19 +224,98 @@ class Evaluator:
             options.image_size, network.patch_size, options.max_side, options.draft_decode, options.exif_transpose
         )
         self.cache = DescriptorCache(options.cache_dir) if options.cache_dir is not None else None
+        self.streamed = 0  # sets streamed so far (names each set's progress count among ranks)
 
     # ---------------------------------------------------------------------------- descriptors
-    def describe(self, eval_set: EvalSet) -> np.ndarray:
-        """``[num_db + num_queries, D]`` descriptors of ``eval_set``, from the cache when there."""
-        key = self.cache_key(eval_set) if self.cache is not None else None
-        if self.cache is not None and key is not None:
-            cached = self.cache.load(key)
-            if cached is not None:
-                return cached
-        descriptors = self.compute(eval_set)
-        if self.cache is not None and key is not None:
-            self.cache.save(key, descriptors)
+    def describe(self, eval_set: EvalSet) -> np.ndarray | SidedDescriptors | None:
+        """``[num_db + num_queries, D]`` descriptors of ``eval_set``, from the cache when there,
+        streamed to ``descriptor_dir`` when given (``None`` on ranks other than 0)."""
+        main = self.context.is_main
+        key = self.cache_key(eval_set) if self.cache is not None and main else None
+        cached = self.cache.load(key) if self.cache is not None and key is not None else None
+        if self.context.broadcast(cached is not None):
+            return cached
+        descriptors = self.compute(eval_set) if self.options.descriptor_dir is None else self.stream(eval_set)
+        if self.cache is not None and key is not None and descriptors is not None:
+            self.cache.save(key, np.asarray(descriptors))
         return descriptors
+
+    def images_dataset(self, eval_set: EvalSet) -> tuple[Dataset, dict[str, Any]]:
+        """The set's images as the options decode them, and the loader arguments that go with them."""
+        paths = eval_set.image_paths()
+        if self.options.speed.decode_on_device:
+            decoder = DeviceDecoder(paths, self.preprocessing, self.device)
+            return EncodedImages(paths, self.preprocessing.exif_transpose), {"collate_fn": collate_encoded, "prepare_batch": decoder}
+        images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size,
+                                 exif_transpose=self.preprocessing.exif_transpose)
+        return images, {}
+
+    def stream(self, eval_set: EvalSet) -> SidedDescriptors | None:
+        """Describe this rank's chunks of ``eval_set`` that are not on disk yet into
+        ``descriptor_dir/<set>/``; on rank 0, once every rank is done, both sides memory-mapped."""
+        assert self.options.descriptor_dir is not None
+        context = self.context
+        folder = self.options.descriptor_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", eval_set.name)
+        paths = eval_set.image_paths()
+        identity = {
+            **self.settings(), "set": eval_set.name,
+            "images": hashlib.sha256("\n".join(map(str, paths)).encode("utf-8", "surrogateescape")).hexdigest(),
+            "decoding": "device" if self.options.speed.decode_on_device else "pil",
+        }
+        sides = {"database": eval_set.num_db, "queries": eval_set.num_queries}
+        if context.is_main:  # rank 0 writes the identity (or refuses another) before the others read it
+            DescriptorStore(folder, identity, sides, self.options.chunk_size)
+        context.barrier()
+        store = DescriptorStore(folder, identity, sides, self.options.chunk_size)
+        mine = [chunk for number, chunk in enumerate(store.chunks) if owner(number, context.world_size) == context.rank]
+        todo = store.missing(mine)
+        if len(todo) < len(mine):
+            log.info("%s: %d of %d chunks verified on disk%s, computing %d", eval_set.name, len(mine) - len(todo),
+                     len(mine), f" (rank {context.rank})" if context.distributed else "", len(todo))
+        self.describe_chunks(eval_set, store, todo)  # returns once every rank has described its share
+        return store.arrays() if context.is_main else None
+
+    def describe_chunks(self, eval_set: EvalSet, store: DescriptorStore, chunks: list[Any]) -> None:
+        """Run the model over the images of ``chunks`` and write each chunk as soon as it is full;
+        rank 0 shows one progress bar for the images of all ranks together."""
+        offsets = {"database": 0, "queries": eval_set.num_db}
+        rows = [offsets[chunk.side] + row for chunk in chunks for row in range(chunk.start, chunk.stop)]
+        total = self.context.total(len(rows))
+        images, decoding = self.images_dataset(eval_set)
+        # Batches never cross a chunk: a chunk is described by the same batches whichever rank
+        # describes it, so its descriptors are the same bit for bit with any number of processes.
+        paths, batches, first, sizes = eval_set.image_paths(), [], 0, set()
+        for chunk in chunks:
+            if self.preprocessing.native:  # images of one size per batch
+                chunk_sizes = resized_sizes(paths[offsets[chunk.side] + chunk.start : offsets[chunk.side] + chunk.stop], self.preprocessing)
+                sizes.update(chunk_sizes)
+                size = self.options.batch_size
+                in_chunk = SizeBucketBatchSampler(chunk_sizes, size, max_pixels=size * REFERENCE_SIDE**2).batches
+            else:
+                size = self.options.batch_size
+                in_chunk = [list(range(start, min(start + size, chunk.rows))) for start in range(0, chunk.rows, size)]
+            batches += [[first + position for position in batch] for batch in in_chunk]
+            first += chunk.rows
+        if self.preprocessing.native and chunks:
+            log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, len(sizes), len(batches))
+        writer = ChunkWriter(store, chunks, offsets)
+        self.streamed += 1
+        counter = f"{self.streamed}/{eval_set.name}"
+        speed = self.options.speed
+        with tqdm(total=total, desc=f"{eval_set.name} descriptors", unit="img", disable=not self.context.is_main or not total) as progress:
+            if rows:
+                for indices, descriptors in iterate_descriptors(
+                    self.model.network, Subset(images, rows), self.options.batch_size, self.options.num_workers,
+                    self.device, self.precision, speed.channels_last, speed.compile, batches,
+                    names=[str(path) for path in paths], **decoding,
+                ):
+                    writer.add(indices, descriptors)
+                    if self.context.distributed:  # every rank adds its images to one count
+                        progress.update(self.context.count(counter, len(indices)) - progress.n)
+                    else:
+                        progress.update(len(indices))
+            self.context.barrier()
+            progress.update(total - progress.n)
 
     def compute(self, eval_set: EvalSet) -> np.ndarray:
         """Run the model over the set's images, decoded and batched as the options say."""
@@ -225,15 +325,7 @@ class Evaluator:
         if self.preprocessing.native:  # images of one size per batch
             batches = native_size_batches(paths, self.options.batch_size, self.preprocessing)
             log.info("%s at native resolution: image sizes %d, batches %d", eval_set.name, batches.num_sizes, len(batches))
-        images: Dataset
-        decoding: dict[str, Any] = {}
-        if speed.decode_on_device:
-            images = EncodedImages(paths, self.preprocessing.exif_transpose)
-            decoder = DeviceDecoder(paths, self.preprocessing, self.device)
-            decoding = {"collate_fn": collate_encoded, "prepare_batch": decoder}
-        else:
-            images = eval_set.images(self.preprocessing.transform(), decode_size=self.preprocessing.decode_size,
-                                     exif_transpose=self.preprocessing.exif_transpose)
+        images, decoding = self.images_dataset(eval_set)
         return compute_descriptors(
             self.model.network, images, self.options.batch_size, self.options.num_workers, self.device,
             self.precision, description=f"{eval_set.name} descriptors", channels_last=speed.channels_last,
@@ -280,9 +372,13 @@ class Evaluator:
             )
         return min(wanted, city_sizes[smallest])
 
-    def evaluate(self, eval_set: EvalSet) -> SetEvaluation:
-        """Describe, search and score ``eval_set``."""
+    def evaluate(self, eval_set: EvalSet) -> SetEvaluation | None:
+        """Describe, search and score ``eval_set`` (``None`` on ranks other than 0, which only describe)."""
+        started = time.monotonic()
         descriptors = self.describe(eval_set)
+        if descriptors is None:
+            return None
+        described = time.monotonic()
         per_city = self.options.per_city and eval_set.db_groups is not None and eval_set.query_groups is not None
         if self.options.per_city and not per_city:
             log.info("%s has no cities: per_city does not apply, searching the whole database", eval_set.name)
@@ -290,6 +386,8 @@ class Evaluator:
             eval_set, descriptors, self.options.recall_values, self.num_results(eval_set, per_city), per_city,
             storage=self.options.speed.search_storage,
         )
+        log.info("%s: %d database images and %d queries described in %.1f s, searched in %.1f s", eval_set.name,
+                 eval_set.num_db, eval_set.num_queries, described - started, time.monotonic() - described)
         return SetEvaluation(eval_set, descriptors, retrieval, per_city)
 
     # ---------------------------------------------------------------------------- description
@@ -340,6 +438,8 @@ def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: S
     evaluations = []
     for eval_set in eval_sets:
         evaluation = evaluator.evaluate(eval_set)
+        if evaluation is None:  # a rank other than 0: it described its share
+            continue
         for writer in writers:
             writer.write(evaluation, evaluator)
         evaluations.append(evaluation)

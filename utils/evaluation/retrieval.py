@@ -14,6 +14,7 @@ from dataloaders.eval_sets.base import EvalSet
 from utils.errors import UserError
 from utils.evaluation.metrics import RECALL_KS, recall_at_k, recall_curve
 from utils.evaluation.search import search, search_per_group
+from utils.evaluation.streaming import SidedDescriptors, split_sides
 
 CURVE_LENGTH = 25
 
@@ -37,7 +38,7 @@ class Retrieval:
 
 def retrieve(
     eval_set: EvalSet,
-    descriptors: np.ndarray,
+    descriptors: np.ndarray | SidedDescriptors,
     ks: Sequence[int] = RECALL_KS,
     num_results: int | None = None,
     per_group: bool = False,
@@ -48,7 +49,8 @@ def retrieve(
 
     Args:
         eval_set: the set; ``descriptors`` hold its database then its queries.
-        descriptors: ``[num_db + num_queries, D]`` float32, L2-normalised.
+        descriptors: ``[num_db + num_queries, D]`` float32, L2-normalised (in memory, memory-mapped,
+            or the two sides of ``utils.evaluation.streaming``).
         ks: recall cut-offs. A K beyond the database size is reported too: every database
             image is then retrieved, so Recall@K is Recall@(database size).
         num_results: predictions kept per query (default: the largest of ``ks`` and the curve).
@@ -59,7 +61,7 @@ def retrieve(
     expected = eval_set.num_db + eval_set.num_queries
     if descriptors.shape[0] != expected:
         raise ValueError(f"{eval_set.name}: got {descriptors.shape[0]} descriptors for {expected} images")
-    database, queries = descriptors[: eval_set.num_db], descriptors[eval_set.num_db :]
+    database, queries = split_sides(descriptors, eval_set.num_db)
     k = min(num_results or max(*ks, CURVE_LENGTH), eval_set.num_db)
     if per_group:
         if eval_set.db_groups is None or eval_set.query_groups is None:

@@ -17,7 +17,10 @@ Large databases (SF-XL: 2.8M x 8448 is ~95 GB in float32):
 
 - The database may be float16, float32 or float64, in memory or memory-mapped
   (``np.load(path, mmap_mode="r")``). It is read ``db_chunk`` rows at a time and converted per
-  chunk, so no float32 copy of the whole database is ever made by this module.
+  chunk, so no float32 copy of the whole database is ever made by this module. faiss on the CPU
+  searches a memory-mapped database block by block without building an index (no copy of it in
+  memory at all: a database larger than memory is searched in the memory of one block), with
+  the rankings of the in-memory index (same brute force per block).
 - ``storage="fp16"`` keeps the searched copy of the database in float16, half the memory of
   ``"fp32"``; scores are still computed in float32 (on GPU faiss, from float16 queries too):
 
@@ -42,7 +45,8 @@ clamp, so every result has exactly ``k`` columns.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import mmap
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -288,6 +292,12 @@ def _faiss_search(
     faiss has any (and ``k`` fits the GPU search)."""
     on_gpu = faiss.get_num_gpus() > 0 and k <= FAISS_GPU_MAX_K
     dim = database.shape[1]
+    if is_memory_mapped(database) and not on_gpu:  # never copied whole into memory
+        stored = _stored_rows(faiss, dim, storage)
+        return search_decoded_blocks(
+            faiss, lambda start, count: stored(database[start : start + count]), database.shape[0],
+            queries, k, metric, rows_per_block,
+        )
     if on_gpu:
         index = _faiss_gpu_index(faiss, dim, metric, storage)
         fill_faiss_index(faiss, index, database, max(rows_per_block, FAISS_GPU_ADD_BYTES // (4 * dim)))
@@ -295,7 +305,7 @@ def _faiss_search(
         index = _faiss_cpu_index(faiss, dim, metric, storage)
         fill_faiss_index(faiss, index, database, rows_per_block)
     if storage == "fp16" and not on_gpu:
-        return search_decoded_blocks(faiss, index, queries, k, metric, rows_per_block)
+        return search_decoded_blocks(faiss, index.reconstruct_n, index.ntotal, queries, k, metric, rows_per_block)
     distances = np.empty((queries.shape[0], k), dtype=np.float32)
     indices = np.empty((queries.shape[0], k), dtype=np.int64)
     starts = range(0, queries.shape[0], query_chunk)
@@ -303,6 +313,16 @@ def _faiss_search(
         stop = start + query_chunk
         distances[start:stop], indices[start:stop] = index.search(queries[start:stop], k)
     return distances, indices
+
+
+def is_memory_mapped(array: np.ndarray) -> bool:
+    """Whether ``array`` views a memory-mapped file (``np.load(path, mmap_mode="r")``, a slice of
+    it, or ``np.asarray`` of it, which drops the ``np.memmap`` class but keeps it as its base)."""
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
 
 
 def _faiss_metric(faiss: ModuleType, metric: str) -> int:
@@ -380,23 +400,39 @@ def _add_in_chunks(index: Any, database: np.ndarray, rows_per_chunk: int) -> Non
         index.add(np.ascontiguousarray(database[start : start + rows_per_chunk], dtype=np.float32))
 
 
+def _stored_rows(faiss: ModuleType, dim: int, storage: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Rows ``[n, dim]`` as float32 as a faiss CPU index of ``storage`` holds them: as they are
+    (``"fp32"``), or encoded to float16 and decoded by faiss's own quantizer (``"fp16"``: the
+    same rounding as the float16 index, so the same distances)."""
+    if storage != "fp16":
+        return lambda rows: np.ascontiguousarray(rows, dtype=np.float32)
+    quantizer = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
+    return lambda rows: quantizer.decode(quantizer.compute_codes(np.ascontiguousarray(rows, dtype=np.float32)))
+
+
 def search_decoded_blocks(
-    faiss: ModuleType, index: Any, queries: np.ndarray, k: int, metric: str, rows_per_block: int
+    faiss: ModuleType,
+    read_block: Callable[[int, int], np.ndarray],
+    num_db: int,
+    queries: np.ndarray,
+    k: int,
+    metric: str,
+    rows_per_block: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exhaustive search of ``queries`` [M, D] in a CPU index that stores its vectors in a
-    compressed form (here float16): ``rows_per_block`` stored vectors at a time are decoded to
-    float32 [rows_per_block, D] and ranked with faiss's BLAS brute force, the block results
-    being merged into a running top-k.
+    """Exhaustive search of ``queries`` [M, D] in ``num_db`` vectors read ``rows_per_block`` at a
+    time as float32 by ``read_block(start, count) -> [count, D]`` (decoded from a CPU index that
+    stores them compressed, e.g. float16, or read from a memory-mapped array larger than memory),
+    each block ranked with faiss's BLAS brute force and merged into a running top-k.
 
     Returns:
         ``(distances, indices)``: ``[M, k]`` float32 and int64, best first.
     """
     faiss_metric = _faiss_metric(faiss, metric)
     best = faiss.ResultHeap(queries.shape[0], k, keep_max=metric == "ip")
-    starts = range(0, index.ntotal, rows_per_block)
-    for start in tqdm(starts, desc="search (faiss, fp16)", unit="block", leave=False, disable=len(starts) < 2):
-        count = min(rows_per_block, index.ntotal - start)
-        block = index.reconstruct_n(start, count)  # [count, D] float32
+    starts = range(0, num_db, rows_per_block)
+    for start in tqdm(starts, desc="search (faiss, blocks)", unit="block", leave=False, disable=len(starts) < 2):
+        count = min(rows_per_block, num_db - start)
+        block = read_block(start, count)  # [count, D] float32
         block_distances, block_indices = faiss.knn(queries, block, min(k, count), metric=faiss_metric)
         best.add_result(block_distances, block_indices + start)
         del block  # free this block before the next one is decoded

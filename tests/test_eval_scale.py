@@ -1,0 +1,218 @@
+"""Evaluation beyond one process and beyond memory: descriptors streamed to disk in chunks, a killed
+run resumed, two ranks equal to one, a memory-mapped database searched block by block.
+
+The model is a ResNet-18 + GeM with weights from a seed, at 32 px, on the toy world's SPED
+(6 database images, 6 queries); chunks of 2 images make 3 chunks per side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eval as eval_cli
+from dataloaders.eval_sets import folders
+from dataloaders.eval_sets.file_lists import FILE_LISTS_FOLDER, remembered_file_lists
+from dataloaders.eval_sets.gmberton import read_gmberton
+from utils.errors import UserError
+from utils.evaluation.distributed import DistributedContext, context_from_environment
+from utils.evaluation.search import search
+from utils.evaluation.streaming import DescriptorStore
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 300
+FLAGS = [
+    "--random_weights", "--backbone", "resnet18", "--backbone_config", '{"layers_to_crop": [4]}', "--agg_arch", "GeM",
+    "--image_size", "32", "--device", "cpu", "--num_workers", "0", "--batch_size", "2", "--chunk_size", "2",
+    "--val_datasets", "sped", "--keep_descriptors",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_within_time(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in its own process group; past ``TIMEOUT_S`` the whole group (torchrun and
+    its ranks) is killed and the test fails, never hangs."""
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{command[:4]} did not finish within {TIMEOUT_S} s: {stderr[-2000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def flags(world: Path, log_dir: Path) -> list[str]:
+    return [*FLAGS, "--data_dir", str(world), "--log_dir", str(log_dir)]
+
+
+def only_run(log_dir: Path) -> Path:
+    (run_dir,) = log_dir.iterdir()
+    return run_dir
+
+
+def set_folder(run_dir: Path) -> Path:
+    return run_dir / "descriptors" / "sped"
+
+
+def records(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Each chunk record's inode and modification time: a record written again is a new file
+    (atomic rename; its inode number may be one freed before, its time is later)."""
+    return {path.stem: (path.stat().st_ino, path.stat().st_mtime_ns)
+            for path in sorted((set_folder(run_dir) / "chunks").glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def reference(small_toy_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run in one process."""
+    log_dir = tmp_path_factory.mktemp("reference")
+    eval_cli.main(flags(small_toy_world, log_dir))
+    return only_run(log_dir)
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    for side in ("database", "queries"):  # bit for bit
+        assert (set_folder(run_dir) / f"{side}.npy").read_bytes() == (set_folder(reference) / f"{side}.npy").read_bytes()
+    assert json.loads((run_dir / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
+
+
+def test_two_ranks_describe_what_one_process_does(small_toy_world: Path, reference: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               "eval.py", *flags(small_toy_world, tmp_path)]
+    done = run_within_time(command)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run(tmp_path)
+    assert_same_run(run_dir, reference)
+    assert json.loads((run_dir / "run.json").read_text())["processes"] == 2
+    assert done.stderr.count("sped: 6 database images and 6 queries described in") == 1  # rank 0 alone searches
+
+
+def test_killed_run_resumes_with_the_chunks_on_disk(
+    small_toy_world: Path, reference: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    command = [sys.executable, "-m", "tests.scripts.eval_killed_at_chunk", "2", *flags(small_toy_world, tmp_path)]
+    killed = run_within_time(command)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run_dir = only_run(tmp_path)
+    assert not (run_dir / "results.json").exists()
+    before = records(run_dir)
+    assert list(before) == ["database_00000", "database_00001"]  # killed while writing the third of 3
+
+    # A recorded chunk whose bytes changed on disk is computed again, with a line naming it.
+    header = 128  # .npy header of a [6, 256] float32 array
+    with open(set_folder(run_dir) / "database.npy", "r+b") as stream:
+        stream.seek(header + 3 * 256 * 4)  # row 3: chunk 1 of the database
+        stream.write(b"\x00\x01\x02\x03")
+    eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(run_dir)])
+    assert "database chunk 1 of sped (rows 2-3): its bytes changed since they were written; computing it again" in caplog.text
+    after = records(run_dir)
+    assert len(after) == 6
+    assert [name for name in before if after[name] == before[name]] == ["database_00000"]  # reused, not rewritten
+    assert only_run(tmp_path) == run_dir  # no new folder
+    assert_same_run(run_dir, reference)
+
+    # Resumed again (all chunks there): nothing computed, the earlier outputs set aside, not lost.
+    eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(run_dir)])
+    assert records(run_dir) == after
+    assert (run_dir / "interrupted_1" / "results.json").read_text() == (run_dir / "results.json").read_text()
+    assert_same_run(run_dir, reference)
+
+
+def test_resume_refuses_other_settings_and_folders_that_are_no_run(small_toy_world: Path, reference: Path, tmp_path: Path, capsys) -> None:
+    other = [*flags(small_toy_world, tmp_path), "--image_size", "40", "--resume", str(reference)]
+    with pytest.raises(SystemExit):
+        eval_cli.main(other)
+    assert "made with other settings (image_size differ): resume with the settings of the interrupted run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(tmp_path)])
+    assert f"resume={tmp_path} is not a run folder (it holds no run.json)" in capsys.readouterr().err
+
+
+def test_store_writes_rows_in_place_and_maps_them(tmp_path: Path) -> None:
+    store = DescriptorStore(tmp_path, {"model": "m"}, {"database": 5, "queries": 2}, chunk_size=2)
+    rows = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    for chunk in store.chunks:
+        offset = 0 if chunk.side == "database" else 5
+        store.write(chunk, rows[offset + chunk.start : offset + chunk.stop])
+    arrays = store.arrays()
+    assert isinstance(arrays.database, np.memmap)
+    np.testing.assert_array_equal(np.asarray(arrays), rows)
+    np.testing.assert_array_equal(np.load(tmp_path / "queries.npy"), rows[5:])  # plain .npy files
+    assert store.missing(store.chunks) == []
+
+
+def test_memory_mapped_database_is_searched_in_blocks_with_the_in_memory_rankings(tmp_path: Path, monkeypatch) -> None:
+    faiss = pytest.importorskip("faiss")
+    rng = np.random.default_rng(0)
+    database = rng.standard_normal((20_000, 64)).astype(np.float32)
+    database /= np.linalg.norm(database, axis=1, keepdims=True)
+    queries = database[rng.choice(20_000, 50)] + 0.05 * rng.standard_normal((50, 64)).astype(np.float32)
+    np.save(tmp_path / "database.npy", database)
+    mapped = np.load(tmp_path / "database.npy", mmap_mode="r")
+    for storage in ("fp32", "fp16"):
+        expected = search(database, queries, 10, storage=storage, db_chunk=1024)
+        with monkeypatch.context() as patch:  # no faiss index (a copy of the whole database) is built
+            for index in ("IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexScalarQuantizer"):
+                patch.setattr(faiss, index, None)
+            tracemalloc.start()
+            actual = search(np.asarray(mapped), queries, 10, storage=storage, db_chunk=1024)  # as the pipeline passes it
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        np.testing.assert_array_equal(actual[1], expected[1])
+        np.testing.assert_array_equal(actual[0], expected[0])
+        assert peak < database.nbytes / 4  # a few blocks of 1024 rows, never the 5 MB database
+
+
+def test_sf_xl_layout_is_listed_once_per_run_and_its_lists_kept(small_toy_world: Path, tmp_path: Path, monkeypatch) -> None:
+    toy = small_toy_world / "gmberton" / "toy_city" / "images" / "test"
+    root = tmp_path / "sf_xl" / "test"  # SF-XL's test split: one database, two query folders
+    shutil.copytree(toy / "database", root / "database")
+    for queries in ("queries_v1", "queries_night"):
+        shutil.copytree(toy / "queries", root / queries)
+    walked: list[Path] = []
+    walk = folders._walk
+    monkeypatch.setattr(folders, "_walk", lambda folder, flag: walked.append(folder) or walk(folder, flag))
+
+    with remembered_file_lists() as lists:
+        night = read_gmberton(root, "sf_xl_night", queries="queries_night")
+        v1 = read_gmberton(root, "sf_xl_v1", queries="queries_v1")
+    assert walked == [root / "database", root / "queries_night", root / "queries_v1"]  # the database once
+    assert v1.db_paths == night.db_paths and v1.num_queries == len(list((toy / "queries").iterdir()))
+    lists.save(tmp_path / "run" / FILE_LISTS_FOLDER)
+
+    walked.clear()  # a resumed run reads the lists kept with the run
+    with remembered_file_lists(tmp_path / "run" / FILE_LISTS_FOLDER):
+        again = read_gmberton(root, "sf_xl_v1", queries="queries_v1")
+    assert (again.db_paths, again.query_paths) == (v1.db_paths, v1.query_paths)
+    assert walked == []
+    read_gmberton(root, "sf_xl_v1", queries="queries_v1")  # outside a run: listed afresh
+    assert walked == [root / "database", root / "queries_v1"]
+    with pytest.raises(FileNotFoundError, match="it has queries_night, queries_v1: name one as queries"):
+        read_gmberton(root, "sf_xl")
+
+
+def test_rank_and_world_come_from_torchrun_or_slurm() -> None:
+    assert context_from_environment({}) == DistributedContext()
+    assert context_from_environment({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0"}) == DistributedContext()
+    slurm = {"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1"}
+    with pytest.raises(UserError, match="4 processes but no MASTER_ADDR or MASTER_PORT in the environment"):
+        context_from_environment(slurm)
+    # torchrun's variables win over the SLURM allocation it may run inside
+    assert context_from_environment({**slurm, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}) == DistributedContext()

@@ -1,0 +1,295 @@
+"""Descriptors streamed to disk as they are computed, chunk by chunk, so that memory stays bounded
+by a chunk (not the database) and a killed evaluation resumes where it stopped.
+
+One folder per set (``<run folder>/descriptors/<set>/``)::
+
+    identity.json                what the descriptors are of: settings, image list, chunk size
+    database.npy, queries.npy    [N, D] and [M, D] float32 in .npy format (np.load(mmap_mode="r"))
+    chunks/database_00003.json   one record per complete chunk: its rows and the SHA-256 of its bytes
+
+A chunk is ``chunk_size`` consecutive rows of one side. Its rows are written in place into the
+side's file and flushed to disk (``fsync``) before its record is written (atomically, under a
+temporary name then renamed): a chunk without a record is incomplete, whatever its bytes hold.
+When a store is opened again (``eval.py --resume``), every recorded chunk is read back and its
+checksum compared; a chunk whose bytes changed is computed again, with a warning naming it.
+
+Several processes (``torch.distributed`` ranks) share one store: each describes the chunks
+:func:`owner` gives it, writing only its own rows and records, so no two processes ever write
+the same bytes except the ``.npy`` header, which every one of them writes identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dataloaders.safe_npy import load_npy
+from utils.atomic_write import write_atomically
+from utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 2048
+"""Images per chunk: 69 MiB of 8448-d float32 descriptors held at most before they are written,
+about 1400 chunk records for SF-XL's 2.8M database images."""
+SIDES = ("database", "queries")
+DTYPE = np.dtype("<f4")
+IDENTITY_FILE = "identity.json"
+
+
+class Chunk(NamedTuple):
+    """Rows ``[start, stop)`` of one side (``"database"`` or ``"queries"``); chunk ``index`` of it."""
+
+    side: str
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.side}_{self.index:05d}"
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class SidedDescriptors:
+    """A set's descriptors as two arrays (memory-mapped from a :class:`DescriptorStore`), which
+    reads like the ``[num_db + num_queries, D]`` array of an in-memory evaluation: slicing at
+    the database size gives one side without a copy.
+
+    Attributes:
+        database: ``[N, D]`` float32.
+        queries: ``[M, D]`` float32.
+    """
+
+    database: np.ndarray
+    queries: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.database.shape[0] + self.queries.shape[0], self.database.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.database.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        num_db = self.database.shape[0]
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            if rows.start in (None, 0) and rows.stop == num_db:
+                return self.database
+            if rows.start == num_db and rows.stop is None:
+                return self.queries
+        return np.asarray(self)[rows]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.concatenate([self.database, self.queries]).astype(dtype or self.dtype, copy=False)
+
+
+def split_sides(descriptors: np.ndarray | SidedDescriptors, num_db: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(database [N, D], queries [M, D])`` of a set's descriptors, without a copy."""
+    if isinstance(descriptors, SidedDescriptors):
+        return descriptors.database, descriptors.queries
+    return descriptors[:num_db], descriptors[num_db:]
+
+
+def plan_chunks(sides: Mapping[str, int], chunk_size: int) -> list[Chunk]:
+    """The chunks of every side, database first: ``sides`` maps a side to its number of rows."""
+    return [
+        Chunk(side, index, start, min(start + chunk_size, rows))
+        for side, rows in sides.items()
+        for index, start in enumerate(range(0, rows, chunk_size))
+    ]
+
+
+def owner(chunk_number: int, world_size: int) -> int:
+    """The rank that describes chunk number ``chunk_number`` (in :func:`plan_chunks` order):
+    chunks are dealt in turn, so every rank gets a share of both sides."""
+    return chunk_number % world_size
+
+
+def npy_header(shape: tuple[int, int]) -> bytes:
+    """The ``.npy`` header of a C-ordered float32 array of ``shape`` (numpy's own format)."""
+    stream = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(DTYPE), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(stream, header)
+    return stream.getvalue()
+
+
+class DescriptorStore:
+    """The descriptor files of one set (see the module docstring).
+
+    Args:
+        folder: the set's folder (created if needed).
+        identity: JSON values saying what the descriptors are of (model, preprocessing, image
+            list): a folder made with another identity is refused, never mixed.
+        sides: rows of each side, e.g. ``{"database": N, "queries": M}``.
+        chunk_size: rows per chunk.
+
+    Raises:
+        UserError: the folder holds descriptors of another identity.
+    """
+
+    def __init__(self, folder: Path, identity: Mapping[str, Any], sides: Mapping[str, int], chunk_size: int) -> None:
+        if chunk_size < 1:
+            raise UserError(f"chunk_size={chunk_size} must be at least 1")
+        self.folder = Path(folder)
+        self.sides = dict(sides)
+        self.chunk_size = chunk_size
+        self.identity = {**identity, "sides": self.sides, "chunk_size": chunk_size}
+        self.chunks = plan_chunks(self.sides, chunk_size)
+        (self.folder / "chunks").mkdir(parents=True, exist_ok=True)
+        identity_path = self.folder / IDENTITY_FILE
+        canonical = json.loads(json.dumps(self.identity))
+        if identity_path.is_file():
+            stored = json.loads(identity_path.read_text(encoding="utf-8"))
+            if stored != canonical:
+                changed = sorted(key for key in {*stored, *canonical} if stored.get(key) != canonical.get(key))
+                raise UserError(
+                    f"{self.folder} holds descriptors made with other settings ({', '.join(changed)} differ): "
+                    "resume with the settings of the interrupted run, or start a new run"
+                )
+        else:
+            write_atomically(identity_path, lambda stream: stream.write(json.dumps(canonical, indent=2).encode()))
+
+    def side_path(self, side: str) -> Path:
+        return self.folder / f"{side}.npy"
+
+    def record_path(self, chunk: Chunk) -> Path:
+        return self.folder / "chunks" / f"{chunk.name}.json"
+
+    # ------------------------------------------------------------------------ checking
+    def record(self, chunk: Chunk) -> dict[str, Any] | None:
+        """The chunk's record, or ``None`` when it has none (or one that does not describe it)."""
+        try:
+            record = json.loads(self.record_path(chunk).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or (record.get("start"), record.get("stop")) != (chunk.start, chunk.stop):
+            return None
+        return record
+
+    def verified(self, chunk: Chunk) -> bool:
+        """Whether the chunk is complete on disk: recorded, and its bytes still match its checksum
+        (read back from the file). A mismatch is logged, naming the chunk."""
+        record = self.record(chunk)
+        if record is None:
+            return False
+        dim = record.get("dim")
+        try:
+            with open(self.side_path(chunk.side), "rb") as stream:
+                header = npy_header((self.sides[chunk.side], dim))
+                if stream.read(len(header)) != header:
+                    raise ValueError("header")
+                stream.seek(len(header) + chunk.start * dim * DTYPE.itemsize)
+                data = stream.read(chunk.rows * dim * DTYPE.itemsize)
+        except (OSError, ValueError, TypeError):
+            data = b""
+        if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+            log.warning(
+                "%s chunk %d of %s (rows %d-%d): its bytes changed since they were written; computing it again",
+                chunk.side, chunk.index, self.folder.name, chunk.start, chunk.stop - 1,
+            )
+            self.record_path(chunk).unlink(missing_ok=True)
+            return False
+        return True
+
+    def missing(self, chunks: Iterable[Chunk]) -> list[Chunk]:
+        """The chunks of ``chunks`` that are not verified complete."""
+        return [chunk for chunk in chunks if not self.verified(chunk)]
+
+    def unrecorded(self) -> list[Chunk]:
+        """Chunks of the whole set without a record (after every rank has finished: none)."""
+        return [chunk for chunk in self.chunks if self.record(chunk) is None]
+
+    # ------------------------------------------------------------------------ writing
+    def write(self, chunk: Chunk, rows: np.ndarray) -> None:
+        """Write ``rows`` [chunk.rows, D] into the side's file, flush it to disk, then record the chunk."""
+        rows = np.ascontiguousarray(rows, dtype=DTYPE)
+        if rows.shape[0] != chunk.rows:
+            raise ValueError(f"{chunk.name}: {rows.shape[0]} rows for a chunk of {chunk.rows}")
+        dim = rows.shape[1]
+        header = npy_header((self.sides[chunk.side], dim))
+        size = len(header) + self.sides[chunk.side] * dim * DTYPE.itemsize
+        path = self.side_path(chunk.side)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            current = os.fstat(descriptor).st_size
+            if current not in (0, size):
+                raise UserError(f"{path} is {current} bytes, not the {size} of [{self.sides[chunk.side]}, {dim}] "
+                                "float32 descriptors: delete it to compute them again")
+            if current == 0:
+                os.ftruncate(descriptor, size)
+            os.pwrite(descriptor, header, 0)  # the same bytes from every process
+            data = memoryview(rows).cast("B")
+            offset = len(header) + chunk.start * dim * DTYPE.itemsize
+            while data:
+                written = os.pwrite(descriptor, data, offset)
+                data, offset = data[written:], offset + written
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        record = {
+            "side": chunk.side, "index": chunk.index, "start": chunk.start, "stop": chunk.stop, "dim": dim,
+            "sha256": hashlib.sha256(rows.tobytes()).hexdigest(),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_atomically(self.record_path(chunk), lambda stream: stream.write(json.dumps(record).encode()))
+
+    def arrays(self) -> SidedDescriptors:
+        """Both sides, memory-mapped read-only (every chunk must be complete)."""
+        missing = self.unrecorded()
+        if missing:
+            raise RuntimeError(f"{self.folder}: {len(missing)} chunk(s) incomplete, first {missing[0].name}")
+        database, queries = (load_npy(self.side_path(side), f"{side} descriptors", mmap_mode="r") for side in SIDES)
+        return SidedDescriptors(database, queries)
+
+
+class ChunkWriter:
+    """Collects descriptors that arrive batch by batch (any order) and writes each chunk of
+    ``chunks`` as soon as all its rows are there; holds at most the chunks in progress.
+
+    ``offsets`` maps a side to the set-wide index of its first row (database 0, queries N).
+    """
+
+    def __init__(self, store: DescriptorStore, chunks: Iterable[Chunk], offsets: Mapping[str, int]) -> None:
+        self.store = store
+        self.pending = {(chunk.side, chunk.index): chunk for chunk in chunks}
+        self.offsets = dict(offsets)
+        self.buffers: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
+        self.written: list[Chunk] = []
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """``(side, row)`` of set-wide item ``index``."""
+        side = max((side for side, offset in self.offsets.items() if offset <= index), key=self.offsets.__getitem__)
+        return side, index - self.offsets[side]
+
+    def add(self, indices: np.ndarray, descriptors: np.ndarray) -> None:
+        """Take a batch: ``indices [B]`` set-wide, ``descriptors [B, D]``."""
+        for index, row in zip(indices.tolist(), descriptors):
+            side, position = self.locate(index)
+            key = (side, position // self.store.chunk_size)
+            chunk = self.pending[key]
+            buffer, filled = self.buffers.get(key) or (np.empty((chunk.rows, row.shape[0]), DTYPE), 0)
+            buffer[position - chunk.start] = row
+            self.buffers[key] = (buffer, filled + 1)
+            if filled + 1 == chunk.rows:
+                self.store.write(chunk, buffer)
+                del self.buffers[key], self.pending[key]
+                self.written.append(chunk)
