@@ -46,7 +46,6 @@ from dataloaders.transforms import EvalPreprocessing
 from utils.errors import UserError
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
-from utils.errors import UserError
 from utils.evaluation.distributed import DistributedContext
 from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device, iterate_descriptors
 from utils.evaluation.streaming import DEFAULT_CHUNK_SIZE, ChunkWriter, DescriptorStore, SidedDescriptors, owner
