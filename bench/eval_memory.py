@@ -117,14 +117,14 @@ def in_memory_child(argv: list[str]) -> None:
     """The baseline: eval.py's evaluation through the library, descriptors in memory."""
     import eval as eval_cli
     from dataloaders.eval_sets import published_registry
-    from models.checkpoint_io import load_model
+    from models.loading import load_network
     from utils.evaluation.pipeline import DescribedModel, Evaluator
 
     args = eval_cli.build_parser().parse_args(argv)
     registry = published_registry()
     eval_set = registry.load(eval_cli.select_sets(args, registry)[0], None)  # type: ignore[arg-type]
-    loaded = load_model(None, eval_cli.architecture_from_args(args), True, args.seed)
-    evaluator = Evaluator(DescribedModel(loaded.model, loaded.architecture.as_dict(), loaded.weights), eval_cli.eval_options(args))
+    loaded = load_network(architecture=eval_cli.architecture_from_args(args), random_weights=True, seed=args.seed)
+    evaluator = Evaluator(DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights), eval_cli.eval_options(args))
     print(json.dumps(evaluator.evaluate(eval_set).retrieval.recalls))  # type: ignore[union-attr]
 
 

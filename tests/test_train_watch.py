@@ -99,7 +99,7 @@ def test_user_errors_name_main_pys_flags(small_toy_world: Path, tmp_path: Path, 
     """The library names its parameters (``data_dir=``, ``image_size=``); main.py shows its own flags."""
     line = main_error_line([*toy_flags(small_toy_world, tmp_path / "logs"), "--data.data_dir", str(tmp_path)], capsys)
     assert line.startswith("main.py: error: sped: index file") and f"set by --data.data_dir {tmp_path};" in line
-    vit = ["--model.backbone_arch", "dinov2_vits14", "--model.backbone_config", '{"num_trainable_blocks": 1}',
+    vit = ["--model.backbone_arch", "dinov2_vits14", "--model.backbone_config", '{"num_trainable_blocks": 1, "pretrained": false}',
            "--model.agg_arch", "GeM", "--model.agg_config", "{}"]
     line = main_error_line([*toy_flags(small_toy_world, tmp_path / "logs"), *vit, "--data.image_size", "[100, 100]"], capsys)
     assert line.startswith("main.py: error: --data.image_size [100, 100]: image size 100x100 is not a multiple of the patch size 14")
