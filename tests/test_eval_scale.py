@@ -131,7 +131,9 @@ def test_killed_run_resumes_with_the_chunks_on_disk(
     # Resumed again (all chunks there): nothing computed, the earlier outputs set aside, not lost.
     eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(run_dir)])
     assert records(run_dir) == after
-    assert (run_dir / "interrupted_1" / "results.json").read_text() == (run_dir / "results.json").read_text()
+    # interrupted_1 holds what the killed attempt wrote (its eval.log); interrupted_2 the first resume's outputs
+    assert (run_dir / "interrupted_1" / "eval.log").is_file()
+    assert (run_dir / "interrupted_2" / "results.json").read_text() == (run_dir / "results.json").read_text()
     assert_same_run(run_dir, reference)
 
 
@@ -142,7 +144,7 @@ def test_resume_refuses_other_settings_and_folders_that_are_no_run(small_toy_wor
     assert "made with other settings (image_size differ): resume with the settings of the interrupted run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(tmp_path)])
-    assert f"resume={tmp_path} is not a run folder (it holds no run.json)" in capsys.readouterr().err
+    assert f"--resume {tmp_path} is not a run folder (it holds no run.json)" in capsys.readouterr().err
 
 
 def test_store_writes_rows_in_place_and_maps_them(tmp_path: Path) -> None:

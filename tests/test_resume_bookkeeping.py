@@ -138,6 +138,6 @@ def test_validating_a_nan_checkpoint_is_one_line_naming_it(in_copy: Path):
     torch.save(with_digest(payload), nan)
     with pytest.raises(NonFiniteError) as info:
         train_cli.main(["validate", "--config", str(RUN / "config.yaml"), "--ckpt_path", str(nan)])
-    line = train_cli.error_line(info.value)
+    line = train_cli.render(info.value, train_cli.PARAMETER_FLAGS)
     assert line.startswith("non-finite descriptors in validation") and f"the weights of {nan} hold NaN" in line
     assert "\n" not in line

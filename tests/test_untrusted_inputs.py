@@ -52,7 +52,7 @@ def test_a_checkpoint_url_is_checked_like_a_local_file_and_runs_nothing(served, 
     url = f"{base}/last.ckpt" if scheme == "http" else planted.as_uri()
     with pytest.raises(RefusedCheckpointError) as info:
         train_cli.main(["--ckpt_path", url, "--data.data_root", str(tmp_path), "--trainer.default_root_dir", str(tmp_path / "logs")])
-    line = train_cli.error_line(info.value)
+    line = train_cli.render(info.value, train_cli.PARAMETER_FLAGS)
     assert "holds a pickled " in line and line.endswith("refused, not executed") and "\n" not in line
     assert not marker.exists() and not (tmp_path / "logs").exists()
 

@@ -48,7 +48,7 @@ from models.released import released_model
 from models.vpr_net import VPRNet, build_network
 from models.image_size import resolve_image_size as image_size_rule
 from utils.cli import flag_names
-from utils.errors import UserError, UserFileExistsError, render
+from utils.errors import UserError, UserFileExistsError, UserWriteError, render
 from utils.model_flags import add_model_arguments, add_out_argument
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException as error:
         output.unlink(missing_ok=True)  # our own partial file: it did not exist before
         if isinstance(error, OSError) and error.errno is not None and not isinstance(error, FileNotFoundError):
-            raise OSError(error.errno, f"could not write --output {output}: {error.strerror or error}") from None
+            raise UserWriteError(f"could not write --output {output}: {error.strerror or error}", error.errno) from None
         raise
 
     difference = max_onnx_difference(model, output, image_size, args.check_batch_sizes, args.seed)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from utils.errors import UserWriteError
+
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -38,7 +40,8 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object], exclusive:
     (``exclusive``: link it there, raising ``FileExistsError`` if ``path`` exists by then).
 
     The file gets mode ``0o666 & ~umask``. On any error the temporary file is removed and
-    ``path`` is left as it was; an ``OSError`` (a full disk) is raised again naming ``path``.
+    ``path`` is left as it was; an ``OSError`` (a full disk) is raised again naming ``path``, as a
+    :class:`~utils.errors.UserWriteError`.
     """
     path = Path(path)
     file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
@@ -55,7 +58,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object], exclusive:
         Path(temporary).unlink(missing_ok=True)
         if error.errno is None or isinstance(error, FileExistsError):
             raise
-        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}") from error
+        raise UserWriteError(f"could not write {path}: {error.strerror or error}", error.errno) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -47,6 +47,15 @@ class MissingPackageError(UserError, ImportError):
     """An optional package that the chosen option needs is not installed."""
 
 
+class UserWriteError(UserError, OSError):
+    """A file could not be written (a full disk, a quota, no permission): the message names it;
+    ``errno`` is the system's error number."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 def render(error: BaseException, flags: Mapping[str, str] = {}) -> str:
     """``error``'s first line (its type's name when it has no message), each ``parameter=value`` of
     ``flags`` written as that tool's ``flag value`` (a bare ``parameter=`` as the flag alone). A
