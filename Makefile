@@ -19,9 +19,10 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(PY) -m tools.demo
 
-# pytest exits 5 when it collects no test: that is a failure too.
+# Two workers (pytest-xdist), a test file each at a time; pytest exits 5 when it collects no test:
+# that is a failure too.
 test: $(STAMP)
-	@$(PY) -m pytest -q tests; status=$$?; \
+	@$(PY) -m pytest -q -n 2 --dist loadfile tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 bench: $(STAMP)

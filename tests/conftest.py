@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,18 @@ import pytest
 import torch
 
 from toy_world import generate_toy_world
+
+
+#: Under pytest-xdist (``make test`` runs two workers), each worker's torch uses one thread: two
+#: workers on two cores, rather than four threads fighting over them.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_per_worker() -> None:
+    """One intra-op thread per xdist worker (after collection, where some modules ask for two)."""
+    if XDIST_WORKER:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
