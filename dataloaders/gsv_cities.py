@@ -41,9 +41,7 @@ from prettytable import PrettyTable
 from torch.utils.data import Dataset
 
 from dataloaders.image_io import ImageDecodeError, load_image
-from dataloaders.place_sampling import (  # noqa: F401 (the sampler classes are re-exported)
-    PlaceBatchSampler, PlaceLoader, PlaceSampler, place_loader, sampler_epoch,
-)
+from dataloaders.place_sampling import PlaceLoader, place_loader
 from dataloaders.transforms import decode_size, train_transform
 from utils.errors import UserError, UserFileError
 

@@ -22,9 +22,9 @@ from dataloaders.gsv_cities import (
     CorruptImageWarning,
     GSVCitiesDataModule,
     GSVCitiesDataset,
-    PlaceSampler,
     UnreadablePlaceError,
 )
+from dataloaders.place_sampling import PlaceSampler
 from toy_world import GSV_CITY_CENTRES
 from dataloaders.transforms import (
     IMAGENET_MEAN,

@@ -55,12 +55,13 @@ class Registry:
         """
         builder = self.get(name)
         takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
-        unknown = [key for key in kwargs if key not in self.arguments(name)]
+        accepted = self.arguments(name)
+        unknown = [key for key in kwargs if key not in accepted]
         given = f"{self.config_name}={json_text(kwargs)}: " if self.config_name else ""
         if unknown and not takes_any:
             raise UserError(
                 f"{given}{self.kind} {name} takes no argument {', '.join(unknown)}; its arguments: "
-                f"{', '.join(self.arguments(name))} (with defaults: python3 -m tools.model_args {name})"
+                f"{', '.join(accepted)} (with defaults: python3 -m tools.model_args {name})"
             )
         try:
             return builder(**kwargs)
@@ -116,8 +117,7 @@ class Registry:
             raise UserError(f"{name_parameter}={name!r} is not a registered {self.kind}; registered: {', '.join(self.names())}")
         builder = self._builders[name]
         given = given or {}
-        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        accepted = [key for key, parameter in inspect.signature(builder).parameters.items() if parameter.kind in keyword]
+        accepted = list(self.arguments(name))
         settable = [key for key in accepted if key not in given]
         unknown = sorted(set(config) - set(settable))
         if unknown:
