@@ -15,6 +15,7 @@ from utils.errors import UserError, UserFileError
 from utils.evaluation.comparison import ComparedModel
 from utils.evaluation.pipeline import DescribedModel
 
+
 @dataclass(frozen=True)
 class ReleasedEntry:
     """A released model asked for by name, with a local copy of its file or none (then downloaded).
@@ -26,6 +27,7 @@ class ReleasedEntry:
 
     name: str
     path: Path | None = None
+
 
 def parse_released_entry(text: str) -> ReleasedEntry:
     """``NAME`` or ``NAME=FILE`` as a :class:`ReleasedEntry`.
@@ -40,6 +42,7 @@ def parse_released_entry(text: str) -> ReleasedEntry:
     if separator and not path:
         raise UserError(f"{text!r}: give the file after '=' (NAME=FILE), or the name alone to download it")
     return ReleasedEntry(name, Path(path) if separator else None)
+
 
 def released_row(name: str, path: str | PathLike[str] | None = None, verify: bool = True) -> ComparedModel:
     """The release ``name`` as a row, from its local ``path`` or downloaded (torch.hub's cache),
@@ -59,6 +62,7 @@ def released_row(name: str, path: str | PathLike[str] | None = None, verify: boo
         return DescribedModel.of(loaded.network, weights, loaded.path)
 
     return ComparedModel(name, load, release.image_size)
+
 
 def checkpoint_row(
     path: str | PathLike[str], fallback: Architecture | None = None, name: str | None = None

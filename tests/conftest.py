@@ -20,8 +20,7 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread_per_worker() -> None:
     """One intra-op thread per xdist worker (after collection, where some modules ask for two), and
-    in the processes its tests start (``OMP_NUM_THREADS``): a run compared bit for bit with one in a
-    subprocess (a killed and resumed training) must sum in the same order."""
+    in the processes its tests start (``OMP_NUM_THREADS``), so that two workers do not start four."""
     if XDIST_WORKER:
         torch.set_num_threads(1)
         os.environ["OMP_NUM_THREADS"] = "1"

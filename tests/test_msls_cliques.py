@@ -26,6 +26,7 @@ from dataloaders.place_sampling import PlaceSampler
 from dataloaders.transforms import eval_transform
 from dataloaders.training_sets import TRAINING_SETS
 from utils.errors import UserError, UserFileError
+from tests.toy_training import same_threads_env
 
 REPO = Path(__file__).resolve().parents[1]
 CITIES = ["trondheim", "london"]  # the small toy world's MSLS training cities
@@ -195,7 +196,7 @@ def test_cliquemining_trains_on_both_sets_resumes_bit_exact_and_its_checkpoint_e
 
     killed_args = clique_run_args(small_toy_world, tmp_path / "killed")
     killed = subprocess.run([sys.executable, "-m", "tests.scripts.train_killed_at_step", "2", *killed_args],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+                            cwd=REPO, env=same_threads_env(), capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     resume_from = next((tmp_path / "killed").rglob("resume-latest.ckpt"))
     resumed = train_cli.main([*killed_args, "--ckpt_path", str(resume_from)]).trainer

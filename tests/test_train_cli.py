@@ -20,9 +20,8 @@ import main as train_cli
 from models.vpr_model import NonFiniteError
 from utils.errors import UserError
 from tests.planted_pickles import RunsShell
-from tests.toy_training import train_args  # short_run: the session fixture of conftest.py
+from tests.toy_training import same_threads_env, train_args  # short_run: the session fixture of conftest.py
 from tests.test_train_watch import main_error_line
-from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +113,7 @@ def test_a_run_killed_mid_epoch_resumes_bit_exact_in_its_own_folder(toy_world: P
 
     args = resumable_run_args(toy_world, tmp_path / "killed")
     killed = subprocess.run([sys.executable, "-m", "tests.scripts.train_killed_at_step", "5", *args],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+                            cwd=REPO, env=same_threads_env(), capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     folder = tmp_path / "killed" / "lightning_logs" / "version_0"
     resume_from = folder / "checkpoints" / "resume-latest.ckpt"

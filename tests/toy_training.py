@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import torch
 
 
 def train_args(world: Path, out: Path, *extra: str) -> list[str]:
@@ -24,3 +27,9 @@ def train_args(world: Path, out: Path, *extra: str) -> list[str]:
         "--resume_checkpoint.dirpath", str(out / "checkpoints"),
         *extra,
     ]
+
+
+def same_threads_env() -> dict[str, str]:
+    """The environment for a subprocess whose training is compared bit for bit with this process's:
+    the same number of torch threads (another number sums in another order)."""
+    return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
