@@ -12,14 +12,18 @@ so a run killed mid-epoch ends with the weights of an uninterrupted one (see ``u
     python3 main.py --ckpt_path logs/<run>/checkpoints/last.ckpt   # resume
     python3 main.py validate --ckpt_path ...                        # validation only
 
-A ``--config`` file naming a class other than Lightning's callbacks, loggers, ... and this
-project's is refused before it is imported, unless ``--trust_config`` says the file is yours.
+A configuration (a ``--config`` file, a file given to another key, a flag) naming a class other
+than Lightning's callbacks, loggers, ... and this project's is refused before it is imported,
+unless ``--trust_config`` says the configuration is yours. Every file a run writes is written
+atomically (a full disk or a kill leaves the previous version; the error names the file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import os
 import re
 import sys
 import warnings
@@ -30,6 +34,7 @@ from typing import Any, Optional, Union
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import Namespace as ConfigNamespace
 
 from dataloaders.gsv_cities import check_gsv_root
 from dataloaders.training_sets import TRAINING_SETS
@@ -39,7 +44,9 @@ from models.vpr_model import VPRModel
 from utils.errors import UserError, UserFileError, render
 from utils.training.metric_learning import LOSSES, MINERS
 from utils.model_flags import MODEL_ARGS_COMMAND
-from utils.config_classes import check_config_classes, config_files
+from utils.atomic_write import write_atomically
+from utils.config_classes import check_config_classes, config_files, denied_class, import_policy
+from utils.training.checkpoint_io import on_local_disk
 from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
 from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
@@ -48,8 +55,8 @@ from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, R
 log = logging.getLogger("main")
 
 TRUST_CONFIG_FLAG = "--trust_config"
-"""Says a ``--config`` file is the user's own: the classes it names are not checked
-(:mod:`utils.config_classes`)."""
+"""Says the configuration (its files and flags) is the user's own: the classes it names are not
+checked (:mod:`utils.config_classes`)."""
 
 SUBCOMMANDS = ("fit", "validate")
 """What main.py offers: training, and validation of a checkpoint (there is no test or predict
@@ -90,6 +97,29 @@ RST_MARKUP = ((re.compile(r"``([^`]*)``"), r"\1"), (re.compile(r":[a-z]+:`~?([^`
 def monitored_metric(val_set_names: Sequence[str]) -> str:
     """Checkpoints are ranked by Recall@1 on the first validation set (pitts30k_val by default)."""
     return f"{val_set_names[0]}/R1" if val_set_names else "loss"
+
+
+class VPRArgumentParser(LightningArgumentParser):
+    """Lightning's parser, saving configurations atomically (``config.yaml`` of a run) and telling
+    a class refused by :func:`utils.config_classes.import_policy` in one line."""
+
+    def save(self, namespace: ConfigNamespace, path: str | os.PathLike[str], **kwargs: Any) -> None:
+        """A single file on the local disk (what Lightning's ``SaveConfigCallback`` asks for) is
+        dumped and written atomically (never overwriting unless ``overwrite``); anything else is the
+        parser's own ``save``."""
+        options = dict(kwargs)
+        overwrite = options.pop("overwrite", False)
+        skip_unset = options.pop("skip_unset", options.pop("skip_none", True))
+        if options.pop("multifile", True) or options or not on_local_disk(path):
+            return super().save(namespace, path, **kwargs)
+        text = self.dump(namespace, skip_unset=skip_unset)
+        write_atomically(Path(path), lambda stream: stream.write(text.encode()), exclusive=not overwrite)
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        line = denied_class(message)
+        if line is not None:
+            raise UserError(line)
+        return super().error(message, ex)
 
 
 class VPRTrainingCLI(LightningCLI):
@@ -194,8 +224,9 @@ class VPRTrainingCLI(LightningCLI):
         """Each subcommand's parser, its help in plain text (every argument is added by now)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         self._plain_help(parser)
-        parser.epilog = (f"{TRUST_CONFIG_FLAG}: the --config files are your own; the classes they name are imported "
-                         "unchecked (by default only Lightning's callbacks, loggers, ... and this project's classes are)")
+        parser.epilog = (f"{TRUST_CONFIG_FLAG}: the configuration (files and flags) is your own; the classes it names "
+                         "are imported unchecked (by default only Lightning's callbacks, loggers, ... and this project's "
+                         "classes are)")
         return parser
 
     @staticmethod
@@ -325,16 +356,18 @@ def main(argv: Sequence[str] | None = None) -> VPRTrainingCLI:
     else:
         for config_file in config_files(args):
             check_config_classes(config_file)
-    return cli_class(
-        VPRModel,
-        VPRDataModule,
-        args=None if argv is None and not trusted else args,
-        seed_everything_default=1,
-        trainer_defaults=default_trainer_settings(),
-        save_config_kwargs={"overwrite": False},
-        parser_kwargs={"default_env": False},
-        auto_configure_optimizers=False,  # the optimizer and schedule are the model's (--model.optimizer, ...)
-    )
+    with contextlib.nullcontext() if trusted else import_policy():
+        return cli_class(
+            VPRModel,
+            VPRDataModule,
+            args=None if argv is None and not trusted else args,
+            seed_everything_default=1,
+            trainer_defaults=default_trainer_settings(),
+            save_config_kwargs={"overwrite": False},
+            parser_kwargs={"default_env": False},
+            parser_class=VPRArgumentParser,
+            auto_configure_optimizers=False,  # the optimizer and schedule are the model's (--model.optimizer, ...)
+        )
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

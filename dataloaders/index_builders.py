@@ -21,6 +21,7 @@ from dataloaders.eval_sets.gmberton import read_gmberton
 from dataloaders.eval_sets.msls_raw import read_msls_test, read_msls_val
 from dataloaders.eval_sets.pittsburgh_mat import read_pittsburgh_mat
 from dataloaders.eval_sets.published_index import load_index_array
+from utils.atomic_write import write_atomically
 from utils.errors import UserError, UserFileExistsError
 
 IndexFiles = dict[str, np.ndarray]
@@ -175,7 +176,7 @@ def write_index_files(files: IndexFiles, out_dir: Path, force: bool = False) -> 
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, array in targets.items():
-        np.save(path, array, allow_pickle=array.dtype == object)
+        write_atomically(path, lambda stream, array=array: np.save(stream, array, allow_pickle=array.dtype == object))
     return list(targets)
 
 

@@ -93,7 +93,11 @@ def test_mining_and_loss_see_the_global_batch(tmp_path: Path):
     assert not torch.isclose(alone, reference.loss)
 
 
-def test_training_with_two_processes_splits_the_places_between_ranks(small_toy_world: Path, tmp_path: Path):
+def test_training_with_two_processes_splits_the_places_between_ranks_and_resumes_after_ctrl_c(
+        small_toy_world: Path, tmp_path: Path):
+    """Ctrl-C reaches both ranks (a terminal sends it to the process group) at step 1: they agree to
+    save interrupted.ckpt at the end of the step under way; resumed with two processes, the run ends
+    as an uninterrupted one would (3 steps, the checkpoint ranked by the gathered recall)."""
     world = small_toy_world
     out = tmp_path / "run"
     command = [
@@ -107,7 +111,18 @@ def test_training_with_two_processes_splits_the_places_between_ranks(small_toy_w
         "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    interrupted = subprocess.run([*command, "--trust_config", "--trainer.callbacks+=tests.scripts.ctrl_c_at_step.CtrlCAtStep",
+                                  "--trainer.callbacks.step=1"], cwd=REPO, env=env, capture_output=True, text=True,
+                                 timeout=300, start_new_session=True)
+    assert interrupted.returncode != 0
+    saved = out / "lightning_logs" / "version_0" / "checkpoints" / "interrupted.ckpt"
+    assert saved.is_file(), interrupted.stderr[-3000:]
+    assert torch.load(saved, map_location="cpu", weights_only=True)["global_step"] == 2  # the step under way finished
+    assert interrupted.stderr.count(f"resume with --ckpt_path {saved}") == 1, interrupted.stderr[-3000:]
+
+    resumed = subprocess.run([*command, "--ckpt_path", str(saved)], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     checkpoint = torch.load(next(out.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     # 24 places, 4 per rank and step, 2 ranks: a global batch of 8 places, 3 optimizer steps.
     assert checkpoint["global_step"] == 3

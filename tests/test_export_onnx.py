@@ -192,4 +192,4 @@ def test_nan_weights_fail_the_check_and_a_full_disk_is_one_line(
         export_onnx.main([*GEM_32_FLAGS, "--output", str(output)])
     assert info.value.code == 2 and not output.exists()
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.endswith(f"could not write --output {output}: No space left on device") and "Traceback" not in last
+    assert last.endswith(f"could not write --out {output}: No space left on device") and "Traceback" not in last

@@ -259,7 +259,7 @@ def test_two_gloo_ranks_draw_disjoint_batches_of_both_sets(small_toy_world: Path
     args[args.index("--data.val_set_names") + 1] = "[]"
     command = [sys.executable, "main.py", *args, "--trainer.devices", "2", "--trainer.strategy", "ddp",
                "--trainer.limit_val_batches", "0",
-               "--trainer.callbacks+=tests.scripts.record_batches.RecordBatches",
+               "--trust_config", "--trainer.callbacks+=tests.scripts.record_batches.RecordBatches",
                f"--trainer.callbacks.out={tmp_path / 'batches'}"]
     completed = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                capture_output=True, text=True, timeout=300)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import shutil
 import signal
+import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +18,16 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 import main as train_cli
 from models.vpr_model import NonFiniteError
+from tests.file_writes import Writes, watching_writes
 from tests.test_train_cli import train_args
+from utils.atomic_write import TEMPORARY_SUFFIX
+from utils.checkpoint_files import check_resume_checkpoint
+from utils.training import resume
+from utils.training.resume import InterruptCheckpoint
 from utils.checkpoint_digest import DIGEST_KEY, with_digest
 
 RUN = Path("logs") / "lightning_logs" / "version_0"
@@ -40,17 +48,24 @@ def contents(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(small_toy_world: Path, tmp_path_factory) -> Iterator[Path]:
-    """One epoch trained in ``<root>/logs``; yields a pristine copy of ``<root>`` (tests copy it)."""
+def first_run_writes(small_toy_world: Path, tmp_path_factory) -> Iterator[tuple[Path, Writes]]:
+    """One epoch trained in ``<root>/logs``: a pristine copy of ``<root>`` (tests copy it), and what
+    the run wrote there."""
     root, pristine = tmp_path_factory.mktemp("first_run"), tmp_path_factory.mktemp("pristine") / "root"
     here = os.getcwd()
     os.chdir(root)
     try:
-        train_cli.main(relative_run_args(small_toy_world))
+        with watching_writes(root) as writes:
+            train_cli.main(relative_run_args(small_toy_world))
     finally:
         os.chdir(here)
     shutil.copytree(root, pristine)
-    yield pristine
+    yield pristine, writes
+
+
+@pytest.fixture(scope="module")
+def first_run(first_run_writes: tuple[Path, Writes]) -> Path:
+    return first_run_writes[0]
 
 
 @pytest.fixture
@@ -93,11 +108,62 @@ def test_resuming_twice_continues_the_same_files_and_names_overruled_flags(in_co
     assert validated == ["0", "1", "2"]
 
 
+EVENT_FILES = "events.out.tfevents.*"
+"""TensorBoard's event files: appended to, record by record (each with its own checksum)."""
+
+
+def test_every_file_a_run_writes_is_written_whole(first_run_writes: tuple[Path, Writes]):
+    """Each file is written under a temporary name and renamed (a reader, a kill or a full disk
+    never meets half of it), except the event files."""
+    root, writes = first_run_writes
+    direct = {path.relative_to(root).as_posix() for path in writes.opened
+              if not (path.name.startswith(".") and path.name.endswith(TEMPORARY_SUFFIX)) and not path.match(EVENT_FILES)}
+    assert direct == set()
+    renamed = {path.name for path in writes.renamed_to}
+    assert {"config.yaml", "hparams.yaml", "metrics.csv", "last.ckpt", "resume-latest.ckpt"} <= renamed
+    assert any(path.match(EVENT_FILES) for path in writes.opened)
+
+
+def test_a_disk_filling_up_mid_run_names_the_file_and_leaves_every_file_whole(in_copy: Path, capsys):
+    """The disk fills once the resumed run has written a checkpoint: the run stops with one line
+    naming the file it could not write, and every file in the run folder is whole."""
+    args = ["--config", str(RUN / "config.yaml"), "--ckpt_path", str(RUN / "checkpoints" / "last.ckpt"),
+            "--trainer.max_epochs", "2"]
+    with watching_writes(in_copy, fill_disk_after=lambda path: path.suffix == ".ckpt") as writes, \
+            pytest.raises(SystemExit) as info:
+        train_cli.cli(args)
+    assert writes.disk_full and info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(r"main\.py: error: could not write (\S+): No space left on device", line), line
+    named = Path(line.split("could not write ")[1].split(": No space")[0])
+    assert named.resolve().is_relative_to((in_copy / RUN).resolve())
+    assert [path.name for path in in_copy.rglob(f"*{TEMPORARY_SUFFIX}")] == []
+    for checkpoint in (in_copy / RUN / "checkpoints").glob("*.ckpt"):
+        check_resume_checkpoint(checkpoint)  # whole, its digest verified
+    assert torch.load(RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] >= 6
+    with (in_copy / RUN / "metrics.csv").open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert len(rows) > 1 and {len(row) for row in rows} == {len(rows[0])}
+    for config in (in_copy / RUN).glob("*.yaml"):
+        assert isinstance(yaml.safe_load(config.read_text()), dict), config
+
+
 def test_a_refused_resume_changes_nothing_in_the_run_folder(in_copy: Path):
     before = contents(in_copy)
     with pytest.raises(ValueError, match="data order is over 24 GSV-Cities places but the data now has 16"):
         readme_resume("--ckpt_path", str(RUN / "checkpoints" / "resume-latest.ckpt"), "--data.cities", '["Bangkok", "Boston"]')
     assert contents(in_copy) == before
+
+
+def test_a_second_ctrl_c_interrupts_at_once_unless_it_is_the_first_one_forwarded(monkeypatch):
+    callback = InterruptCheckpoint()
+    clock = iter([100.0, 100.5, 103.0])
+    monkeypatch.setattr(resume, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    callback._note(signal.SIGINT, None)
+    callback._note(signal.SIGINT, None)  # 0.5 s later: torchrun forwarding the terminal's Ctrl-C
+    assert callback.requested
+    with pytest.raises(KeyboardInterrupt):
+        callback._note(signal.SIGINT, None)  # 3 s later: pressed again
 
 
 class SigintAtStep(pl.Callback):

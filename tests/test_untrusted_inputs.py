@@ -99,3 +99,29 @@ def test_the_classes_a_run_holds_are_allowed():
     assert allowed("pytorch_lightning.callbacks.LearningRateMonitor") and allowed("lightning.pytorch.loggers.WandbLogger")
     assert allowed("utils.training.resume.RandomStateCheckpoint") and allowed("ModelCheckpoint")
     assert not allowed("pytorch_lightning.callbacks.LambdaCallback") and not allowed("os.system")
+
+
+@pytest.mark.parametrize("spelling", ["--trainer FILE", "--trainer=FILE", "--config OUTER"])
+def test_a_config_file_given_to_another_key_or_named_by_a_config_is_checked_too(tmp_path, planted_module, spelling):
+    trainer_file = tmp_path / "trainer.yaml"
+    trainer_file.write_text("callbacks:\n- class_path: plantedmod.Anything\n")
+    (tmp_path / "outer.yaml").write_text("trainer: trainer.yaml\n")  # read relative to its own folder
+    args = spelling.replace("FILE", str(trainer_file)).replace("OUTER", str(tmp_path / "outer.yaml")).split(" ")
+    with pytest.raises(UserError, match=rf"^config {trainer_file}: callbacks\[0\] names the class plantedmod.Anything"):
+        train_cli.main([*args, "--print_config"])
+    assert not planted_module.exists()
+
+
+def test_a_class_named_by_a_flag_is_refused_in_one_line_unless_trusted(planted_module, capsys):
+    with pytest.raises(SystemExit) as info:
+        train_cli.cli(["--trainer.callbacks+=plantedmod.Anything", "--print_config"])
+    assert info.value.code == 2 and not planted_module.exists()
+    line = capsys.readouterr().err.strip()
+    assert line == ("main.py: error: --trainer.callbacks: the class plantedmod.Anything is not one a run of this project "
+                    "holds; refused, not imported (pass --trust_config if the configuration is yours)")
+    with pytest.raises(SystemExit):
+        train_cli.main(["--trainer.callbacks+=plantedmod.Anything", "--trust_config", "--print_config"])
+    assert planted_module.exists() and "plantedmod.Anything" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the policy was the run's only: Lightning's own classes still parse
+        train_cli.main(["--trainer.callbacks+=LearningRateMonitor", "--print_config"])
+    assert "pytorch_lightning.callbacks.LearningRateMonitor" in capsys.readouterr().out

@@ -47,6 +47,7 @@ from models.loading import load_network
 from models.released import released_model
 from models.vpr_net import VPRNet, build_network
 from models.image_size import resolve_image_size as image_size_rule
+from utils.atomic_write import replaced_atomically
 from utils.cli import flag_names
 from utils.errors import UserError, UserFileExistsError, UserWriteError, render
 from utils.model_flags import add_model_arguments, add_out_argument
@@ -252,27 +253,28 @@ def run(args: argparse.Namespace) -> int:
     descriptor_dim = descriptor_size(model, image_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s + %s at %dx%d to %s", architecture.backbone_arch, architecture.agg_arch, *image_size, output)
-    try:
-        export_to_onnx(model, output, image_size, args.opset)
-        add_metadata(
-            output,
-            {
-                "backbone": architecture.backbone_arch,
-                "backbone_config": json.dumps(architecture.backbone_config),
-                "aggregator": architecture.agg_arch,
-                "agg_config": json.dumps(architecture.agg_config),
-                "image_size": json.dumps(list(image_size)),
-                "patch_size": str(model.patch_size),
-                "input_mean": json.dumps(IMAGENET_MEAN),
-                "input_std": json.dumps(IMAGENET_STD),
-                "descriptor_dim": str(descriptor_dim),
-            },
-        )
-    except BaseException as error:
-        output.unlink(missing_ok=True)  # our own partial file: it did not exist before
-        if isinstance(error, OSError) and error.errno is not None and not isinstance(error, FileNotFoundError):
-            raise UserWriteError(f"could not write --output {output}: {error.strerror or error}", error.errno) from None
-        raise
+    try:  # written beside --out and renamed: a full disk or a kill leaves no half model under its name
+        with replaced_atomically(output, exclusive=True) as temporary:
+            export_to_onnx(model, temporary, image_size, args.opset)
+            add_metadata(
+                temporary,
+                {
+                    "backbone": architecture.backbone_arch,
+                    "backbone_config": json.dumps(architecture.backbone_config),
+                    "aggregator": architecture.agg_arch,
+                    "agg_config": json.dumps(architecture.agg_config),
+                    "image_size": json.dumps(list(image_size)),
+                    "patch_size": str(model.patch_size),
+                    "input_mean": json.dumps(IMAGENET_MEAN),
+                    "input_std": json.dumps(IMAGENET_STD),
+                    "descriptor_dim": str(descriptor_dim),
+                },
+            )
+    except FileExistsError:
+        raise UserFileExistsError(f"--out {output} appeared during the export; remove it or choose another path") from None
+    except UserWriteError as error:
+        reason = getattr(error.__cause__, "strerror", None) or error
+        raise UserWriteError(f"could not write --out {output}: {reason}", error.errno) from None
 
     difference = max_onnx_difference(model, output, image_size, args.check_batch_sizes, args.seed)
     sizes = ", ".join(str(size) for size in args.check_batch_sizes)

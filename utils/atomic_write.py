@@ -1,9 +1,10 @@
 """Writing a file so that a reader never sees half of it, with the permissions the user's umask gives.
 
 :func:`write_atomically` writes to a temporary file beside the target and renames it over the
-target. ``tempfile.mkstemp`` creates that file with mode 0600 whatever the umask, so it is
-given the mode an ordinary ``open()`` would have (``0o666 & ~umask``: 0644 under the usual
-umask 022) before the rename: colleagues on a shared server can read results and caches.
+target (:func:`replaced_atomically` hands the temporary path to a writer that wants a file
+name). ``tempfile.mkstemp`` creates that file with mode 0600 whatever the umask, so it is given
+the mode an ordinary ``open()`` would have (``0o666 & ~umask``: 0644 under the usual umask 022)
+before the rename: colleagues on a shared server can read results and caches.
 Temporary files are named ``.<target name>.<random>.tmp``; a killed write leaves one behind
 (see :func:`remove_stale_temporaries`).
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,19 +37,23 @@ def current_umask() -> int:
     return mask
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object], exclusive: bool = False) -> Path:
-    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it to ``path``
-    (``exclusive``: link it there, raising ``FileExistsError`` if ``path`` exists by then).
+@contextmanager
+def replaced_atomically(path: Path, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name; when the block
+    ends, rename the file written there to ``path`` (``exclusive``: link it there, raising
+    ``FileExistsError`` if ``path`` exists by then).
 
     The file gets mode ``0o666 & ~umask``. On any error the temporary file is removed and
     ``path`` is left as it was; an ``OSError`` (a full disk) is raised again naming ``path``, as a
     :class:`~utils.errors.UserWriteError`.
     """
     path = Path(path)
-    file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    temporary = None
     try:
-        with os.fdopen(file_descriptor, "wb") as stream:
-            write(stream)
+        file_descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+        os.close(file_descriptor)
+        temporary = Path(name)
+        yield temporary
         os.chmod(temporary, 0o666 & ~current_umask())
         if exclusive:
             os.link(temporary, path)
@@ -55,13 +61,23 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object], exclusive:
         else:
             os.replace(temporary, path)
     except OSError as error:  # a full disk, a quota, ...: the error names the file meant
-        Path(temporary).unlink(missing_ok=True)
-        if error.errno is None or isinstance(error, FileExistsError):
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        if error.errno is None or isinstance(error, (FileExistsError, UserWriteError)):
             raise
         raise UserWriteError(f"could not write {path}: {error.strerror or error}", error.errno) from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object], exclusive: bool = False) -> Path:
+    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it to ``path``;
+    see :func:`replaced_atomically` (the mode, ``exclusive``, what an error leaves)."""
+    path = Path(path)
+    with replaced_atomically(path, exclusive) as temporary, open(temporary, "wb") as stream:
+        write(stream)
     return path
 
 

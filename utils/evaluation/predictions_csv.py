@@ -11,13 +11,16 @@ the set's image root.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from utils.atomic_write import write_atomically
 from utils.errors import UserFileExistsError
 
 
@@ -44,7 +47,8 @@ def write_predictions_csv(
     """Write the ranked predictions of every query.
 
     Args:
-        path: output ``.csv``; must not exist yet (its folder is created if needed).
+        path: output ``.csv``; must not exist yet (its folder is created if needed). Written
+            atomically: a full disk or a kill leaves no half file under this name.
         query_paths: ``M`` query image paths (written as given).
         db_paths: ``N`` database image paths.
         indices: ``[M, K]`` database indices, best first.
@@ -70,12 +74,10 @@ def write_predictions_csv(
             f"prediction indices must lie in [0, {len(db_paths)}), found {indices.min()} .. {indices.max()}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        stream = path.open("x", newline="", encoding="utf-8")
-    except FileExistsError:
-        raise UserFileExistsError(f"predictions CSV already exists, not overwriting it: {path}") from None
-    with stream:
-        writer = csv.writer(stream)
+
+    def write(stream: BinaryIO) -> None:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        writer = csv.writer(text)
         writer.writerow(predictions_header(indices.shape[1], ground_truth is not None))
         for query, (query_path, row_indices, row_distances) in enumerate(zip(query_paths, indices, distances)):
             row = [os.fspath(query_path)]
@@ -83,4 +85,10 @@ def write_predictions_csv(
             for rank, (index, distance) in enumerate(zip(row_indices.tolist(), row_distances)):
                 row += [os.fspath(db_paths[index]), str(distance), *([str(int(hits[rank]))] if hits is not None else [])]
             writer.writerow(row)
-    return path
+        text.flush()
+        text.detach()
+
+    try:
+        return write_atomically(path, write, exclusive=True)
+    except FileExistsError:
+        raise UserFileExistsError(f"predictions CSV already exists, not overwriting it: {path}") from None

@@ -14,6 +14,11 @@ from utils.atomic_write import write_atomically
 from utils.checkpoint_digest import with_digest
 
 
+def on_local_disk(path: Any) -> bool:
+    """``path`` is on the local filesystem (not an fsspec URL such as ``s3://``)."""
+    return isinstance(get_filesystem(path), type(get_filesystem(".")))
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's :class:`TorchCheckpointIO`, writing through :func:`utils.atomic_write.write_atomically`
     (a write killed or a full disk never leaves a torn ``last.ckpt`` under its name; the error
@@ -22,7 +27,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options, got {storage_options}")
-        if not isinstance(get_filesystem(path), type(get_filesystem("."))):
+        if not on_local_disk(path):
             return super().save_checkpoint(with_digest(checkpoint), path)  # a remote filesystem: fsspec's writer
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,18 +6,34 @@ Lightning's default is one logger (TensorBoard when installed, else CSV). Here e
 both: event files for ``tensorboard --logdir logs``, and a CSV readable anywhere whose columns
 are in natural order (``R1, R5, R10, ...`` rather than ``R1, R10, R15, ...``). A resumed run
 continues its folder: the CSV keeps its rows and header (Lightning's own writer deletes the file).
+
+``metrics.csv`` and ``hparams.yaml`` are written whole through :func:`utils.atomic_write.write_atomically`
+each time (a full disk or a kill leaves the previous version, never half a file). Event files are
+appended to: TensorBoard's format frames each record with its own checksum, and a file cut short
+is read up to its last whole record. A write that fails names the file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from utils.atomic_write import replaced_atomically, write_atomically
+from utils.errors import UserWriteError
+from utils.training.checkpoint_io import on_local_disk
 
 RUNS_FOLDER = "lightning_logs"
 """The folder under ``--trainer.default_root_dir`` that holds the run folders (Lightning's name)."""
@@ -29,19 +45,53 @@ def natural_key(name: str) -> list[str | int]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(name)]
 
 
+def write_hparams(path: Path, hparams: Mapping[str, Any]) -> None:
+    """Lightning's ``hparams.yaml`` (:func:`save_hparams_to_yaml`), written atomically."""
+    with replaced_atomically(path) as temporary:
+        save_hparams_to_yaml(temporary, dict(hparams))
+
+
 class MetricsWriter(ExperimentWriter):
     """Lightning's CSV writer with columns in natural order, continuing an existing ``metrics.csv``
-    (its rows kept, its header the start of the columns)."""
+    (its rows kept, its header the start of the columns); ``metrics.csv`` and ``hparams.yaml`` are
+    written whole and atomically."""
 
     def _check_log_dir_exists(self) -> None:
+        self.rows: list[dict[str, Any]] = []
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as stream:
-                self.metrics_keys = next(csv.reader(stream), [])
+                reader = csv.DictReader(stream)
+                self.metrics_keys = list(reader.fieldnames or [])
+                self.rows = list(reader)
 
     def _record_new_keys(self) -> set[str]:
         new_keys = super()._record_new_keys()
         self.metrics_keys.sort(key=natural_key)
         return new_keys
+
+    def save(self) -> None:
+        if not on_local_disk(self.log_dir):
+            return super().save()  # a remote filesystem: fsspec's writer
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        self.rows.extend(self.metrics)
+        write_atomically(Path(self.metrics_file_path), self._write_rows)
+        self.metrics = []
+
+    def _write_rows(self, stream: BinaryIO) -> None:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        text.flush()
+        text.detach()
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        if not on_local_disk(self.log_dir):
+            return super().log_hparams(params)
+        self.hparams.update(params)
+        write_hparams(Path(self.log_dir) / self.NAME_HPARAMS_FILE, self.hparams)
 
 
 class MetricsCSVLogger(CSVLogger):
@@ -56,6 +106,67 @@ class MetricsCSVLogger(CSVLogger):
         return self._experiment
 
 
+def quiet_event_writer_threads() -> None:
+    """TensorBoard writes event files in a thread of its own, which prints the traceback of a failed
+    write before the logger raises the error in the training thread (where
+    :class:`RunTensorBoardLogger` names the file): that print is left out. Installed once."""
+    previous = threading.excepthook
+    if getattr(previous, "quiets_event_writers", False):
+        return
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith("tensorboard."):
+            return
+        previous(args)
+
+    excepthook.quiets_event_writers = True  # type: ignore[attr-defined]
+    threading.excepthook = excepthook
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """Lightning's :class:`TensorBoardLogger` writing ``hparams.yaml`` atomically; an event file it
+    cannot write is named in the error (Lightning reports it as a value it cannot log)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quiet_event_writer_threads()
+
+    @contextmanager
+    def _naming_event_file(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, ValueError) as error:
+            cause = error if isinstance(error, OSError) else error.__cause__
+            if not isinstance(cause, OSError) or cause.errno is None or isinstance(cause, UserWriteError):
+                raise
+            events = sorted(Path(self.log_dir).glob("events.out.tfevents.*"), key=lambda path: path.stat().st_mtime)
+            target = events[-1] if events else Path(self.log_dir) / "events.out.tfevents.*"
+            raise UserWriteError(f"could not write {target}: {cause.strerror or cause}", cause.errno) from error
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        with self._naming_event_file():
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
+        with self._naming_event_file():
+            super().log_hyperparams(params, metrics, step)
+
+    @rank_zero_only
+    def save(self) -> None:
+        if not on_local_disk(self.log_dir):
+            return super().save()
+        with self._naming_event_file():
+            self.experiment.flush()
+        hparams_file = Path(self.log_dir) / self.NAME_HPARAMS_FILE
+        if hparams_file.parent.is_dir() and not hparams_file.is_file():
+            write_hparams(hparams_file, self.hparams)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        with self._naming_event_file():
+            super().finalize(status)
+
+
 def next_version(root: str | os.PathLike[str], name: str = RUNS_FOLDER) -> int:
     """The first ``version_<N>`` not yet in ``<root>/<name>``."""
     folder = Path(root) / name
@@ -68,6 +179,6 @@ def run_loggers(root: str | os.PathLike[str], version: int | None = None, name: 
     free version by default; an existing one is continued)."""
     version = next_version(root, name) if version is None else version
     return [
-        TensorBoardLogger(root, name=name, version=version, default_hp_metric=False),
+        RunTensorBoardLogger(root, name=name, version=version, default_hp_metric=False),
         MetricsCSVLogger(root, name=name, version=version),
     ]

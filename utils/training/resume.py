@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import time
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -212,13 +213,17 @@ class InterruptCheckpoint(Callback):
     The first SIGINT is noted; at the end of the optimizer step under way, the whole training
     state is saved to ``interrupted.ckpt`` beside the other checkpoints (the same state as a
     ``resume-latest.ckpt`` of that step: ``--ckpt_path`` resumes it, bit for bit), and the run stops
-    as Lightning stops on Ctrl-C. A second SIGINT interrupts at once, saving nothing.
+    as Lightning stops on Ctrl-C. A second SIGINT interrupts at once, saving nothing, unless it
+    comes within :attr:`REPEAT_WINDOW_S` of the first: that is the same Ctrl-C forwarded by a
+    launcher (torchrun sends each worker the SIGINT the terminal already sent it).
     """
 
     FILENAME = "interrupted.ckpt"
+    REPEAT_WINDOW_S = 2.0
 
     def __init__(self) -> None:
         self.requested = False
+        self._first_at = 0.0
         self._previous: Any = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -229,8 +234,11 @@ class InterruptCheckpoint(Callback):
             self._previous = None
 
     def _note(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self._first_at = True, now
+        elif now - self._first_at > self.REPEAT_WINDOW_S:  # the user pressed Ctrl-C again
+            signal.default_int_handler(signum, frame)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         # every process decides alike (under DDP a Ctrl-C may reach the ranks at different steps)
@@ -240,7 +248,8 @@ class InterruptCheckpoint(Callback):
         path = os.path.join(folder, self.FILENAME)
         trainer.save_checkpoint(path)
         self._restore_handler()
-        log.warning("interrupted at step %d: saved %s; resume with --ckpt_path %s", trainer.global_step, path, path)
+        if trainer.is_global_zero:
+            log.warning("interrupted at step %d: saved %s; resume with --ckpt_path %s", trainer.global_step, path, path)
         raise KeyboardInterrupt
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
