@@ -157,6 +157,8 @@ class VPRTrainingCLI(LightningCLI):
         resumable = folder is not None and Path(ckpt_path).is_file()
         self._resumed_folder = RunFolderSnapshot.take(folder) if resumable else None
         self._resumed_step = checkpoint_step(ckpt_path) if resumable else 0
+        if resumable:  # its checkpoints are what the resume continues: Lightning's notice says nothing to act on
+            warnings.filterwarnings("ignore", message=f"Checkpoint directory {re.escape(str(folder))}.* exists and is not empty")
 
     def _run_subcommand(self, subcommand: str) -> None:
         """A resume that fails before training a step (data changed, ...) leaves its run folder as it was."""

@@ -221,9 +221,9 @@ def test_a_pair_trains_through_the_cli_flags(toy_world, tmp_path, backbone, back
     ("flag", "value", "expected"),
     [
         ("--model.loss_name", "CircleLoss", "loss_name='CircleLoss' is not a registered loss; registered: ContrastiveLoss, "),
-        ("--model.loss_config", '{"alfa": 2}', "loss MultiSimilarityLoss has no argument alfa; its arguments: alpha, beta, base"),
+        ("--model.loss_config", '{"alfa": 2}', "loss MultiSimilarityLoss takes no argument alfa; its arguments: alpha, beta, base"),
         ("--model.miner_name", "HardMiner", "miner_name='HardMiner' is not a registered miner; registered: "),
-        ("--model.miner_config", '{"epsilon": 0.2}', "miner MultiSimilarityMiner has no argument epsilon; its arguments: none (margin: set by miner_margin=)"),
+        ("--model.miner_config", '{"epsilon": 0.2}', "miner MultiSimilarityMiner takes no argument epsilon; its arguments: none (margin: set by miner_margin=)"),
     ],
 )
 def test_an_unknown_loss_or_miner_is_one_line_before_the_model_is_built(toy_world, tmp_path, monkeypatch, flag, value, expected):

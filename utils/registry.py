@@ -123,7 +123,7 @@ class Registry:
         if unknown:
             apart = "".join(f" ({key}: set by {given[key][0]}=)" for key in accepted if key in given)
             raise UserError(
-                f"{config_parameter}={dict(config)}: {self.kind} {name} has no argument {', '.join(unknown)}; "
+                f"{config_parameter}={dict(config)}: {self.kind} {name} takes no argument {', '.join(unknown)}; "
                 f"its arguments: {', '.join(settable) or 'none'}{apart}"
             )
         return builder(**config, **{key: value for key, (_, value) in given.items() if key in accepted})
