@@ -175,6 +175,10 @@ def test_tool_commands(user_folder: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert listing.returncode == 0 and "dinov2_salad" in listing.stdout, listing.stderr[-2000:]
 
 
+MAIN_FLAGS = ("--config", "--ckpt_path", "--trust_config", "--trainer")
+"""main.py's flags outside its sections (``--trainer FILE``: the trainer's section from a file)."""
+
+
 def test_every_flag_the_readme_names_exists(main_help: str) -> None:
     from torch.distributed.run import get_args_parser as torchrun_parser
 
@@ -186,7 +190,7 @@ def test_every_flag_the_readme_names_exists(main_help: str) -> None:
     tool_flags = {option for parser in parsers for action in parser._actions for option in action.option_strings}
     mentioned = {flag.rstrip(".") for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_.-]*)", README)}
     for flag in sorted(mentioned):
-        if flag.startswith(("--model.", "--data.", "--trainer.", "--checkpoint.")) or flag in ("--config", "--ckpt_path", "--trust_config"):
+        if flag.startswith(("--model.", "--data.", "--trainer.", "--checkpoint.")) or flag in MAIN_FLAGS:
             assert re.search(rf"(?<![\w.-]){re.escape(flag)}(?![\w.-])", main_help), f"main.py has no {flag}"
         elif flag not in ("--ntasks-per-node", "--logdir"):  # SLURM's and TensorBoard's own
             assert flag in tool_flags, f"no program of this project has {flag}"
