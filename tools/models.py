@@ -3,7 +3,10 @@ evaluation size, file, licenses, and the Recall@1 their authors publish (their f
 measured here).
 
 Everything comes from the release table ``models.released.RELEASED_MODELS``; the README's
-"Released models" and "Results of the papers" tables are this tool's ``--markdown`` output.
+"Released models" and "Results of the papers" tables are this tool's ``--markdown`` output. The
+listing has every release on its own; the Markdown table gives a family of releases that differ
+only by backbone and descriptor size (CosPlace, EigenPlaces) one row, named by the pattern its
+names share (``cosplace_<backbone>_<dim>``), with each backbone's sizes in its dims cell.
 
 Examples::
 
@@ -14,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +41,11 @@ SET_TITLES: dict[str, str] = {
 #: What a table shows where a field is unknown.
 MISSING = "-"
 THEIRS = "authors' figures, not measured here"
+#: What stands for the varying parts of a family's names, network and file in the Markdown table.
+BACKBONE = "<backbone>"
+DIM = "<dim>"
+#: :data:`BACKBONE` where the authors spell the backbone with capitals (``ResNet50_2048_cosplace.pth``).
+BACKBONE_CAPITALIZED = "<Backbone>"
 
 
 def evaluation_size(release: ReleasedModel) -> str:
@@ -97,21 +106,116 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)])
 
 
+def name_pattern(name: str, release: ReleasedModel) -> str:
+    """``name`` with its backbone and descriptor size as :data:`BACKBONE` and :data:`DIM`, where it
+    holds them as ``_``-separated parts: ``cosplace_<backbone>_<dim>`` for ``cosplace_resnet50_2048``;
+    ``name`` itself when it holds neither (``dinov2_salad``)."""
+    parts = name.split("_")
+    backbone = release.architecture.backbone_arch.split("_")
+    for start in range(len(parts) - len(backbone) + 1):
+        if parts[start : start + len(backbone)] == backbone:
+            parts[start : start + len(backbone)] = [BACKBONE]
+            break
+    return "_".join(DIM if part == str(release.descriptor_dim) else part for part in parts)
+
+
+def generalized(text: str, name: str, release: ReleasedModel) -> str:
+    """``text`` (a network in words, a file name) with the release's backbone, in any case, and its
+    descriptor size, as whole words, replaced by :data:`BACKBONE` and :data:`DIM`, each only where
+    the release's name holds it too (:func:`name_pattern`); a backbone spelled with capitals is
+    marked :data:`BACKBONE_CAPITALIZED` (``ResNet50_2048_cosplace.pth`` -> ``<Backbone>_<dim>_cosplace.pth``)."""
+    def backbone(match: re.Match[str]) -> str:
+        return BACKBONE if match.group(0).islower() else BACKBONE_CAPITALIZED
+
+    word = r"(?<![A-Za-z0-9]){}(?![A-Za-z0-9])"
+    pattern = name_pattern(name, release)
+    if BACKBONE in pattern:
+        text = re.sub(word.format(re.escape(release.architecture.backbone_arch)), backbone, text, flags=re.IGNORECASE)
+    return re.sub(word.format(release.descriptor_dim), DIM, text) if DIM in pattern else text
+
+
+def code_placeholders(text: str) -> str:
+    """``text`` with each ``<placeholder>`` in backticks, so that Markdown shows it instead of taking
+    it for an HTML tag."""
+    return re.sub(r"<\w+>", lambda match: f"`{match.group(0)}`", text)
+
+
+def authors_paper(release: ReleasedModel) -> str:
+    """``Authors, [Paper (Venue)](url)``, or the authors alone when the paper has no address."""
+    return f"{release.authors}, [{release.paper}]({release.paper_url})" if release.paper_url else release.authors or MISSING
+
+
+def model_cells(name: str, release: ReleasedModel, family: bool = False) -> list[str]:
+    """A release's row of the released-models table; ``family``: its name, network and file as its
+    family's (:func:`name_pattern`, :func:`generalized`), the dims cell left to the caller."""
+    file_name = generalized(release.file_name, name, release) if family else release.file_name
+    network = code_placeholders(generalized(release.summary, name, release)) if family else release.summary
+    return [
+        f"`{name_pattern(name, release) if family else name}`", network or MISSING, authors_paper(release),
+        str(release.descriptor_dim), evaluation_size(release), f"`{file_name}` ({'downloads' if release.url else 'by hand'})",
+        f"{release.code_license or MISSING} / {release.weights_license or MISSING}", release.parity or MISSING,
+    ]
+
+
+#: Where the dims cell sits in :func:`model_cells`.
+DIMS_COLUMN = 3
+
+
+def family_key(name: str, release: ReleasedModel) -> tuple[str, ...]:
+    """What releases of one family share: the aggregator their network is built with and every
+    cell of their family row but the dims (name pattern, network, paper, file pattern, licenses,
+    parity, evaluation size)."""
+    cells = model_cells(name, release, family=True)
+    return (release.architecture.agg_arch, *cells[:DIMS_COLUMN], *cells[DIMS_COLUMN + 1 :])
+
+
+def families(releases: Mapping[str, ReleasedModel]) -> list[list[str]]:
+    """The release names grouped by :func:`family_key`, in the table's order (a family where its
+    first release is); a release no other shares a key with is a family of one."""
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for name, release in releases.items():
+        grouped.setdefault(family_key(name, release), []).append(name)
+    return list(grouped.values())
+
+
+def numbers(values: Sequence[int]) -> str:
+    """``32, 64, 128``: the values in increasing order."""
+    return ", ".join(str(value) for value in sorted(values))
+
+
+def family_sizes(names: Sequence[str], releases: Mapping[str, ReleasedModel]) -> str:
+    """A family's dims cell: each backbone with its descriptor sizes, backbones that offer the same
+    sizes together (``vgg16: 64, 128; resnet50, resnet101: 32, 64``); the sizes alone when the names
+    do not hold the backbone."""
+    if BACKBONE not in name_pattern(names[0], releases[names[0]]):
+        return numbers([releases[name].descriptor_dim for name in names])
+    sizes: dict[str, list[int]] = {}
+    for name in names:
+        sizes.setdefault(releases[name].architecture.backbone_arch, []).append(releases[name].descriptor_dim)
+    backbones: dict[str, list[str]] = {}
+    for backbone, dims in sizes.items():
+        backbones.setdefault(numbers(dims), []).append(backbone)
+    return "; ".join(f"{', '.join(offering)}: {dims}" for dims, offering in backbones.items())
+
+
+def family_cells(names: Sequence[str], releases: Mapping[str, ReleasedModel]) -> list[str]:
+    """The released-models row of a family: a release's own row when it is alone, else the family's
+    (:func:`model_cells` with ``family``), its dims cell from :func:`family_sizes`."""
+    first = releases[names[0]]
+    if len(names) == 1:
+        return model_cells(names[0], first)
+    cells = model_cells(names[0], first, family=True)
+    cells[DIMS_COLUMN] = family_sizes(names, releases)
+    return cells
+
+
 def markdown(releases: Mapping[str, ReleasedModel] = RELEASED_MODELS) -> str:
-    """The README's two tables: the released models, then the Recall@1 their authors publish."""
+    """The README's two tables: the released models (one row per family, :func:`families`), then the
+    Recall@1 their authors publish (one row per release that has them)."""
     models = markdown_table(
         ["name", "network", "authors, paper", "dims", "evaluated at", "file", "license: code / weights",
          "checked against the authors' code"],
-        [
-            [
-                f"`{name}`", release.summary or MISSING,
-                f"{release.authors}, [{release.paper}]({release.paper_url})" if release.paper_url else release.authors or MISSING,
-                str(release.descriptor_dim), evaluation_size(release), f"`{release.file_name}` "
-                f"({'downloads' if release.url else 'by hand'})",
-                f"{release.code_license or MISSING} / {release.weights_license or MISSING}", release.parity or MISSING,
-            ]
-            for name, release in releases.items()
-        ],
+        [family_cells(names, releases) for names in families(releases)],
     )
     sets = published_sets(releases)
     recalls = markdown_table(
