@@ -94,3 +94,20 @@ def test_folders_without_positions_suggest_no_labels(
         "--queries_folder", str(tmp_path / "queries"), *common_flags(tmp_path),
     ], capsys)
     assert "not a gmberton file name" in line and line.endswith("add --no_labels (predictions only, no recall)")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_eval_log_on_a_full_disk_is_one_error_naming_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    from utils.errors import UserWriteError
+    from utils.evaluation import console_log
+
+    log_path = tmp_path / "eval.log"
+    # the kernel's full disk: every write to /dev/full fails with ENOSPC
+    monkeypatch.setattr(console_log, "open", lambda path, mode, encoding: open("/dev/full", "w", encoding=encoding),
+                        raising=False)
+    with console_log.ConsoleLog() as log:
+        print("the model line")
+        with pytest.raises(UserWriteError, match=rf"^could not write {log_path}: No space left on device$"):
+            log.open(log_path)
+        print("on the console only from now on")
+    assert capsys.readouterr().out == "the model line\non the console only from now on\n"

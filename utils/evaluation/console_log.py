@@ -3,16 +3,20 @@
 The console output starts before the run folder exists (the model line, hints), so
 :class:`ConsoleLog` holds it until :meth:`ConsoleLog.open` names the file, then appends as the run
 goes. It copies ``sys.stdout`` (the recall tables, file names) and the log records of every
-logger; progress bars (on ``sys.stderr``) stay on the console only.
+logger; progress bars (on ``sys.stderr``) stay on the console only. A write that fails (a full
+disk) stops the copy and raises an error naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TextIO
+
+from utils.errors import UserWriteError
 
 LOG_FILE = "eval.log"
 
@@ -49,23 +53,34 @@ class ConsoleLog:
     def __init__(self) -> None:
         self._pending: list[str] = []
         self._file: IO[str] | None = None
+        self._path: Path | None = None
         self._handler = _RecordHandler(self)
         self._stdout: TextIO | None = None
 
     def record(self, text: str) -> None:
-        if self._file is not None:
-            self._file.write(text)
-            self._file.flush()
-        else:
+        if self._file is None:
             self._pending.append(text)
+        else:
+            self._write(text)
 
     def open(self, path: Path) -> Path:
         """Write what was recorded so far to ``path`` (a new file in the run folder) and append to it from now on."""
+        self._path = path
         self._file = open(path, "x", encoding="utf-8")
-        self._file.write("".join(self._pending))
-        self._file.flush()
-        self._pending = []
+        pending, self._pending = "".join(self._pending), []
+        self._write(pending)
         return path
+
+    def _write(self, text: str) -> None:
+        assert self._file is not None
+        try:
+            self._file.write(text)
+            self._file.flush()
+        except OSError as error:  # a full disk: stop copying, and say which file
+            broken, self._file = self._file, None
+            with contextlib.suppress(OSError):  # closing flushes the same bytes again
+                broken.close()
+            raise UserWriteError(f"could not write {self._path}: {error.strerror or error}", error.errno) from error
 
     def __enter__(self) -> ConsoleLog:
         self._stdout = sys.stdout
