@@ -63,3 +63,18 @@ def test_a_full_disk_leaves_the_previous_checkpoint_whole_and_names_the_file(tmp
         io.save_checkpoint({**lightning_like(), "global_step": 4}, path)
     assert info.value.errno == errno.ENOSPC
     assert path.read_bytes() == before and [file.name for file in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_full_disk_reported_by_torch_as_a_runtime_error_names_the_file(tmp_path: Path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+
+    def zip_writer_full(obj, stream, *args, **kwargs):  # what torch.save raises when the disk fills up
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4889792 vs 4889684")
+
+    monkeypatch.setattr(torch, "save", zip_writer_full)
+    with pytest.raises(OSError, match=rf"^could not write {path}: File too large$"):
+        AtomicCheckpointIO().save_checkpoint(lightning_like(), path)
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ a configuration file from another run folder may name only the classes a run of 
 from __future__ import annotations
 
 import collections
+import json
 import functools
 import http.server
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import main as train_cli
 from tests.planted_pickles import RunsShell
@@ -125,3 +127,48 @@ def test_a_class_named_by_a_flag_is_refused_in_one_line_unless_trusted(planted_m
     with pytest.raises(SystemExit):  # the policy was the run's only: Lightning's own classes still parse
         train_cli.main(["--trainer.callbacks+=LearningRateMonitor", "--print_config"])
     assert "pytorch_lightning.callbacks.LearningRateMonitor" in capsys.readouterr().out
+
+
+def test_a_missing_checkpoint_a_folder_and_a_data_url_are_one_line(tmp_path: Path):
+    missing, folder = tmp_path / "nope.ckpt", tmp_path
+    cases = [(str(missing), rf"^ckpt_path={missing} does not exist$"),
+             (str(folder), rf"^ckpt_path={folder} is a folder, not a checkpoint file$"),
+             ("data:application/octet-stream;base64,gASVAAAAAA==", r"^checkpoint data:application/\S+: data: paths are not read")]
+    for ckpt_path, message in cases:
+        with pytest.raises(UserError, match=message):
+            train_cli.main(["--ckpt_path", ckpt_path, "--data.data_root", str(tmp_path),
+                            "--trainer.default_root_dir", str(tmp_path / "logs")])
+    assert not (tmp_path / "logs").exists()
+
+
+POPEN = {"class_path": "subprocess.Popen", "init_args": {"args": "touch MARKER", "shell": True}}
+"""A class path and arguments that would run a shell command, hidden in a dict-valued setting."""
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "config", "config string", "allowed prefix"])
+def test_a_class_path_inside_a_dict_setting_runs_nothing(short_run, small_toy_world, tmp_path: Path, where: str):
+    """jsonargparse builds a ``{class_path, init_args}`` met in a ``dict[str, Any]`` such as
+    ``backbone_config``: from a checkpoint's hyperparameters, a config file (also as a JSON string),
+    or a dotted path starting with an allowed package that reaches ``subprocess.Popen``."""
+    from tests.toy_training import train_args
+
+    marker = tmp_path / "ran"
+    popen = json.loads(json.dumps(POPEN).replace("MARKER", str(marker)))
+    if where == "allowed prefix":
+        popen["class_path"] = "pytorch_lightning.strategies.launchers.subprocess_script.subprocess.Popen"
+    backbone_config = {"layers_to_crop": [3, 4], "layers_to_freeze": -1, "pretrained": False, "x": popen}
+    extra: list[str] = []
+    if where == "checkpoint":
+        payload = torch.load(short_run[1], map_location="cpu", weights_only=True)
+        payload["hyper_parameters"]["backbone_config"] = backbone_config
+        torch.save(payload, tmp_path / "planted.ckpt")
+        extra = ["--ckpt_path", str(tmp_path / "planted.ckpt")]
+    else:
+        value = json.dumps(backbone_config) if where == "config string" else backbone_config
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": {"backbone_config": value}}))
+        extra = ["--config", str(tmp_path / "config.yaml")]
+    args = train_args(small_toy_world, tmp_path / "run", "--trainer.max_steps", "1")
+    del args[args.index("--model.backbone_config"):args.index("--model.backbone_config") + 2]
+    with pytest.raises(UserError):
+        train_cli.main([*args, *extra])
+    assert not marker.exists()

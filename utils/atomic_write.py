@@ -66,9 +66,12 @@ def replaced_atomically(path: Path, exclusive: bool = False) -> Iterator[Path]:
         if error.errno is None or isinstance(error, (FileExistsError, UserWriteError)):
             raise
         raise UserWriteError(f"could not write {path}: {error.strerror or error}", error.errno) from error
-    except BaseException:
+    except BaseException as error:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
+        cause = error.__cause__ or error.__context__  # torch's zip writer reports a full disk as a RuntimeError
+        if isinstance(error, RuntimeError) and isinstance(cause, OSError) and cause.errno is not None:
+            raise UserWriteError(f"could not write {path}: {cause.strerror or cause}", cause.errno) from error
         raise
 
 

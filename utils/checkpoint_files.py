@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 import torch
+from fsspec.core import split_protocol
 
 from utils.checkpoint_digest import verify_digest
 from utils.errors import UserError, render
@@ -84,11 +85,12 @@ def local_checkpoint(path: str | PathLike[str], folder: str | PathLike[str] | No
         UserError: another URL scheme, or the download failed (one line naming the URL).
     """
     text = str(path)
-    scheme = urlparse(text).scheme.lower() if "://" in text else ""
+    scheme = urlparse(text).scheme.lower() if "://" in text else (split_protocol(text)[0] or "")
     if not scheme:
         return text
     if scheme not in FETCHED_SCHEMES:
-        raise UserError(f"checkpoint {text}: {scheme}:// paths are not read; copy the file here and pass its local path")
+        spelled = f"{scheme}://" if "://" in text else f"{scheme}:"
+        raise UserError(f"checkpoint {text[:80]}: {spelled} paths are not read; copy the file here and pass its local path")
     if scheme == "file":
         return url2pathname(urlparse(text).path)
     name = Path(unquote(urlparse(text).path)).name or "checkpoint.ckpt"

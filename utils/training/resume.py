@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from os import PathLike
@@ -24,6 +25,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from utils.atomic_write import write_atomically
 from utils.checkpoint_files import check_resume_checkpoint, local_checkpoint
+from utils.errors import UserFileError
 from utils.training.loggers import run_loggers
 
 log = logging.getLogger(__name__)
@@ -38,18 +40,24 @@ def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
     downloaded first (:func:`utils.checkpoint_files.local_checkpoint`), so that Lightning, which
     would unpickle a URL with ``weights_only=False``, only ever opens a checked local file.
 
-    ``None`` and Lightning's keywords (``last``, ``hpc``, ``registry``) are left to Lightning,
-    as is a path that does not exist (it names it in its own error).
+    ``None`` and Lightning's keywords (:data:`LIGHTNING_CHECKPOINT_KEYWORDS`) are left to Lightning.
 
     Raises:
-        ValueError: the file is refused (one line naming it and what to do instead).
+        ValueError: the file is refused, missing or a folder (one line naming it and what to do instead).
     """
     if ckpt_path is None:
         return None
     ckpt_path = local_checkpoint(ckpt_path)
     if Path(ckpt_path).is_file():
         check_resume_checkpoint(ckpt_path)
+    elif str(ckpt_path) not in LIGHTNING_CHECKPOINT_KEYWORDS:
+        what = "is a folder, not a checkpoint file" if Path(ckpt_path).is_dir() else "does not exist"
+        raise UserFileError(f"ckpt_path={ckpt_path} {what}")
     return ckpt_path
+
+
+LIGHTNING_CHECKPOINT_KEYWORDS = ("last", "hpc", "registry", "best")
+"""``--ckpt_path`` values that Lightning resolves itself."""
 
 
 class RandomStateCheckpoint(Callback):
@@ -224,10 +232,12 @@ class InterruptCheckpoint(Callback):
     def __init__(self) -> None:
         self.requested = False
         self._first_at = 0.0
+        self._announce = True
         self._previous: Any = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.requested = False
+        self._announce = trainer.is_global_zero
         try:
             self._previous = signal.signal(signal.SIGINT, self._note)
         except ValueError:  # not the main thread: Lightning's own handling stays
@@ -237,6 +247,9 @@ class InterruptCheckpoint(Callback):
         now = time.monotonic()
         if not self.requested:
             self.requested, self._first_at = True, now
+            if self._announce:  # at once: a validation under way can take minutes before the step ends
+                print(f"\nCtrl-C: saving {self.FILENAME} at the end of the step under way (after a validation "
+                      f"under way); Ctrl-C again to stop at once without saving", file=sys.stderr, flush=True)
         elif now - self._first_at > self.REPEAT_WINDOW_S:  # the user pressed Ctrl-C again
             signal.default_int_handler(signum, frame)
 
@@ -246,7 +259,7 @@ class InterruptCheckpoint(Callback):
             return
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else trainer.default_root_dir
         path = os.path.join(folder, self.FILENAME)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the whole training state
         self._restore_handler()
         if trainer.is_global_zero:
             log.warning("interrupted at step %d: saved %s; resume with --ckpt_path %s", trainer.global_step, path, path)
