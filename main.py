@@ -50,7 +50,7 @@ from utils.training.checkpoint_io import on_local_disk
 from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
 from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
-                                   checkpoint_step, continue_run_folder, overruled_settings)
+                                   checkpoint_step, continue_run_folder, explicit_model_keys, overruled_settings)
 
 log = logging.getLogger("main")
 
@@ -131,6 +131,8 @@ class VPRTrainingCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.training.resume`)."""
         super().parse_arguments(parser, args)
+        given = list(sys.argv[1:] if args is None else args)
+        self._explicit_model_keys = explicit_model_keys(given, config_files(given))
         subcommand = self.config.get("subcommand")
         if subcommand and self.config[subcommand].get("ckpt_path") is not None:
             self.config[subcommand]["ckpt_path"] = check_resume_path(self.config[subcommand]["ckpt_path"])
@@ -144,7 +146,8 @@ class VPRTrainingCLI(LightningCLI):
         given = self.config[subcommand]["model"].as_dict()
         super()._parse_ckpt_path()
         defaults = self._subcommand_parsers[subcommand].get_defaults()["model"].as_dict()
-        overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults)
+        overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults,
+                                       getattr(self, "_explicit_model_keys", ()))
         if overruled:
             warnings.warn(f"--ckpt_path {self.config[subcommand]['ckpt_path']} resumes the checkpoint's model: "
                           f"{'; '.join(overruled)} ignored", stacklevel=1)

@@ -182,6 +182,7 @@ def test_nan_weights_fail_the_check_and_a_full_disk_is_one_line(
     torch.save(model.state_dict(), checkpoint)
     assert export_onnx.main([*GEM_32_FLAGS, "--checkpoint", str(checkpoint), "--output", str(tmp_path / "nan.onnx")]) == 1
     assert "FAILED: the descriptors hold NaN or infinite values" in capsys.readouterr().err
+    assert list(tmp_path.glob("*.onnx*")) == []  # a failed export is not left at --out (nor half of it beside)
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

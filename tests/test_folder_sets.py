@@ -39,6 +39,23 @@ def test_the_same_folder_as_database_and_queries_is_refused(tmp_path: Path, spel
         assert render(info.value, {"database_folder": "--database_folder"}).startswith(f"--database_folder {folder} and")
 
 
+@pytest.mark.parametrize("layout", ["queries inside the database", "links to database images"])
+def test_queries_that_are_database_images_are_refused(tmp_path: Path, layout: str):
+    folder = tmp_path / "db"
+    images = [image(folder / f"@{index}.00@0.00@.jpg") for index in range(2)]
+    if layout == "queries inside the database":
+        queries = folder / "queries"
+        image(queries / "@5.00@0.00@.jpg")
+    else:
+        queries = tmp_path / "queries"
+        queries.mkdir()
+        (queries / "@1.00@0.00@.jpg").symlink_to(images[1])
+    for read in (lambda: read_image_folders("folders", folder, queries), lambda: read_gmberton_folders("folders", folder, queries)):
+        with pytest.raises(UserError, match=rf"^1 of the 1 images of queries_folder={queries} are images of "
+                                            rf"database_folder={folder} \(first: .*\): each would be found"):
+            read()
+
+
 def test_symlinked_subfolders_are_followed_once_and_dangling_links_reported(tmp_path: Path, caplog):
     outside = tmp_path / "elsewhere"
     linked = [image(outside / f"{index}.jpg") for index in range(2)]

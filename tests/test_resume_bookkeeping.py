@@ -86,20 +86,25 @@ def readme_resume(*extra: str) -> pl.Trainer:
 
 
 def test_resuming_twice_continues_the_same_files_and_names_overruled_flags(in_copy: Path):
+    killed_write = in_copy / RUN / "checkpoints" / f".last.ckpt.x1y2z3{TEMPORARY_SUFFIX}"  # a kill -9 mid-write
+    killed_write.write_bytes(b"PK\x03\x04 half")
+    os.utime(killed_write, (1e9, 1e9))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = readme_resume("--trainer.max_epochs", "2", "--model.agg_arch", "GeM", "--model.lr", "1e-4")
+        # --model.lr 6e-05 is the default: named all the same, as the user typed it
+        trainer = readme_resume("--trainer.max_epochs", "2", "--model.agg_arch", "GeM", "--model.lr", "6e-5")
     messages = [str(warning.message) for warning in caught]
     overruled = [message for message in messages if "resumes the checkpoint's model" in message]
     assert len(overruled) == 1 and "\n" not in overruled[0]
     assert "--model.agg_arch GeM (the checkpoint's: SALAD)" in overruled[0]
-    assert "--model.lr 0.0001 (the checkpoint's: 0.001)" in overruled[0]
+    assert "--model.lr 6e-05 (the checkpoint's: 0.001)" in overruled[0]
     assert not [message for message in messages if "won't be reloaded" in message or "exists and is not empty" in message]
     ranking = next(callback for callback in trainer.checkpoint_callbacks if callback.monitor)
     assert sorted(Path(path).name.split("-R1=")[0] for path in ranking.best_k_models) == ["epoch00-step6", "epoch01-step12"]
 
     readme_resume("--trainer.max_epochs", "3")
     checkpoints = in_copy / RUN / "checkpoints"
+    assert not killed_write.exists()
     assert sorted(path.name for path in checkpoints.glob("last*")) == ["last.ckpt"]
     last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 18 and len(last[DIGEST_KEY]) == 64  # written with a digest of its tensors

@@ -253,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
     descriptor_dim = descriptor_size(model, image_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s + %s at %dx%d to %s", architecture.backbone_arch, architecture.agg_arch, *image_size, output)
-    try:  # written beside --out and renamed: a full disk or a kill leaves no half model under its name
+    sizes = ", ".join(str(size) for size in args.check_batch_sizes)
+    height, width = image_size
+    try:  # written beside --out, checked, then renamed: a failed check, a full disk or a kill leaves nothing at --out
         with replaced_atomically(output, exclusive=True) as temporary:
             export_to_onnx(model, temporary, image_size, args.opset)
             add_metadata(
@@ -270,24 +272,34 @@ def run(args: argparse.Namespace) -> int:
                     "descriptor_dim": str(descriptor_dim),
                 },
             )
+            difference = max_onnx_difference(model, temporary, image_size, args.check_batch_sizes, args.seed)
+            print(f"max |onnxruntime - pytorch| = {difference:.3e} at batch sizes {sizes} (tolerance {args.tolerance:.1e})")
+            failure = check_failure(difference, args.tolerance)
+            if failure is not None:
+                raise FailedCheck(failure)
+    except FailedCheck as failed:
+        print(f"FAILED: {failed}; nothing written to --out {output}", file=sys.stderr)
+        return 1
     except FileExistsError:
         raise UserFileExistsError(f"--out {output} appeared during the export; remove it or choose another path") from None
     except UserWriteError as error:
         reason = getattr(error.__cause__, "strerror", None) or error
         raise UserWriteError(f"could not write --out {output}: {reason}", error.errno) from None
-
-    difference = max_onnx_difference(model, output, image_size, args.check_batch_sizes, args.seed)
-    sizes = ", ".join(str(size) for size in args.check_batch_sizes)
-    height, width = image_size
     print(f"wrote {output}: {INPUT_NAME} [batch, 3, {height}, {width}] -> {OUTPUT_NAME} [batch, {descriptor_dim}]")
-    print(f"max |onnxruntime - pytorch| = {difference:.3e} at batch sizes {sizes} (tolerance {args.tolerance:.1e})")
-    if not math.isfinite(difference):
-        print("FAILED: the descriptors hold NaN or infinite values (are the checkpoint's weights finite?)", file=sys.stderr)
-        return 1
-    if difference > args.tolerance:
-        print(f"FAILED: the ONNX model differs from PyTorch by more than {args.tolerance:.1e}", file=sys.stderr)
-        return 1
     return 0
+
+
+class FailedCheck(Exception):
+    """The exported model's descriptors are not PyTorch's: the export is not kept."""
+
+
+def check_failure(difference: float, tolerance: float) -> str | None:
+    """Why ``difference`` (largest ``|onnxruntime - PyTorch|``) fails the check, or None."""
+    if not math.isfinite(difference):
+        return "the descriptors hold NaN or infinite values (are the checkpoint's weights finite?)"
+    if difference > tolerance:
+        return f"the ONNX model differs from PyTorch by more than {tolerance:.1e}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

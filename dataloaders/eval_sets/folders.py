@@ -103,6 +103,22 @@ def check_distinct_folders(database_folder: Path, queries_folder: Path) -> None:
                         "every query would be found in the database; pass two folders")
 
 
+def check_no_shared_images(db_images: list[Path], query_images: list[Path], database_folder: Path,
+                           queries_folder: Path) -> None:
+    """Refuse query images that are database images by their real paths: a queries folder inside the
+    database folder, or links to its images (every such query would be found in the database).
+
+    Raises:
+        UserError: one line naming both folders, the count and one such image.
+    """
+    database = {os.path.realpath(path) for path in db_images}
+    shared = [path for path in query_images if os.path.realpath(path) in database]
+    if shared:
+        raise UserError(f"{len(shared)} of the {len(query_images)} images of queries_folder={queries_folder} are images "
+                        f"of database_folder={database_folder} (first: {shared[0]}): each would be found in the database; "
+                        "pass a queries folder apart from the database")
+
+
 def _log_skipped(flag: str, folder: Path, names: list[str], what: str, level: int = logging.INFO) -> None:
     if names:
         shown = ", ".join(sorted(names)[:SHOWN_SKIPPED])
@@ -125,6 +141,7 @@ def read_image_folders(name: str, database_folder: Path, queries_folder: Path) -
     check_distinct_folders(database_folder, queries_folder)
     db_images = list_images(database_folder, "database folder")
     query_images = list_images(queries_folder, "queries folder")
+    check_no_shared_images(db_images, query_images, database_folder, queries_folder)
     root = common_root(database_folder, queries_folder)
     return EvalSet(
         name=name,

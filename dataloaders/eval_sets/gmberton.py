@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dataloaders.eval_sets.base import EvalSet
-from dataloaders.eval_sets.folders import check_distinct_folders, common_root, list_images
+from dataloaders.eval_sets.folders import check_distinct_folders, check_no_shared_images, common_root, list_images
 from dataloaders.constants import POSITIVE_RADIUS_M
 from dataloaders.geo import is_position, positives_within
 from utils.errors import UserError, UserFileError
@@ -85,6 +85,7 @@ def read_gmberton_folders(
     check_distinct_folders(database_folder, queries_folder)
     db_images = list_images(database_folder, "database folder")
     query_images = list_images(queries_folder, "queries folder")
+    check_no_shared_images(db_images, query_images, database_folder, queries_folder)
     root = (
         Path(image_root).expanduser().absolute()
         if image_root is not None

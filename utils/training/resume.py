@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from utils.atomic_write import write_atomically
+from utils.atomic_write import remove_stale_temporaries, write_atomically
 from utils.checkpoint_files import check_resume_checkpoint, local_checkpoint
 from utils.errors import UserFileError
 from utils.training.loggers import run_loggers
@@ -31,6 +33,8 @@ from utils.training.loggers import run_loggers
 log = logging.getLogger(__name__)
 
 RUN_VERSION = re.compile(r"version_(\d+)")
+STALE_TEMPORARY_S = 60.0
+"""A checkpoint's temporary file untouched for this long was left by a killed write (a live one grows)."""
 """A version folder of Lightning's default loggers, ``<save_dir>/<name>/version_<N>``."""
 
 
@@ -88,16 +92,31 @@ class RandomStateCheckpoint(Callback):
         random.setstate((version, tuple(internal), gauss))
 
 
-def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
-    """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user changed
-    from its default that the checkpoint's hyperparameters replace."""
+def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any],
+                       explicit: Collection[str] = ()) -> list[str]:
+    """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user gave
+    (named in ``explicit``, or changed from its default) that the checkpoint's hyperparameters replace."""
     def differs(mine: Any, theirs: Any) -> bool:  # a dict setting: the keys given (the model adds some)
         if isinstance(mine, dict) and isinstance(theirs, dict):
             return any(key not in theirs or differs(value, theirs[key]) for key, value in mine.items())
         return mine != theirs
 
     return [f"--model.{key} {given[key]} (the checkpoint's: {resumed[key]})" for key in given
-            if key in resumed and differs(given[key], resumed[key]) and given[key] != defaults.get(key)]
+            if key in resumed and differs(given[key], resumed[key]) and (key in explicit or given[key] != defaults.get(key))]
+
+
+def explicit_model_keys(args: Sequence[str], config_files: Sequence[str]) -> set[str]:
+    """The model settings a command line names: each ``--model.<key>`` flag, and each key of the
+    ``model`` section of its configuration files."""
+    keys = {arg.removeprefix("--model.").split("=", 1)[0].split(".", 1)[0] for arg in args if arg.startswith("--model.")}
+    for file in config_files:
+        try:
+            section = (yaml.safe_load(Path(file).read_text()) or {}).get("model")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if isinstance(section, dict):
+            keys.update(section.get("init_args", section) if "class_path" in section else section)
+    return keys
 
 
 def run_folder_of(ckpt_path: str | PathLike[str]) -> tuple[Path, str, int] | None:
@@ -184,7 +203,8 @@ def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | No
     ``checkpoints/`` as before, so Lightning restores their state (the best ``save_top_k``
     checkpoints) rather than starting it over. TensorBoard events go on in the folder, metrics are
     appended to ``metrics.csv`` (``utils.training.loggers``) and the configuration is saved beside the
-    first one as ``config_resumed<k>.yaml`` (nothing is overwritten). Left alone: a checkpoint
+    first one as ``config_resumed<k>.yaml`` (nothing is overwritten); temporary files of checkpoint
+    writes killed before are removed. Left alone: a checkpoint
     elsewhere, or a logger the user configured (``logger_setting`` not ``None``/``True``).
 
     Returns:
@@ -198,6 +218,8 @@ def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | No
     save_dir, name, version = located
     trainer.loggers = run_loggers(save_dir, version, name)
     folder = save_dir / name / f"version_{version}"
+    for stale in remove_stale_temporaries(folder / "checkpoints", STALE_TEMPORARY_S):
+        log.info("removed %s, left by a write killed before", stale)
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
             continue_checkpoint_state(callback, folder / "checkpoints")
