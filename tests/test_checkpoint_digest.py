@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import collections
 import errno
+import struct
 from pathlib import Path
 
 import pytest
 import torch
 
 from models.pretrained import read_checkpoint
-from utils.checkpoint_digest import DIGEST_KEY
+from utils.checkpoint_digest import CONTENT_KEY, DIGEST_KEY, tensors_digest
 from utils.checkpoint_files import check_resume_checkpoint
 from utils.errors import UserError
 from utils.training.checkpoint_io import AtomicCheckpointIO
@@ -78,3 +79,25 @@ def test_a_full_disk_reported_by_torch_as_a_runtime_error_names_the_file(tmp_pat
     with pytest.raises(OSError, match=rf"^could not write {path}: File too large$"):
         AtomicCheckpointIO().save_checkpoint(lightning_like(), path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bit_flipped_value_outside_the_tensors_is_refused(tmp_path: Path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(lightning_like(), path)
+    data = bytearray(path.read_bytes())
+    offset = bytes(data).index(struct.pack(">d", 1e-3))  # the pickled learning rate
+    data[offset + 7] ^= 0x01
+    flipped = tmp_path / "flipped.ckpt"
+    flipped.write_bytes(bytes(data))
+    assert torch.load(flipped, weights_only=True)["hyper_parameters"]["lr"] != 1e-3  # it still loads, changed
+    for load in (read_checkpoint, check_resume_checkpoint):
+        with pytest.raises(UserError, match=rf"^checkpoint {flipped} is corrupt: its values \(learning rate, settings, "
+                                            r"counters\) differ from the digest"):
+            load(flipped)
+
+    older = tmp_path / "older.ckpt"  # written when only the tensors had a digest: checked as then
+    payload = lightning_like()
+    payload[DIGEST_KEY] = tensors_digest(payload)
+    torch.save(payload, older)
+    assert CONTENT_KEY not in read_checkpoint(older)
+    check_resume_checkpoint(older)

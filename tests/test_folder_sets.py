@@ -98,6 +98,25 @@ def test_a_set_without_queries_is_refused_before_the_database_pass(tmp_path: Pat
         evaluate_sets(NoPass(), [empty])
 
 
+def test_a_radius_no_query_has_a_positive_within_is_refused_before_the_database_pass(tmp_path: Path, caplog):
+    class NoPass:
+        def evaluate(self, eval_set: EvalSet) -> None:
+            pytest.fail("the database was described")
+
+    image(tmp_path / "db" / "@0.00@0.00@.jpg")
+    image(tmp_path / "queries" / "@3.00@0.00@.jpg")
+    image(tmp_path / "queries" / "@90.00@0.00@.jpg")
+    for radius in (0.0, 1.0):  # the queries are 3 m and 90 m away
+        eval_set = read_gmberton_folders("folders", tmp_path / "db", tmp_path / "queries", positive_dist_threshold=radius)
+        with pytest.raises(UserError, match=r"^folders: none of the 2 queries has a database image within the positive "
+                                            r"radius \(positive_dist_threshold=\), so every recall would be 0"):
+            evaluate_sets(NoPass(), [eval_set])
+    some = read_gmberton_folders("folders", tmp_path / "db", tmp_path / "queries", positive_dist_threshold=25.0)
+    with caplog.at_level(logging.WARNING), pytest.raises(pytest.fail.Exception):
+        evaluate_sets(NoPass(), [some])  # one query has a positive: evaluated, with a warning
+    assert "folders: 1 of the 2 queries have no database image within the positive radius" in caplog.text
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "1e300"])
 def test_a_position_that_is_not_one_is_named_with_its_file(tmp_path: Path, small_toy_world: Path, value: str):
     named = image(tmp_path / "db" / f"@{value}@4180045.9@.jpg")

@@ -29,6 +29,23 @@ def test_metrics_csv_keeps_natural_order_and_its_rows_when_continued(tmp_path: P
         ["R1", "R5", "R10", "loss", "step"], ["1.0", "2.0", "3.0", "", "0"], ["", "", "", "0.5", "1"]]
 
 
+def test_steps_logged_again_after_a_resume_replace_their_rows(tmp_path: Path):
+    """Killed after step 3 was logged, resumed from a checkpoint of step 1: steps 2 and 3 come again."""
+    first = MetricsCSVLogger(tmp_path, name="runs", version=0)
+    for step in range(4):
+        first.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    first.log_metrics({"R1": 50.0}, step=3)  # a validation at step 3: another row of the same step
+    first.save()
+    resumed = MetricsCSVLogger(tmp_path, name="runs", version=0)
+    for step in (2, 3, 4):
+        resumed.log_metrics({"loss": 2.0 / (step + 1)}, step=step)
+    resumed.log_metrics({"R1": 60.0}, step=4)
+    resumed.save()
+    rows = read_csv(Path(resumed.log_dir) / "metrics.csv")
+    assert rows == [["R1", "loss", "step"], ["", "1.0", "0"], ["", "0.5", "1"], ["", str(2.0 / 3), "2"],
+                    ["", "0.5", "3"], ["50.0", "", "3"], ["", "0.4", "4"], ["60.0", "", "4"]]
+
+
 def test_a_full_disk_leaves_metrics_and_hparams_whole_and_names_them(tmp_path: Path):
     csv_logger = MetricsCSVLogger(tmp_path, name="runs", version=0)
     csv_logger.log_hyperparams({"lr": 0.1})

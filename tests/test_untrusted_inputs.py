@@ -18,6 +18,7 @@ import yaml
 
 import main as train_cli
 from tests.planted_pickles import RunsShell
+from utils.checkpoint_digest import with_digest
 from utils.checkpoint_files import RefusedCheckpointError, local_checkpoint
 from utils.config_classes import allowed
 from utils.errors import UserError
@@ -161,7 +162,7 @@ def test_a_class_path_inside_a_dict_setting_runs_nothing(short_run, small_toy_wo
     if where == "checkpoint":
         payload = torch.load(short_run[1], map_location="cpu", weights_only=True)
         payload["hyper_parameters"]["backbone_config"] = backbone_config
-        torch.save(payload, tmp_path / "planted.ckpt")
+        torch.save(with_digest(payload), tmp_path / "planted.ckpt")  # a planted file carries a digest of its own
         extra = ["--ckpt_path", str(tmp_path / "planted.ckpt")]
     else:
         value = json.dumps(backbone_config) if where == "config string" else backbone_config

@@ -424,6 +424,21 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return precision
 
 
+def check_positives(eval_set: EvalSet) -> None:
+    """A labelled set where no query has a positive would give every recall 0: refused in one line;
+    queries without one are counted in a warning (they are misses at every K)."""
+    if eval_set.ground_truth is None:
+        return
+    without = sum(1 for positives in eval_set.ground_truth if len(positives) == 0)
+    if without == eval_set.num_queries:
+        raise UserError(f"{eval_set.name}: none of the {without} queries has a database image within the positive "
+                        "radius (positive_dist_threshold=), so every recall would be 0; check the radius and the images' "
+                        "positions")
+    if without:
+        log.warning("%s: %d of the %d queries have no database image within the positive radius: they count as "
+                    "misses at every K", eval_set.name, without, eval_set.num_queries)
+
+
 def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: Sequence[Any] = ()) -> list[SetEvaluation]:
     """Evaluate every set in turn and hand each result to every writer (``utils.evaluation.outputs``),
     in their order; every writer's ``check()`` runs first, before any descriptor is computed, and a set
@@ -432,6 +447,7 @@ def evaluate_sets(evaluator: Evaluator, eval_sets: Sequence[EvalSet], writers: S
         if eval_set.num_queries == 0:
             raise UserError(f"{eval_set.name}: no query image (its database has {eval_set.num_db}); "
                             "nothing to evaluate: check the queries folder or index")
+        check_positives(eval_set)
     for writer in writers:
         writer.check(eval_sets)
     evaluations = []

@@ -51,10 +51,20 @@ def write_hparams(path: Path, hparams: Mapping[str, Any]) -> None:
         save_hparams_to_yaml(temporary, dict(hparams))
 
 
+def row_key(row: Mapping[str, Any]) -> tuple[str, frozenset[str]]:
+    """What a ``metrics.csv`` row records: its step and the metrics it holds a value of."""
+    return str(row.get("step")), frozenset(name for name, value in row.items() if value not in ("", None) and name != "step")
+
+
 class MetricsWriter(ExperimentWriter):
     """Lightning's CSV writer with columns in natural order, continuing an existing ``metrics.csv``
     (its rows kept, its header the start of the columns); ``metrics.csv`` and ``hparams.yaml`` are
-    written whole and atomically."""
+    written whole and atomically.
+
+    A resumed run logs again the steps trained after its checkpoint was written (a run killed after
+    a validation, resumed from ``resume-latest.ckpt``): a row of the same step holding the same
+    metrics replaces the earlier one instead of repeating it.
+    """
 
     def _check_log_dir_exists(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -75,7 +85,14 @@ class MetricsWriter(ExperimentWriter):
         if not self.metrics:
             return
         self._record_new_keys()
-        self.rows.extend(self.metrics)
+        position = {row_key(row): index for index, row in enumerate(self.rows)}
+        for row in self.metrics:
+            index = position.get(row_key(row))
+            if index is None:
+                position[row_key(row)] = len(self.rows)
+                self.rows.append(row)
+            else:
+                self.rows[index] = row
         write_atomically(Path(self.metrics_file_path), self._write_rows)
         self.metrics = []
 
