@@ -31,23 +31,24 @@ PLAIN_TYPES = (bool, int, float, str, bytes, type(None))
 left out: their form after a round trip through the file is not guaranteed)."""
 
 
-def _tensors(node: Any, key: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """``(key path, tensor)`` of every tensor in nested dicts, lists and tuples, in a fixed order."""
-    if isinstance(node, torch.Tensor):
+def _leaves(node: Any, kinds: tuple[type, ...], key: str = "") -> Iterator[tuple[str, Any]]:
+    """``(key path, value)`` of every value of ``kinds`` in nested dicts, lists and tuples (lists
+    and tuples alike), in a fixed order; the digests themselves left out."""
+    if isinstance(node, kinds):
         yield key, node
     elif isinstance(node, Mapping):
         for name in sorted(node, key=str):
             if not (key == "" and name in DIGEST_KEYS):
-                yield from _tensors(node[name], f"{key}/{name}")
+                yield from _leaves(node[name], kinds, f"{key}/{name}")
     elif isinstance(node, (list, tuple)):
         for index, value in enumerate(node):
-            yield from _tensors(value, f"{key}/{index}")
+            yield from _leaves(value, kinds, f"{key}/{index}")
 
 
 def tensors_digest(checkpoint: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of every tensor in ``checkpoint`` but the digest itself."""
     digest = hashlib.sha256()
-    for key, tensor in _tensors(checkpoint):
+    for key, tensor in _leaves(checkpoint, (torch.Tensor,)):
         tensor = tensor.detach().to("cpu").contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         if tensor.numel():
@@ -55,25 +56,11 @@ def tensors_digest(checkpoint: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _plain_values(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
-    """``(key path, value)`` of every :data:`PLAIN_TYPES` value in nested dicts, lists and tuples
-    (lists and tuples alike), in a fixed order."""
-    if isinstance(node, PLAIN_TYPES):
-        yield key, node
-    elif isinstance(node, Mapping):
-        for name in sorted(node, key=str):
-            if not (key == "" and name in DIGEST_KEYS):
-                yield from _plain_values(node[name], f"{key}/{name}")
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            yield from _plain_values(value, f"{key}/{index}")
-
-
 def content_digest(checkpoint: Mapping[str, Any], tensors: str) -> str:
     """SHA-256 (hex) of ``tensors`` (:func:`tensors_digest` of ``checkpoint``) and of every plain
     value of ``checkpoint`` but the digests, each with its key path and type."""
     digest = hashlib.sha256(tensors.encode())
-    for key, value in _plain_values(checkpoint):
+    for key, value in _leaves(checkpoint, PLAIN_TYPES):
         digest.update(f"{key}|{type(value).__name__}|{value!r}\n".encode())
     return digest.hexdigest()
 
