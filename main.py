@@ -50,7 +50,8 @@ from utils.training.checkpoint_io import on_local_disk
 from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
 from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
-                                   checkpoint_step, continue_run_folder, explicit_model_keys, overruled_settings)
+                                   checkpoint_step, continue_run_folder, explicit_model_keys, overruled_settings,
+                                   rewind_notice)
 
 log = logging.getLogger("main")
 
@@ -162,6 +163,9 @@ class VPRTrainingCLI(LightningCLI):
         self._resumed_step = checkpoint_step(ckpt_path) if resumable else 0
         if resumable:  # its checkpoints are what the resume continues: Lightning's notice says nothing to act on
             warnings.filterwarnings("ignore", message=f"Checkpoint directory {re.escape(str(folder))}.* exists and is not empty")
+            notice = rewind_notice(folder, ckpt_path, self._resumed_step)
+            if notice:
+                log.warning(notice)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """A resume that fails before training a step (data changed, ...) leaves its run folder as it was."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -151,6 +152,18 @@ def test_a_disk_filling_up_mid_run_names_the_file_and_leaves_every_file_whole(in
     assert len(rows) > 1 and {len(row) for row in rows} == {len(rows[0])}
     for config in (in_copy / RUN).glob("*.yaml"):
         assert isinstance(yaml.safe_load(config.read_text()), dict), config
+
+
+def test_going_back_to_an_older_checkpoint_is_said_and_repeats_no_metrics_row(in_copy: Path, caplog):
+    with caplog.at_level(logging.WARNING, logger="main"):
+        readme_resume("--ckpt_path", str(RUN / "checkpoints" / "resume-latest.ckpt"))  # step 4 of a run at step 6
+    assert (f"--ckpt_path {RUN / 'checkpoints' / 'resume-latest.ckpt'} is step 4 of a run whose last.ckpt is at step 6: "
+            "training goes back to step 4") in caplog.text
+    assert torch.load(RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 6
+    with (in_copy / RUN / "metrics.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    recorded = [(row["step"], frozenset(key for key, value in row.items() if value)) for row in rows]
+    assert len(recorded) == len(set(recorded)), rows  # steps 5 and 6 and the validation were logged again
 
 
 def test_a_refused_resume_changes_nothing_in_the_run_folder(in_copy: Path):

@@ -232,6 +232,23 @@ def continue_run_folder(trainer: pl.Trainer, ckpt_path: str | PathLike[str] | No
     return folder
 
 
+def rewind_notice(folder: Path, ckpt_path: str | PathLike[str], step: int) -> str | None:
+    """One line when ``ckpt_path`` (at ``step``) is older than the run folder's ``last.ckpt``: the
+    run goes back to that step; the later checkpoints are kept (new ones of the same names get
+    ``-v1``), and their ``metrics.csv`` rows are replaced as the steps are trained again."""
+    last = folder / "checkpoints" / "last.ckpt"
+    if not last.is_file() or os.path.samefile(last, ckpt_path):
+        return None
+    try:
+        last_step = checkpoint_step(last)
+    except Exception:  # unreadable: the resume does not depend on it
+        return None
+    if last_step <= step:
+        return None
+    return (f"--ckpt_path {ckpt_path} is step {step} of a run whose last.ckpt is at step {last_step}: training goes "
+            f"back to step {step}; the later checkpoints are kept, new ones of the same names get -v1")
+
+
 def checkpoint_step(ckpt_path: str | PathLike[str]) -> int:
     """The optimizer step a (checked) Lightning checkpoint was saved at (tensors memory-mapped, not read)."""
     return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
