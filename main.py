@@ -50,8 +50,8 @@ from utils.training.checkpoint_io import on_local_disk
 from utils.training.checkpoint_io import use_atomic_checkpoints
 from utils.training.loggers import run_loggers
 from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
-                                   checkpoint_step, continue_run_folder, explicit_model_keys, overruled_settings,
-                                   rewind_notice)
+                                   checkpoint_hyperparameters, checkpoint_step, continue_run_folder,
+                                   explicit_model_keys, overruled_settings, rewind_notice)
 
 log = logging.getLogger("main")
 
@@ -146,12 +146,26 @@ class VPRTrainingCLI(LightningCLI):
             return super()._parse_ckpt_path()
         given = self.config[subcommand]["model"].as_dict()
         super()._parse_ckpt_path()
+        self._checkpoint_settings = set(checkpoint_hyperparameters(self.config[subcommand]["ckpt_path"]))
         defaults = self._subcommand_parsers[subcommand].get_defaults()["model"].as_dict()
         overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults,
                                        getattr(self, "_explicit_model_keys", ()))
         if overruled:
             warnings.warn(f"--ckpt_path {self.config[subcommand]['ckpt_path']} resumes the checkpoint's model: "
                           f"{'; '.join(overruled)} ignored", stacklevel=1)
+
+    def instantiate_classes(self) -> None:
+        """A model setting the checkpoint gave that cannot be built is named as the checkpoint's
+        (not as a ``--model.*`` flag the user did not give)."""
+        try:
+            super().instantiate_classes()
+        except UserError as error:
+            line = str(error)
+            setting = next((key for key in getattr(self, "_checkpoint_settings", ()) if line.startswith(f"{key}=")), None)
+            if setting is None:
+                raise
+            ckpt_path = self.config[self.config["subcommand"]]["ckpt_path"]
+            raise UserError(f"--ckpt_path {ckpt_path}: its hyper_parameters.{line}") from None
 
     def before_fit(self) -> None:
         """A resumed run goes on in its checkpoint's version folder (see :mod:`utils.training.resume`)."""

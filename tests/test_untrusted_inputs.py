@@ -170,6 +170,12 @@ def test_a_class_path_inside_a_dict_setting_runs_nothing(short_run, small_toy_wo
         extra = ["--config", str(tmp_path / "config.yaml")]
     args = train_args(small_toy_world, tmp_path / "run", "--trainer.max_steps", "1")
     del args[args.index("--model.backbone_config"):args.index("--model.backbone_config") + 2]
-    with pytest.raises(UserError):
+    with pytest.raises(UserError) as info:
         train_cli.main([*args, *extra])
     assert not marker.exists()
+    line = train_cli.render(info.value, train_cli.PARAMETER_FLAGS)
+    if where == "checkpoint":  # named as the checkpoint's setting, not as a flag the user did not give
+        assert line.startswith(f"--ckpt_path {tmp_path / 'planted.ckpt'}: its hyper_parameters.backbone_config="), line
+    else:  # refused by the file check, or by the model's own check of its arguments
+        assert line.startswith((f"config {tmp_path / 'config.yaml'}: model.backbone_config.x names the class",
+                                "--model.backbone_config ")), line

@@ -254,6 +254,15 @@ def checkpoint_step(ckpt_path: str | PathLike[str]) -> int:
     return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
 
 
+def checkpoint_hyperparameters(ckpt_path: str | PathLike[str] | None) -> dict[str, Any]:
+    """The model settings a (checked) Lightning checkpoint holds; none for no file."""
+    if ckpt_path is None or not Path(ckpt_path).is_file():
+        return {}
+    payload = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    settings = payload.get("hyper_parameters") if isinstance(payload, dict) else None
+    return dict(settings) if isinstance(settings, dict) else {}
+
+
 class InterruptCheckpoint(Callback):
     """Ctrl-C (SIGINT) during training saves a resumable checkpoint before the run stops.
 
