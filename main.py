@@ -46,8 +46,7 @@ from utils.training.metric_learning import LOSSES, MINERS
 from utils.model_flags import MODEL_ARGS_COMMAND
 from utils.atomic_write import write_atomically
 from utils.config_classes import check_config_classes, config_files, denied_class, import_policy
-from utils.training.checkpoint_io import on_local_disk
-from utils.training.checkpoint_io import use_atomic_checkpoints
+from utils.training.checkpoint_io import on_local_disk, use_atomic_checkpoints
 from utils.training.loggers import run_loggers
 from utils.training.resume import (InterruptCheckpoint, RandomStateCheckpoint, RunFolderSnapshot, check_resume_path,
                                    checkpoint_hyperparameters, checkpoint_step, continue_run_folder,
@@ -124,6 +123,11 @@ class VPRArgumentParser(LightningArgumentParser):
 
 
 class VPRTrainingCLI(LightningCLI):
+    _explicit_model_keys: frozenset[str] = frozenset()
+    """The model settings the command line names (flags and configuration files)."""
+    _checkpoint_settings: frozenset[str] = frozenset()
+    """The model settings the ``--ckpt_path`` checkpoint gives."""
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         """Only ``fit`` and ``validate`` (see :data:`SUBCOMMANDS`)."""
@@ -133,7 +137,7 @@ class VPRTrainingCLI(LightningCLI):
         """Parse, then check ``--ckpt_path`` before Lightning opens it (see :mod:`utils.training.resume`)."""
         super().parse_arguments(parser, args)
         given = list(sys.argv[1:] if args is None else args)
-        self._explicit_model_keys = explicit_model_keys(given, config_files(given))
+        self._explicit_model_keys = frozenset(explicit_model_keys(given, config_files(given)))
         subcommand = self.config.get("subcommand")
         if subcommand and self.config[subcommand].get("ckpt_path") is not None:
             self.config[subcommand]["ckpt_path"] = check_resume_path(self.config[subcommand]["ckpt_path"])
@@ -146,10 +150,10 @@ class VPRTrainingCLI(LightningCLI):
             return super()._parse_ckpt_path()
         given = self.config[subcommand]["model"].as_dict()
         super()._parse_ckpt_path()
-        self._checkpoint_settings = set(checkpoint_hyperparameters(self.config[subcommand]["ckpt_path"]))
+        self._checkpoint_settings = frozenset(checkpoint_hyperparameters(self.config[subcommand]["ckpt_path"]))
         defaults = self._subcommand_parsers[subcommand].get_defaults()["model"].as_dict()
         overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults,
-                                       getattr(self, "_explicit_model_keys", ()))
+                                       self._explicit_model_keys)
         if overruled:
             warnings.warn(f"--ckpt_path {self.config[subcommand]['ckpt_path']} resumes the checkpoint's model: "
                           f"{'; '.join(overruled)} ignored", stacklevel=1)
@@ -161,7 +165,7 @@ class VPRTrainingCLI(LightningCLI):
             super().instantiate_classes()
         except UserError as error:
             line = str(error)
-            setting = next((key for key in getattr(self, "_checkpoint_settings", ()) if line.startswith(f"{key}=")), None)
+            setting = next((key for key in self._checkpoint_settings if line.startswith(f"{key}=")), None)
             if setting is None:
                 raise
             ckpt_path = self.config[self.config["subcommand"]]["ckpt_path"]

@@ -33,9 +33,11 @@ from utils.training.loggers import run_loggers
 log = logging.getLogger(__name__)
 
 RUN_VERSION = re.compile(r"version_(\d+)")
+"""A version folder of Lightning's default loggers, ``<save_dir>/<name>/version_<N>``."""
+LIGHTNING_CHECKPOINT_KEYWORDS = ("last", "hpc", "registry", "best")
+"""``--ckpt_path`` values that Lightning resolves itself."""
 STALE_TEMPORARY_S = 60.0
 """A checkpoint's temporary file untouched for this long was left by a killed write (a live one grows)."""
-"""A version folder of Lightning's default loggers, ``<save_dir>/<name>/version_<N>``."""
 
 
 def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
@@ -59,9 +61,6 @@ def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
         raise UserFileError(f"ckpt_path={ckpt_path} {what}")
     return ckpt_path
 
-
-LIGHTNING_CHECKPOINT_KEYWORDS = ("last", "hpc", "registry", "best")
-"""``--ckpt_path`` values that Lightning resolves itself."""
 
 
 class RandomStateCheckpoint(Callback):
@@ -297,7 +296,8 @@ class InterruptCheckpoint(Callback):
             self.requested, self._first_at = True, now
             if self._announce:  # at once: a validation under way can take minutes before the step ends
                 print(f"\nCtrl-C: saving {self.FILENAME} at the end of the step under way (after a validation "
-                      f"under way); Ctrl-C again to stop at once without saving", file=sys.stderr, flush=True)
+                      f"under way); Ctrl-C again, {self.REPEAT_WINDOW_S:g} s or more later, stops at once without saving",
+                      file=sys.stderr, flush=True)
         elif now - self._first_at > self.REPEAT_WINDOW_S:  # the user pressed Ctrl-C again
             signal.default_int_handler(signum, frame)
 
