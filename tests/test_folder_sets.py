@@ -133,3 +133,14 @@ def test_a_position_that_is_not_one_is_named_with_its_file(tmp_path: Path, small
     table.write_text("\n".join([*lines[:2], ",".join(fields), *lines[3:]]) + "\n")
     with pytest.raises(UserError, match=rf"^{table}: row 3 has easting, northing [\d.]+, {value.replace('1e300', '1e[+]300')}, not a position"):
         read_city_folder(city, "train_val", "sf", "query", with_positions=True)
+
+
+def test_queries_identical_to_database_images_are_counted_in_a_warning(tmp_path: Path, caplog):
+    from utils.evaluation.retrieval import retrieve
+
+    eval_set = EvalSet("folders", tmp_path, ["db/a.jpg", "db/b.jpg"], ["q/a_copy.jpg", "q/c.jpg"])
+    database = np.eye(4, dtype=np.float32)[:2]
+    queries = np.stack([database[0], np.array([0.0, 0.6, 0.8, 0.0], dtype=np.float32)])  # a copy, and another image
+    with caplog.at_level(logging.WARNING):
+        retrieve(eval_set, np.concatenate([database, queries]), ks=(1,))
+    assert "folders: 1 of the 2 queries have a database image of identical descriptor" in caplog.text

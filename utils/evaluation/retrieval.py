@@ -5,6 +5,7 @@ Used by validation during training and by ``eval.py``, so both report the same n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from utils.errors import UserError
 from utils.evaluation.metrics import RECALL_KS, recall_at_k, recall_curve
 from utils.evaluation.search import search, search_per_group
 from utils.evaluation.streaming import SidedDescriptors, split_sides
+
+log = logging.getLogger(__name__)
 
 CURVE_LENGTH = 25
 
@@ -34,6 +37,22 @@ class Retrieval:
     indices: np.ndarray
     recalls: dict[int, float] | None
     curve: np.ndarray | None
+
+
+IDENTICAL_DISTANCE = 1e-10
+"""A squared L2 distance this small between two descriptors: the same image, in all likelihood."""
+
+
+def warn_identical_images(eval_set: EvalSet, distances: np.ndarray) -> None:
+    """One warning when queries have a database image of identical descriptor (the database copied
+    into the queries folder: those queries are found whatever the model)."""
+    if distances.size == 0:
+        return
+    identical = int(np.count_nonzero(np.asarray(distances)[:, 0] <= IDENTICAL_DISTANCE))
+    if identical:
+        log.warning("%s: %d of the %d queries have a database image of identical descriptor (the same image in "
+                    "both?): they are found whatever the model; check the queries", eval_set.name, identical,
+                    len(distances))
 
 
 def retrieve(
@@ -72,6 +91,7 @@ def retrieve(
         )
     else:
         distances, indices = search(database, queries, k, metric="l2", backend=backend, storage=storage)
+    warn_identical_images(eval_set, distances)
     if eval_set.ground_truth is None:
         return Retrieval(distances, indices, None, None)
     # K beyond what was retrieved: exact when everything was (k is the database size), else unknown.
