@@ -215,6 +215,35 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_weights(sma
     assert resumed.global_step == 6 and [name for name in expected if not torch.equal(weights[name], expected[name])] == []
 
 
+class SigintInValidation(pl.Callback):
+    """Sends this process SIGINT, as Ctrl-C does, when the first validation of the training starts."""
+
+    def on_validation_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_a_validation_stops_when_it_ends_with_last_ckpt_to_resume(small_toy_world, first_run, tmp_path,
+                                                                                 monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    defaults = train_cli.default_trainer_settings
+    monkeypatch.setattr(train_cli, "default_trainer_settings",
+                        lambda: {**defaults(), "callbacks": [*defaults()["callbacks"], SigintInValidation()]})
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(SystemExit):  # Lightning's exit on Ctrl-C
+            train_cli.main([*relative_run_args(small_toy_world), "--trainer.max_epochs", "2"])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    last = tmp_path / RUN / "checkpoints" / "last.ckpt"
+    assert f"interrupted at step 6: resume with --ckpt_path {RUN / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    expected = torch.load(first_run / RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 6 and saved["epoch"] == expected["epoch"]  # no step of the second epoch
+    assert [name for name in expected["state_dict"] if not torch.equal(saved["state_dict"][name], expected["state_dict"][name])] == []
+    assert not (tmp_path / RUN / "checkpoints" / "interrupted.ckpt").exists()
+
+
 def test_validating_a_nan_checkpoint_is_one_line_naming_it(in_copy: Path):
     payload = torch.load(RUN / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     payload["state_dict"]["aggregator.dust_bin"].fill_(float("nan"))

@@ -23,6 +23,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from utils.atomic_write import remove_stale_temporaries, write_atomically
@@ -268,9 +269,11 @@ class InterruptCheckpoint(Callback):
     The first SIGINT is noted; at the end of the optimizer step under way, the whole training
     state is saved to ``interrupted.ckpt`` beside the other checkpoints (the same state as a
     ``resume-latest.ckpt`` of that step: ``--ckpt_path`` resumes it, bit for bit), and the run stops
-    as Lightning stops on Ctrl-C. A second SIGINT interrupts at once, saving nothing, unless it
-    comes within :attr:`REPEAT_WINDOW_S` of the first: that is the same Ctrl-C forwarded by a
-    launcher (torchrun sends each worker the SIGINT the terminal already sent it).
+    as Lightning stops on Ctrl-C. During a validation, the run stops when it ends, once its
+    checkpoints are written: ``last.ckpt`` is then the state to resume (``interrupted.ckpt`` is
+    saved instead when no ``last.ckpt`` is kept). A second SIGINT interrupts at once, saving
+    nothing, unless it comes within :attr:`REPEAT_WINDOW_S` of the first: that is the same Ctrl-C
+    forwarded by a launcher (torchrun sends each worker the SIGINT the terminal already sent it).
     """
 
     FILENAME = "interrupted.ckpt"
@@ -280,10 +283,12 @@ class InterruptCheckpoint(Callback):
         self.requested = False
         self._first_at = 0.0
         self._announce = True
+        self._resume_from: str | None = None
         self._previous: Any = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.requested = False
+        self._resume_from = None
         self._announce = trainer.is_global_zero
         try:
             self._previous = signal.signal(signal.SIGINT, self._note)
@@ -295,8 +300,8 @@ class InterruptCheckpoint(Callback):
         if not self.requested:
             self.requested, self._first_at = True, now
             if self._announce:  # at once: a validation under way can take minutes before the step ends
-                print(f"\nCtrl-C: saving {self.FILENAME} at the end of the step under way (after a validation "
-                      f"under way); Ctrl-C again, {self.REPEAT_WINDOW_S:g} s or more later, stops at once without saving",
+                print(f"\nCtrl-C: stopping at the end of the step or the validation under way, with a checkpoint to "
+                      f"resume from; Ctrl-C again, {self.REPEAT_WINDOW_S:g} s or more later, stops at once without saving",
                       file=sys.stderr, flush=True)
         elif now - self._first_at > self.REPEAT_WINDOW_S:  # the user pressed Ctrl-C again
             signal.default_int_handler(signum, frame)
@@ -305,16 +310,40 @@ class InterruptCheckpoint(Callback):
         # every process decides alike (under DDP a Ctrl-C may reach the ranks at different steps)
         if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             return
+        self._resume_from = self._save(trainer)
+        self._stop(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A Ctrl-C during a validation of the training stops the run once the validation's
+        checkpoints are written (Lightning's ``ModelCheckpoint`` writes them after this hook)."""
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            return
+        callback = trainer.checkpoint_callback
+        if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+            self._resume_from = os.path.join(callback.dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION)
+        else:
+            self._resume_from = self._save(trainer)
+        trainer.should_stop = True  # ends the training after this validation; on_train_end says so
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._resume_from is not None:  # stopped after a validation
+            self._stop(trainer)
+        self._restore_handler()
+
+    def _save(self, trainer: pl.Trainer) -> str:
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else trainer.default_root_dir
         path = os.path.join(folder, self.FILENAME)
         trainer.save_checkpoint(path, weights_only=False)  # the whole training state
+        return path
+
+    def _stop(self, trainer: pl.Trainer) -> None:
+        """Stop as Lightning stops on Ctrl-C, saying where to resume from."""
         self._restore_handler()
         if trainer.is_global_zero:
-            log.warning("interrupted at step %d: saved %s; resume with --ckpt_path %s", trainer.global_step, path, path)
+            log.warning("interrupted at step %d: resume with --ckpt_path %s", trainer.global_step, self._resume_from)
         raise KeyboardInterrupt
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore_handler()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore_handler()
