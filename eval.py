@@ -50,6 +50,7 @@ from models.compared import ReleasedEntry, checkpoint_row, parse_released_entry,
 from models.loading import LoadedNetwork, load_network
 from models.registry import AGGREGATORS
 from models.released import RELEASE_NAMES, released_model
+from utils.checkpoint_files import checkpoint_file, checkpoint_name
 from utils.cli import flag_names
 from utils.evaluation.comparison import compare_models
 from models.image_size import resolve_image_size as image_size_rule
@@ -134,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
             "help": f"a released model ({', '.join(RELEASE_NAMES)}): downloaded through torch.hub's cache, or read "
             f"from --ckpt_path in its authors' layout; its evaluation image size unless --image_size is given "
             f"(default architecture of a bare state dict: {DEFAULT_RELEASE}'s). Several, or NAME=FILE (the release's "
-            "local file; a name alone downloads it): one comparison table, rows the models (each at its own "
-            "evaluation size; --ckpt_path adds yours), columns the sets' R@1/5/10",
+            "file, a path or an http(s):// or file:// URL; a name alone downloads it): one comparison table, rows "
+            "the models (each at its own evaluation size; --ckpt_path adds yours), columns the sets' R@1/5/10",
         },
     )
     parser.set_defaults(compare=None)
@@ -301,9 +302,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.compare is not None and (args.random_weights or args.save_predictions):
         raise UserError("a comparison of several --released models takes neither --random_weights nor "
                         "--save_predictions (each model's predictions are kept in its own folder)")
-    if args.ckpt_path is not None and args.ckpt_path.is_dir():
+    local = checkpoint_file(args.ckpt_path) if args.ckpt_path is not None else None  # None: a URL, fetched when loaded
+    if local is not None and local.is_dir():
         raise UserError(f"--ckpt_path {args.ckpt_path} is a folder; give the checkpoint file in it (e.g. last.ckpt)")
-    if args.ckpt_path is not None and not args.ckpt_path.is_file():
+    if local is not None and not local.is_file():
         raise UserFileError(f"--ckpt_path {args.ckpt_path} does not exist")
     if (args.database_folder is None) != (args.queries_folder is None):
         raise UserError("--database_folder and --queries_folder go together")
@@ -443,7 +445,7 @@ def log_model(args: argparse.Namespace, loaded: LoadedNetwork, evaluator: Evalua
 def run_name(args: argparse.Namespace) -> str:
     """The run folder's name before its time: the checkpoint's, the release's, or ``random_weights``."""
     if args.ckpt_path is not None:
-        return args.ckpt_path.stem
+        return Path(checkpoint_name(args.ckpt_path)).stem
     return "random_weights" if args.random_weights else args.released
 
 

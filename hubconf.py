@@ -2,7 +2,8 @@
 MegaLoc, CliqueMining, CosPlace, EigenPlaces, MixVPR); see the README for the repository string.
 
 A thin layer over ``models.loading.load_network``: importing it needs only torch, torchvision and timm. Every entry
-takes ``ckpt_path`` to load a local file instead of downloading, and ``verify=False`` to skip the
+takes ``ckpt_path`` to load a local file (or one at an ``http(s)://`` or ``file://`` URL: downloaded,
+then checked like a local file) instead of downloading the release, and ``verify=False`` to skip the
 SHA-256 check of a file named as the release.
 """
 

@@ -45,6 +45,7 @@ from utils.errors import UserError, UserFileError, render
 from utils.training.metric_learning import LOSSES, MINERS
 from utils.model_flags import MODEL_ARGS_COMMAND
 from utils.atomic_write import write_atomically
+from utils.checkpoint_files import shown_checkpoint
 from utils.config_classes import check_config_classes, config_files, denied_class, import_policy
 from utils.training.checkpoint_io import on_local_disk, use_atomic_checkpoints
 from utils.training.loggers import run_loggers
@@ -155,7 +156,7 @@ class VPRTrainingCLI(LightningCLI):
         overruled = overruled_settings(given, self.config[subcommand]["model"].as_dict(), defaults,
                                        self._explicit_model_keys)
         if overruled:
-            warnings.warn(f"--ckpt_path {self.config[subcommand]['ckpt_path']} resumes the checkpoint's model: "
+            warnings.warn(f"--ckpt_path {shown_checkpoint(self.config[subcommand]['ckpt_path'])} resumes the checkpoint's model: "
                           f"{'; '.join(overruled)} ignored", stacklevel=1)
 
     def instantiate_classes(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from models.architecture import Architecture
 from models.loading import load_network
 from models.released import RELEASE_NAMES, canonical_release_name, released_model
+from utils.checkpoint_files import checkpoint_file, checkpoint_name
 from utils.errors import UserError, UserFileError
 from utils.evaluation.comparison import ComparedModel
 from utils.evaluation.pipeline import DescribedModel
@@ -22,11 +23,12 @@ class ReleasedEntry:
 
     Attributes:
         name: a key of ``models.released.RELEASED_MODELS``.
-        path: the released file (or a fine-tune of the same architecture) on disk.
+        path: the released file (or a fine-tune of the same architecture) on disk, or its
+            ``http(s)://`` or ``file://`` URL, as given.
     """
 
     name: str
-    path: Path | None = None
+    path: str | None = None
 
 
 def parse_released_entry(text: str) -> ReleasedEntry:
@@ -41,24 +43,25 @@ def parse_released_entry(text: str) -> ReleasedEntry:
     name = canonical_release_name(name)
     if separator and not path:
         raise UserError(f"{text!r}: give the file after '=' (NAME=FILE), or the name alone to download it")
-    return ReleasedEntry(name, Path(path) if separator else None)
+    return ReleasedEntry(name, path if separator else None)
 
 
 def released_row(name: str, path: str | PathLike[str] | None = None, verify: bool = True) -> ComparedModel:
-    """The release ``name`` as a row, from its local ``path`` or downloaded (torch.hub's cache),
-    evaluated at its authors' size.
+    """The release ``name`` as a row, from its ``path`` (a local file or its URL) or downloaded
+    (torch.hub's cache), evaluated at its authors' size.
 
     Raises:
-        UserFileError: ``path`` does not exist.
+        UserFileError: the local ``path`` does not exist.
+        UserError: a URL scheme other than http, https and file.
     """
     release = released_model(name)
-    local = Path(path) if path is not None else None
+    local = checkpoint_file(path) if path is not None else None
     if local is not None and not local.is_file():
-        raise UserFileError(f"{name}: the released file {local} does not exist; give the path of {release.file_name}")
+        raise UserFileError(f"{name}: the released file {path} does not exist; give the path of {release.file_name}")
 
     def load() -> DescribedModel:
-        loaded = load_network(local, release=name, verify=verify)
-        weights = "checkpoint" if local is not None else f"released {name}"
+        loaded = load_network(path, release=name, verify=verify)
+        weights = "checkpoint" if path is not None else f"released {name}"
         return DescribedModel.of(loaded.network, weights, loaded.path)
 
     return ComparedModel(name, load, release.image_size)
@@ -70,19 +73,21 @@ def checkpoint_row(
     """A checkpoint of one's own as a row named after its file, evaluated at native resolution.
 
     Args:
-        path: a checkpoint of this project (it carries its architecture) or a bare state dict.
+        path: a checkpoint of this project (it carries its architecture) or a bare state dict, or
+            its ``http(s)://`` or ``file://`` URL.
         fallback: the architecture of a bare state dict.
         name: the row's name (default: the file's stem).
 
     Raises:
-        UserFileError: ``path`` does not exist.
+        UserFileError: the local ``path`` does not exist.
+        UserError: a URL scheme other than http, https and file.
     """
-    path = Path(path)
-    if not path.is_file():
+    local = checkpoint_file(path)
+    if local is not None and not local.is_file():
         raise UserFileError(f"checkpoint {path} does not exist")
 
     def load() -> DescribedModel:
         loaded = load_network(path, architecture=fallback)
-        return DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, path)
+        return DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path)
 
-    return ComparedModel(name or path.stem, load, None)
+    return ComparedModel(name or Path(checkpoint_name(path)).stem, load, None)

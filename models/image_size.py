@@ -57,9 +57,12 @@ def validated_image_size(checkpoint: str | PathLike[str], payload: Mapping[str, 
     or a checkpoint whose run left no record of it).
 
     Args:
-        checkpoint: the checkpoint file.
+        checkpoint: the checkpoint file, or its ``http(s)://`` or ``file://`` URL (an ``http(s)://``
+            one has no run folder to look in).
         payload: its loaded contents, when the caller has read it already.
     """
+    from utils.checkpoint_files import checkpoint_file
+
     if payload is None:
         from models.pretrained import read_checkpoint
 
@@ -67,7 +70,8 @@ def validated_image_size(checkpoint: str | PathLike[str], payload: Mapping[str, 
     size = payload.get(VALIDATION_SIZE_KEY)
     if isinstance(size, Sequence) and size:
         return image_size_pair(size, f"checkpoint {checkpoint}: {VALIDATION_SIZE_KEY}")
-    return _size_in_run_config(Path(checkpoint))
+    local = checkpoint_file(checkpoint)
+    return _size_in_run_config(local) if local is not None else None
 
 
 def resolve_image_size(

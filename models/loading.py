@@ -1,5 +1,6 @@
 """One way to get a network: :func:`load_network` (a file of this project, a released file in
-its authors' layout, or a release's name to download) -> :class:`LoadedNetwork`.
+its authors' layout, either given by its ``http(s)://`` or ``file://`` URL, or a release's name to
+download) -> :class:`LoadedNetwork`.
 
 eval.py, torch.hub, the ONNX export and the tests all load through it. The architecture comes,
 in this order, from the checkpoint (a Lightning checkpoint of this project carries it in
@@ -33,6 +34,7 @@ from models.released import (
     check_released_file,
 )
 from models.vpr_net import VPRNet, build_network
+from utils.checkpoint_files import reads_checkpoint, shown_checkpoint
 from utils.errors import UserError, UserFileError
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ class LoadedNetwork:
         release: the release's name, if one was named.
         architecture_source: ``"checkpoint"`` (its ``hyper_parameters``), ``"caller"`` or ``"release"``.
         weights: ``"checkpoint"``, ``"random (seed N)"`` or ``"untrained"``.
-        path: the file the weights were read from (a download: its copy in torch.hub's cache).
+        path: the file the weights were read from (a release's download: its copy in torch.hub's
+            cache; a URL's: its temporary copy, removed when the process ends).
     """
 
     network: VPRNet
@@ -164,6 +167,7 @@ def read_download(name: str, path: Path) -> dict[str, Any]:
         ) from None
 
 
+@reads_checkpoint
 def load_network(
     source: str | PathLike[str] | None = None,
     *,
@@ -179,8 +183,10 @@ def load_network(
 
     Args:
         source: a weights file (``.ckpt``/``.pth``/``.torch``: this project's Lightning
-            checkpoint, or a bare state dict; ``.safetensors``), or a release's name (then as
-            ``release=source``); ``None`` with ``release`` downloads the released file.
+            checkpoint, or a bare state dict; ``.safetensors``), its ``http(s)://`` or ``file://``
+            URL (read as a local copy, :func:`utils.checkpoint_files.reads_checkpoint`: errors name
+            the URL), or a release's name (then as ``release=source``); ``None`` with ``release``
+            downloads the released file.
         release: a name of ``models.released.RELEASED_MODELS`` (or an alias): its architecture
             for a bare state dict, its key layout (the authors' files load as published), its
             evaluation size and normalisation.
@@ -198,7 +204,8 @@ def load_network(
 
     Raises:
         UserFileError: ``source`` does not exist.
-        ValueError: no architecture known, a state dict that does not fit it, a digest that differs.
+        ValueError: no architecture known, a state dict that does not fit it, a digest that differs,
+            a URL scheme other than http, https and file.
         DownloadError: a download that failed.
     """
     if is_release_name(source) and release is None:
@@ -256,7 +263,7 @@ def load_network(
         if not mismatch_hint:
             raise
         raise ArchitectureMismatchError(f"{error}; {mismatch_hint}") from None
-    log.info("loaded the weights of %s", path)
+    log.info("loaded the weights of %s", shown_checkpoint(path))
     return loaded(network, given_source, "checkpoint", path)
 
 

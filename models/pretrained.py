@@ -16,20 +16,22 @@ from urllib.error import URLError
 import torch
 
 from utils.checkpoint_digest import verify_digest
+from utils.checkpoint_files import checkpoint_file_problem, reads_checkpoint
 from utils.errors import UserError, UserFileError, render
 from utils.file_hash import check_sha256, digest_in_name
 
 log = logging.getLogger(__name__)
 
 
+@reads_checkpoint
 def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint file safely: a bare state dict or a Lightning checkpoint dict.
 
     ``weights_only=True``: a file that would run code when unpickled is refused, never executed.
-    An empty file, a file that is not a torch checkpoint and a torn one are told apart first.
+    An empty file, a file that is not a torch checkpoint and a torn one are told apart first (the
+    same test main.py's resume makes). An ``http(s)://`` or ``file://`` URL is read as its local
+    copy (:func:`utils.checkpoint_files.reads_checkpoint`).
     """
-    from utils.checkpoint_files import checkpoint_file_problem  # the same test main.py's resume makes
-
     path = Path(path)
     if not path.is_file():
         raise UserFileError(f"checkpoint {path} does not exist")

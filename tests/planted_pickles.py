@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import collections
 import os
+from pathlib import Path
 
 
 class RunsShell:
@@ -24,3 +26,13 @@ class RunsPython:
 
     def __reduce__(self) -> tuple:
         return builtins.exec, (self.source,)
+
+
+def planted_checkpoint(path: Path, marker: Path) -> Path:
+    """A Lightning-shaped checkpoint whose hyperparameters run ``touch marker`` when unpickled."""
+    import torch
+
+    payload = {"state_dict": collections.OrderedDict(weight=torch.ones(2)), "epoch": 0, "global_step": 1,
+               "hyper_parameters": {"lr": 1e-3, "note": RunsShell(f"touch {marker}")}}
+    torch.save(payload, path)
+    return path

@@ -26,8 +26,10 @@ import eval as eval_cli
 from models import build_vpr_net
 from models.aggregators.salad import SALAD
 from models.architecture import Architecture
+from models.compared import checkpoint_row
 from models.loading import architecture_from_payload, load_network
 from models.vpr_net import build_network
+from tests.planted_pickles import planted_checkpoint
 from utils.errors import UserError
 from utils.evaluation.metrics import recall_at_k
 
@@ -497,6 +499,38 @@ def test_partial_hyperparameters_are_an_error() -> None:
     with pytest.raises(ValueError, match="lacks agg_arch, agg_config"):
         architecture_from_payload({"hyper_parameters": {"backbone_arch": "x", "backbone_config": {}}}, "a.ckpt")
     assert architecture_from_payload({"state_dict": {}}, "a.ckpt") is None
+
+
+# ------------------------------------------------------------------------------ checkpoint URLs
+def test_a_checkpoint_url_evaluates_like_its_file_and_is_recorded_as_typed(
+    served: tuple[str, Path], download_folder: Path, sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    base, folder = served
+    shutil.copy(checkpoints["lightning"], folder / "lightning.ckpt")
+    for url, recorded in ((f"{base}/lightning.ckpt", f"{base}/lightning.ckpt"),
+                          (checkpoints["lightning"].as_uri(), str(checkpoints["lightning"]))):
+        run_dir = run_eval(["--ckpt_path", url, "--data_dir", str(sped_dir), "--val_datasets", "sped", *common_flags(tmp_path)])
+        entry = read_results(run_dir)["sped"]
+        assert entry["recall@k"]["1"] == 100.0 and entry["checkpoint"] == recorded and "lightning" in run_dir.name
+    row = checkpoint_row(f"{base}/lightning.ckpt")  # a comparison's row of one's own checkpoint
+    assert row.name == "lightning" and row.load().checkpoint.read_bytes() == checkpoints["lightning"].read_bytes()
+
+
+def test_a_planted_checkpoint_url_is_refused_by_its_url_and_other_schemes_before_any_work(
+    served: tuple[str, Path], download_folder: Path, sped_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, folder = served
+    marker = tmp_path / "marker"
+    planted_checkpoint(folder / "evil.ckpt", marker)
+    flags = ["--data_dir", str(sped_dir), "--val_datasets", "sped", *common_flags(tmp_path)]
+    line = run_eval_error(["--ckpt_path", f"{base}/evil.ckpt", *flags], capsys)
+    assert line.startswith(f"eval.py: error: checkpoint {base}/evil.ckpt is not a plain tensor file loadable with "
+                           "weights_only=True (refused, not executed)")
+    assert not marker.exists() and list(download_folder.iterdir()) == []  # the refused copy removed at once
+    line = run_eval_error(["--ckpt_path", "s3://bucket/last.ckpt", *flags], capsys)
+    assert line == ("eval.py: error: checkpoint s3://bucket/last.ckpt: s3:// paths are not read; copy the file here "
+                    "and pass its local path")
+    assert not (tmp_path / "logs").exists()
 
 
 # ------------------------------------------------------------------------------ user errors

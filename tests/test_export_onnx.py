@@ -91,6 +91,33 @@ def test_resnet18_gem_checkpoint_exports_with_dynamic_batch(
     assert np.abs(descriptors - expected).max() <= 1e-4
 
 
+def test_a_checkpoint_url_exports_at_its_validation_size_downloaded_once(
+    served: tuple[str, Path], download_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, folder = served
+    torch.manual_seed(0)
+    model = build_vpr_net("resnet18", {"layers_to_crop": [4]}, "GeM", {}).eval()
+    hyper_parameters = {"backbone_arch": "resnet18", "backbone_config": {"layers_to_crop": [4]}, "agg_arch": "GeM", "agg_config": {}}
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hyper_parameters, "val_image_size": [32, 48]},
+               folder / "run.ckpt")
+    downloads: list[str] = []
+    real_download = torch.hub.download_url_to_file
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, *args, **kwargs: (
+        downloads.append(url), real_download(url, *args, **kwargs))[1])
+    output = tmp_path / "run.onnx"
+    assert export_onnx.main(["--ckpt_path", f"{base}/run.ckpt", "--out", str(output)]) == 0
+    assert _reported_difference(capsys.readouterr().out) <= 1e-4
+    metadata = {entry.key: entry.value for entry in onnx.load(str(output)).metadata_props}
+    assert json.loads(metadata["image_size"]) == [32, 48]  # read from the URL's checkpoint, as from a file
+    assert downloads == [f"{base}/run.ckpt"]  # the size and the weights read from one download
+    with pytest.raises(SystemExit) as info:
+        export_onnx.main(["--ckpt_path", "data:application/octet-stream;base64,gASVAAAAAA==", "--out", str(tmp_path / "x.onnx")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(": data: paths are not read; copy the file here and "
+                                                                     "pass its local path")
+
+
 def test_checkpoint_without_architecture_needs_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = tmp_path / "bare.ckpt"
     torch.save(build_vpr_net("resnet18", {}, "GeM", {}).state_dict(), checkpoint)

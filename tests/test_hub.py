@@ -10,6 +10,9 @@ from urllib.error import URLError
 import pytest
 import torch
 
+from tests.planted_pickles import planted_checkpoint
+from utils.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,16 +33,19 @@ def test_importing_hubconf_needs_nothing_that_inference_does_not_use():
     assert out.stdout.strip() == ""
 
 
-def test_ckpt_path_loads_a_local_file_in_the_small_entries(tmp_path: Path):
+def test_ckpt_path_loads_a_local_file_or_its_url_in_the_small_entries(tmp_path: Path, served: tuple[str, Path]):
     import hubconf
 
     reference = hubconf.dinov2_salad_512_32(pretrained=False)
-    path = tmp_path / "dino_salad_512_32.ckpt"
+    base, folder = served
+    path = folder / "dino_salad_512_32.ckpt"
     torch.save(reference.state_dict(), path)
     loaded = hubconf.dinov2_salad_512_32(ckpt_path=str(path))
+    from_url = hubconf.dinov2_salad_512_32(ckpt_path=f"{base}/dino_salad_512_32.ckpt")
     images = torch.randn(1, 3, 70, 70)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), reference(images))
+        torch.testing.assert_close(from_url(images), reference(images))
     assert loaded(images).shape == (1, 544)
     assert hubconf.dinov2_salad_2048_64(pretrained=False).aggregator.out_dim == 2112
 
@@ -65,3 +71,18 @@ def test_default_entry_downloads_the_release_and_says_what_to_fetch_offline(monk
     with pytest.raises(RuntimeError, match="fetch dino_salad.ckpt by hand and pass its path as ckpt_path="):
         hubconf.dinov2_salad()
     assert asked == ["https://github.com/serizba/salad/releases/download/v1.0.0/dino_salad.ckpt"]
+
+
+@pytest.mark.parametrize("url", ["http", "file", "s3"])
+def test_a_planted_checkpoint_by_url_is_refused_by_its_url(served: tuple[str, Path], download_folder: Path, tmp_path: Path, url: str):
+    import hubconf
+
+    base, folder = served
+    marker = tmp_path / "marker"
+    planted = planted_checkpoint(folder / "evil.ckpt", marker)
+    given = {"http": f"{base}/evil.ckpt", "file": planted.as_uri(), "s3": "s3://bucket/evil.ckpt"}[url]
+    with pytest.raises(UserError) as info:
+        hubconf.dinov2_salad_512_32(ckpt_path=given)
+    expected = "s3:// paths are not read" if url == "s3" else "is not a plain tensor file loadable with weights_only=True"
+    assert str(info.value).startswith(f"checkpoint {given}") and expected in str(info.value)
+    assert not marker.exists() and list(download_folder.iterdir()) == []

@@ -3,12 +3,8 @@ a configuration file from another run folder may name only the classes a run of 
 
 from __future__ import annotations
 
-import collections
 import json
-import functools
-import http.server
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,38 +13,15 @@ import torch
 import yaml
 
 import main as train_cli
-from tests.planted_pickles import RunsShell
+from tests.planted_pickles import planted_checkpoint
 from utils.checkpoint_digest import with_digest
-from utils.checkpoint_files import RefusedCheckpointError, local_checkpoint
+from utils.checkpoint_files import RefusedCheckpointError, local_checkpoint, remove_downloads, shown_checkpoint
 from utils.config_classes import allowed
 from utils.errors import UserError
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``: ``(base URL, folder)``."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", folder
-    server.shutdown()
-    server.server_close()
-
-
-def planted_checkpoint(path: Path, marker: Path) -> Path:
-    """A Lightning-shaped checkpoint whose hyperparameters run ``touch marker`` when unpickled."""
-    payload = {"state_dict": collections.OrderedDict(weight=torch.ones(2)), "epoch": 0, "global_step": 1,
-               "hyper_parameters": {"lr": 1e-3, "note": RunsShell(f"touch {marker}")}}
-    torch.save(payload, path)
-    return path
-
-
 @pytest.mark.parametrize("scheme", ["http", "file"])
-def test_a_checkpoint_url_is_checked_like_a_local_file_and_runs_nothing(served, tmp_path: Path, scheme: str):
+def test_a_checkpoint_url_is_checked_like_a_local_file_and_runs_nothing(served, download_folder, tmp_path: Path, scheme: str):
     base, folder = served
     marker = tmp_path / "marker"
     planted = planted_checkpoint(folder / "last.ckpt", marker)
@@ -56,20 +29,52 @@ def test_a_checkpoint_url_is_checked_like_a_local_file_and_runs_nothing(served, 
     with pytest.raises(RefusedCheckpointError) as info:
         train_cli.main(["--ckpt_path", url, "--data.data_root", str(tmp_path), "--trainer.default_root_dir", str(tmp_path / "logs")])
     line = train_cli.render(info.value, train_cli.PARAMETER_FLAGS)
-    assert "holds a pickled " in line and line.endswith("refused, not executed") and "\n" not in line
+    assert line.startswith(f"checkpoint {url} holds a pickled ")  # the URL typed, not a temporary copy
+    assert line.endswith("refused, not executed") and "\n" not in line
     assert not marker.exists() and not (tmp_path / "logs").exists()
+    assert list(download_folder.iterdir()) == []  # the refused download is gone at once
 
 
-def test_a_served_checkpoint_is_fetched_whole(served, tmp_path: Path):
+def test_a_served_checkpoint_is_fetched_whole_once_and_removed_at_the_end(served, download_folder):
     base, folder = served
     (folder / "weights.ckpt").write_bytes(b"PK\x03\x04 some bytes")
-    local = local_checkpoint(f"{base}/weights.ckpt", tmp_path)
-    assert Path(local) == tmp_path / "weights.ckpt" and Path(local).read_bytes() == b"PK\x03\x04 some bytes"
+    local = local_checkpoint(f"{base}/weights.ckpt")
+    assert Path(local).name == "weights.ckpt" and Path(local).read_bytes() == b"PK\x03\x04 some bytes"
+    assert Path(local).parent.parent == download_folder and shown_checkpoint(local) == f"{base}/weights.ckpt"
+    assert local_checkpoint(f"{base}/weights.ckpt") == local  # read twice in a process (export: size, weights)
+    assert Path(local_checkpoint(f"{base}/sub/..")).name == "checkpoint.ckpt"  # never a name leaving its folder
+    remove_downloads()  # what the end of the process does
+    assert list(download_folder.iterdir()) == []
     with pytest.raises(UserError, match=rf"^checkpoint {base}/missing.ckpt could not be downloaded \(.*404"):
-        local_checkpoint(f"{base}/missing.ckpt", tmp_path)
-    with pytest.raises(UserError, match=r"^checkpoint s3://bucket/last.ckpt: s3:// paths are not read"):
-        local_checkpoint("s3://bucket/last.ckpt")
+        local_checkpoint(f"{base}/missing.ckpt")
+    assert list(download_folder.iterdir()) == []  # no empty folder left by the failed download
     assert local_checkpoint("logs/last.ckpt") == "logs/last.ckpt"
+
+
+@pytest.mark.parametrize(("url", "spelled"), [
+    ("s3://bucket/last.ckpt", "s3://"), ("simplecache::http://host/last.ckpt", "simplecache::"), ("hf://org/last.ckpt", "hf://"),
+])
+def test_other_url_schemes_are_refused_in_one_line(url: str, spelled: str):
+    with pytest.raises(UserError) as info:
+        local_checkpoint(url)
+    assert str(info.value) == (f"checkpoint {url}: {spelled} paths are not read; copy the file here and pass its "
+                               "local path")
+
+
+def test_a_resume_from_a_url_trains_on_from_the_downloaded_copy_kept_until_the_end(
+        short_run, small_toy_world, served, download_folder, tmp_path: Path):
+    from tests.toy_training import train_args
+
+    base, folder = served
+    (folder / "last.ckpt").write_bytes(short_run[1].read_bytes())
+    done = torch.load(short_run[1], map_location="cpu", weights_only=True)["global_step"]
+    args = train_args(small_toy_world, tmp_path / "run", "--trainer.max_steps", str(done + 1),
+                      "--trainer.limit_val_batches", "0")
+    trainer = train_cli.main([*args, "--ckpt_path", f"{base}/last.ckpt"]).trainer
+    assert trainer.global_step == done + 1  # Lightning read the checked copy when fit began
+    assert [path.name for path in download_folder.glob("ckpt-*/*")] == ["last.ckpt"]  # kept until the process ends
+    remove_downloads()
+    assert list(download_folder.iterdir()) == []
 
 
 @pytest.fixture

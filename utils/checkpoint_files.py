@@ -7,18 +7,29 @@ the first bytes and the zip end record alone. :func:`check_resume_checkpoint` go
 :data:`RESUME_CHECKPOINT_GLOBALS` allowed, so that a checkpoint naming anything else is refused
 before Lightning opens it (Lightning loads with ``weights_only=None``, which on torch 2.4 / 2.5
 runs any pickle).
+
+A checkpoint may be given by its ``http(s)://`` or ``file://`` URL wherever one is read: every
+reader is decorated with :func:`reads_checkpoint`, which hands it the local file (a download, kept
+until the process ends) and makes its errors name the URL; other schemes are refused in one line.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
+import functools
+import inspect
+import os
 import pickle
 import re
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -47,6 +58,8 @@ dicts' ``OrderedDict`` only; hyperparameters, loop progress, callback and data-o
 plain dicts, lists, numbers and strings."""
 
 UNPICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+URL_PREFIX = re.compile(r"[\w.+-]+:+/*")
+"""A URL's scheme with what separates it from the rest (``s3://``, ``data:``, ``simplecache::``)."""
 
 
 class RefusedCheckpointError(UserError):
@@ -75,32 +88,136 @@ def checkpoint_file_problem(path: str | PathLike[str]) -> str | None:
     return f"is not a torch checkpoint (neither a torch zip archive nor a legacy torch file; it starts with {head[:8]!r})"
 
 
-def local_checkpoint(path: str | PathLike[str], folder: str | PathLike[str] | None = None) -> str:
+def checkpoint_scheme(path: str | PathLike[str]) -> str:
+    """The URL scheme of a checkpoint path, lowercased (``"http"``, ``"s3"``, ``"data"``, ...); ``""`` for a local path."""
+    text = str(path)
+    return urlparse(text).scheme.lower() if "://" in text else (split_protocol(text)[0] or "")
+
+
+def checkpoint_file(path: str | PathLike[str]) -> Path | None:
+    """The local file ``path`` names: itself, or a ``file://`` URL's file; None for an ``http(s)://``
+    URL (downloaded when read, :func:`local_checkpoint`). Nothing is read.
+
+    Raises:
+        UserError: another URL scheme (one line naming the path and what to do).
+    """
+    scheme = checkpoint_scheme(path)
+    if not scheme:
+        return Path(path)
+    if scheme not in FETCHED_SCHEMES:
+        spelled = URL_PREFIX.match(str(path))
+        raise UserError(f"checkpoint {str(path)[:80]}: {spelled.group(0) if spelled else scheme} paths are not read; "
+                        "copy the file here and pass its local path")
+    return Path(url2pathname(urlparse(str(path)).path)) if scheme == "file" else None
+
+
+def checkpoint_name(path: str | PathLike[str]) -> str:
+    """The name of the file a checkpoint path or URL ends with (``last.ckpt`` of ``https://host/run/last.ckpt?x=1``)."""
+    return Path(unquote(urlparse(str(path)).path) if checkpoint_scheme(path) else path).name
+
+
+def local_checkpoint(path: str | PathLike[str]) -> str | PathLike[str]:
     """``path`` as a local file name: a ``file://`` URL read as its file, an ``http(s)://`` one
-    downloaded to ``folder`` (a new temporary folder by default), anything else unchanged.
+    downloaded (once per process, :func:`download`), a local path returned as given.
 
     The caller checks the local file as it checks any other (nothing is unpickled here).
 
     Raises:
         UserError: another URL scheme, or the download failed (one line naming the URL).
     """
-    text = str(path)
-    scheme = urlparse(text).scheme.lower() if "://" in text else (split_protocol(text)[0] or "")
-    if not scheme:
-        return text
-    if scheme not in FETCHED_SCHEMES:
-        spelled = f"{scheme}://" if "://" in text else f"{scheme}:"
-        raise UserError(f"checkpoint {text[:80]}: {spelled} paths are not read; copy the file here and pass its local path")
-    if scheme == "file":
-        return url2pathname(urlparse(text).path)
-    name = Path(unquote(urlparse(text).path)).name or "checkpoint.ckpt"
-    target = Path(folder if folder is not None else tempfile.mkdtemp(prefix="ckpt-")) / name
+    local = checkpoint_file(path)
+    if local is None:
+        return str(download(str(path)))
+    return path if not checkpoint_scheme(path) else str(local)
+
+
+DOWNLOADS: dict[str, Path] = {}
+"""The checkpoints this process downloaded: URL -> its copy, alone in a temporary folder removed at
+exit (:func:`remove_downloads`) or at once when the copy is refused (:func:`discard_download`)."""
+
+
+def download(url: str) -> Path:
+    """``url``'s file, downloaded into a new temporary folder (``ckpt-*``); the same URL again in
+    this process: the same copy. torch.hub writes a ``.partial`` file and renames it when whole,
+    so no torn copy is ever served.
+
+    Raises:
+        UserError: the download failed (one line naming the URL); nothing is left behind.
+    """
+    copy = DOWNLOADS.get(url)
+    if copy is not None and copy.is_file():
+        return copy
+    discard_download(url)  # a copy deleted meanwhile: its folder
+    name = checkpoint_name(url)
+    folder = Path(tempfile.mkdtemp(prefix="ckpt-"))
+    target = folder / (name if name not in ("", ".", "..") else "checkpoint.ckpt")
     try:
-        torch.hub.download_url_to_file(text, str(target), progress=False)
+        torch.hub.download_url_to_file(url, str(target), progress=False)
     except Exception as error:  # urllib's URLError / HTTPError, OSError, ...
-        raise UserError(f"checkpoint {text} could not be downloaded ({render(error)}); "
+        raise UserError(f"checkpoint {url} could not be downloaded ({render(error)}); "
                         "download it by hand and pass its local path") from None
-    return str(target)
+    finally:
+        if not target.is_file():  # failed or interrupted (torch.hub removes its .partial file)
+            shutil.rmtree(folder, ignore_errors=True)
+    DOWNLOADS[url] = target
+    return target
+
+
+def discard_download(url: str) -> None:
+    """Remove the copy of ``url`` this process downloaded, if any."""
+    copy = DOWNLOADS.pop(url, None)
+    if copy is not None:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def remove_downloads(owner: int | None = None) -> None:
+    """Remove every checkpoint this process downloaded (at exit; not in a forked child, ``owner``
+    being the process that registered it)."""
+    if owner is None or owner == os.getpid():
+        for url in list(DOWNLOADS):
+            discard_download(url)
+
+
+atexit.register(remove_downloads, os.getpid())
+
+
+def shown_checkpoint(path: str | PathLike[str]) -> str:
+    """What to call a checkpoint in a message or a record: the URL a downloaded copy came from, else ``path``."""
+    return next((url for url, copy in DOWNLOADS.items() if str(copy) == str(path)), str(path))
+
+
+Reader = TypeVar("Reader", bound=Callable[..., Any])
+
+
+def reads_checkpoint(reader: Reader) -> Reader:
+    """Let ``reader``, whose first argument is a checkpoint path, take every spelling of one.
+
+    An ``http(s)://`` or ``file://`` URL reaches ``reader`` as the local file
+    (:func:`local_checkpoint`), to be checked like any other; another scheme is refused before;
+    ``None`` and local paths pass unchanged. A :class:`~utils.errors.UserError` raised about the
+    local copy names the URL the user gave instead, and a downloaded copy is removed at once.
+    """
+    first = next(iter(inspect.signature(reader).parameters))
+
+    @functools.wraps(reader)
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        path = args[0] if args else kwargs.get(first)
+        local = path if path is None else local_checkpoint(path)
+        if local is path:
+            return reader(*args, **kwargs)
+        if args:
+            args = (local, *args[1:])
+        else:
+            kwargs[first] = local
+        try:
+            return reader(*args, **kwargs)
+        except UserError as error:
+            discard_download(str(path))
+            if error.args and isinstance(error.args[0], str):
+                error.args = (error.args[0].replace(str(local), str(path)), *error.args[1:])
+            raise
+
+    return reading  # type: ignore[return-value]
 
 
 def other_checkpoints(path: Path, most: int = 3) -> list[str]:

@@ -20,7 +20,6 @@ The parsed values land in ``args.ckpt_path``, ``args.released``, ``args.backbone
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from utils.cli import json_object
@@ -50,7 +49,10 @@ def add_model_arguments(
     from models.released import RELEASE_NAMES
 
     group = parser.add_argument_group(title)
-    group.add_argument("--ckpt_path", "--checkpoint", dest="ckpt_path", type=Path, help=checkpoint_help)
+    group.add_argument(  # kept a str: a Path would merge a URL's "//"
+        "--ckpt_path", "--checkpoint", dest="ckpt_path",
+        help=f"{checkpoint_help}; a path, or an http(s):// or file:// URL (downloaded, then checked like a file)",
+    )
     group.add_argument(
         "--released", "--method", dest="released", **(released or {
             "choices": RELEASE_NAMES, "metavar": "NAME",

@@ -43,6 +43,7 @@ from dataloaders.device_decode import DeviceDecoder, EncodedImages, collate_enco
 from dataloaders.eval_sets import EvalSet
 from dataloaders.size_buckets import REFERENCE_SIDE, SizeBucketBatchSampler, native_size_batches, resized_sizes
 from dataloaders.transforms import EvalPreprocessing
+from utils.checkpoint_files import shown_checkpoint
 from utils.errors import UserError
 from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
@@ -397,7 +398,7 @@ class Evaluator:
             "max_side": self.preprocessing.max_side if self.preprocessing.native else None,
             "draft_decode": self.preprocessing.draft_decode,
             "exif_transpose": self.preprocessing.exif_transpose,
-            "checkpoint": str(self.model.checkpoint) if self.model.checkpoint else None,
+            "checkpoint": shown_checkpoint(self.model.checkpoint) if self.model.checkpoint else None,
             "weights": self.model.weights,
             "architecture": dict(self.model.architecture),
             "precision": self.precision,

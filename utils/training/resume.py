@@ -27,7 +27,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from utils.atomic_write import remove_stale_temporaries, write_atomically
-from utils.checkpoint_files import check_resume_checkpoint, local_checkpoint
+from utils.checkpoint_files import check_resume_checkpoint, reads_checkpoint
 from utils.errors import UserFileError
 from utils.training.loggers import run_loggers
 
@@ -41,11 +41,13 @@ STALE_TEMPORARY_S = 60.0
 """A checkpoint's temporary file untouched for this long was left by a killed write (a live one grows)."""
 
 
-def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
+@reads_checkpoint
+def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | PathLike[str] | None:
     """Check ``main.py --ckpt_path`` (see :func:`utils.checkpoint_files.check_resume_checkpoint`)
     and return the local file to resume from: a ``file://`` or ``http(s)://`` URL is read or
-    downloaded first (:func:`utils.checkpoint_files.local_checkpoint`), so that Lightning, which
-    would unpickle a URL with ``weights_only=False``, only ever opens a checked local file.
+    downloaded first (:func:`utils.checkpoint_files.reads_checkpoint`: a download lasts until the
+    process ends, errors name the URL), so that Lightning, which would unpickle a URL with
+    ``weights_only=False``, only ever opens a checked local file.
 
     ``None`` and Lightning's keywords (:data:`LIGHTNING_CHECKPOINT_KEYWORDS`) are left to Lightning.
 
@@ -54,7 +56,6 @@ def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | None:
     """
     if ckpt_path is None:
         return None
-    ckpt_path = local_checkpoint(ckpt_path)
     if Path(ckpt_path).is_file():
         check_resume_checkpoint(ckpt_path)
     elif str(ckpt_path) not in LIGHTNING_CHECKPOINT_KEYWORDS:
