@@ -31,7 +31,7 @@ import torchvision.io
 from PIL import ExifTags, Image
 from torch.utils.data import Dataset
 
-from dataloaders.image_io import load_image
+from dataloaders.image_io import load_image, pixel_limit_only
 from dataloaders.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreprocessing
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,11 @@ def needs_pil(data: bytes, exif_transpose: bool = False) -> bool:
     """Whether the file ``data`` must be decoded by PIL: not a JPEG, a colour mode other than RGB or
     greyscale, or (with ``exif_transpose``) an EXIF orientation other than upright. Reads the header only."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with pixel_limit_only(), Image.open(io.BytesIO(data)) as image:
             if image.format != "JPEG" or image.mode not in DEVICE_DECODABLE_MODES:
                 return True
             return exif_transpose and image.getexif().get(ExifTags.Base.Orientation, 1) != 1
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return True  # PIL's decode then names the file in its error
 
 

@@ -18,7 +18,13 @@ MAX_COORDINATE = 1e9
 
 def is_position(value: float) -> bool:
     """Whether ``value`` can be a UTM coordinate: finite and at most :data:`MAX_COORDINATE` in magnitude."""
-    return math.isfinite(value) and abs(value) <= MAX_COORDINATE
+    return bool(are_positions(np.float64(value)))
+
+
+def are_positions(values: np.ndarray) -> np.ndarray:
+    """:func:`is_position` of each value: ``values [...]`` float -> bool of the same shape."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) <= MAX_COORDINATE)
 
 
 def positives_within(

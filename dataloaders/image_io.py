@@ -11,7 +11,10 @@ resize still works from at least as many pixels as it outputs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
+from collections.abc import Iterator
 from os import PathLike
 
 import numpy as np
@@ -68,7 +71,7 @@ def load_image(
         ImageDecodeError: the file cannot be decoded (truncated, not an image, ...).
     """
     try:
-        with Image.open(path) as image:
+        with pixel_limit_only(), Image.open(path) as image:
             if min_size is not None and image.format == "JPEG":
                 height, width = min_size
                 # draft() takes (width, height) and picks the largest scale >= this size
@@ -82,6 +85,18 @@ def load_image(
         raise ImageDecodeError(f"cannot decode image {path}: {bomb_message(error)}") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"cannot decode image {path}: {error}") from error
+
+
+@contextlib.contextmanager
+def pixel_limit_only() -> Iterator[None]:
+    """Open images within: Pillow's ``DecompressionBombWarning`` (an image of more than
+    ``Image.MAX_IMAGE_PIXELS``, which Pillow still opens) is silenced, while its
+    ``DecompressionBombError`` (more than twice that: about 179 million pixels by default), the
+    limit this project refuses images above (:func:`bomb_message`), is kept. The warnings filter
+    is restored on leaving, so other code still gets Pillow's warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def bomb_message(error: Exception) -> str:

@@ -38,6 +38,7 @@ from scipy.spatial.distance import pdist, squareform
 from torch.utils.data import Dataset
 
 from dataloaders.image_io import ImageDecodeError, load_image
+from dataloaders.msls_csv import msls_flags, msls_integers, msls_positions, read_msls_csv
 from utils.errors import UserError, UserFileError
 
 logger = logging.getLogger(__name__)
@@ -90,26 +91,14 @@ def msls_cities(root: str | os.PathLike[str]) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if (path / "database" / "postprocessed.csv").is_file())
 
 
-def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise UserFileError(f"MSLS: {path} does not exist; every city side needs postprocessed.csv and raw.csv")
-    try:
-        frame = pd.read_csv(path, dtype={"key": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-        raise UserError(f"MSLS: {path} is not a readable CSV; restore it from the MSLS download") from None
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise UserError(f"MSLS: {path} has no column {', '.join(missing)}; expected columns {', '.join(columns)} "
-                        f"(MSLS train_val's raw layout)")
-    return frame
-
-
 def read_msls_city(root: str | os.PathLike[str], city: str) -> MSLSCity:
     """One city's images, both sides, without panoramas.
 
     Raises:
         UserFileError: the city's folder or a CSV is absent.
-        UserError: a CSV lacks a column (``unique_cluster`` for one) or cannot be read.
+        UserError: a CSV is refused by :mod:`dataloaders.msls_csv` (unreadable, no row, a column
+            missing, a position, cluster id or pano flag that is not one), or a key of
+            postprocessed.csv is not in raw.csv.
     """
     city_dir = msls_train_val(root) / city
     if not city_dir.is_dir():
@@ -117,17 +106,19 @@ def read_msls_city(root: str | os.PathLike[str], city: str) -> MSLSCity:
     files, xy, clusters = [], [], []
     for side in SIDES:
         post_path, raw_path = city_dir / side / "postprocessed.csv", city_dir / side / "raw.csv"
-        post = _read_csv(post_path, POSTPROCESSED_COLUMNS)
-        raw = _read_csv(raw_path, ("key", "pano")).set_index("key")["pano"]
-        pano = post["key"].map(raw)
+        post = read_msls_csv(post_path, POSTPROCESSED_COLUMNS)
+        raw = read_msls_csv(raw_path, ("key", "pano"))
+        if raw["key"].duplicated().any():
+            key = raw["key"][raw["key"].duplicated()].iloc[0]
+            raise UserError(f"MSLS: key {key} is listed twice in {raw_path}; restore it from the MSLS download")
+        pano = post["key"].map(pd.Series(msls_flags(raw, "pano", raw_path), index=raw["key"]))
         if pano.isna().any():
             key = post["key"][pano.isna()].iloc[0]
             raise UserError(f"MSLS: key {key} of {post_path} is not in {raw_path}; restore both from the MSLS download")
-        keep = ~pano.astype(bool).to_numpy()
-        post = post[keep]
-        files += [f"{city}/{side}/images/{key}.jpg".encode() for key in post["key"]]
-        xy.append(post[["easting", "northing"]].to_numpy(dtype=np.float64))
-        clusters.append(post["unique_cluster"].to_numpy(dtype=np.int64))
+        keep = ~pano.to_numpy(dtype=bool)
+        files += [f"{city}/{side}/images/{key}.jpg".encode() for key in post["key"][keep]]
+        xy.append(msls_positions(post, post_path)[keep])
+        clusters.append(msls_integers(post, "unique_cluster", post_path)[keep])
     values, cluster = np.unique(np.concatenate(clusters), return_inverse=True)
     return MSLSCity(name=city, files=np.array(files, dtype=object).astype(bytes), xy=np.concatenate(xy),
                     cluster=cluster.astype(np.int64), num_clusters=len(values))

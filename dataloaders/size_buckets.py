@@ -21,7 +21,7 @@ from PIL import ExifTags, Image
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from dataloaders.image_io import ImageDecodeError, bomb_message
+from dataloaders.image_io import ImageDecodeError, bomb_message, pixel_limit_only
 from dataloaders.transforms import EvalPreprocessing
 from utils.errors import UserError
 
@@ -45,7 +45,7 @@ def oriented_size(path: str | PathLike[str], exif_transpose: bool = True) -> tup
         ImageDecodeError: the file is not an image PIL can read.
     """
     try:
-        with Image.open(path) as image:
+        with pixel_limit_only(), Image.open(path) as image:
             width, height = image.size
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except FileNotFoundError:

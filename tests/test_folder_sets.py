@@ -131,7 +131,8 @@ def test_a_position_that_is_not_one_is_named_with_its_file(tmp_path: Path, small
     fields = lines[2].split(",")
     fields[3] = value  # northing of the second row
     table.write_text("\n".join([*lines[:2], ",".join(fields), *lines[3:]]) + "\n")
-    with pytest.raises(UserError, match=rf"^{table}: row 3 has easting, northing [\d.]+, {value.replace('1e300', '1e[+]300')}, not a position"):
+    with pytest.raises(UserError, match=rf"^{table}: row 3, column northing holds {value.replace('1e300', '1e[+]300')}, "
+                                        r"not a UTM position \(NaN, infinite, not a number or beyond 1e\+09 m; 1 such rows\)"):
         read_city_folder(city, "train_val", "sf", "query", with_positions=True)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, features
 
+from dataloaders.device_decode import needs_pil
 from dataloaders.image_io import ImageDecodeError, decodable_image_suffixes, load_image
 from dataloaders.size_buckets import oriented_size
 
@@ -105,3 +107,21 @@ def test_a_decompression_bomb_is_one_line_naming_the_file(tmp_path: Path, monkey
         message = str(info.value)
         assert str(path) in message and "Image size (10000 pixels) exceeds limit of 2000 pixels" in message
         assert "decompression bomb" in message and "\n" not in message
+
+
+def test_an_image_under_the_pixel_limit_opens_without_pillows_warning(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "large.png"
+    Image.new("L", (40, 40)).save(path)  # 1,600 pixels: over Pillow's warning, under its (and the project's) limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(path).size == (40, 40)
+        assert oriented_size(path) == (40, 40)
+        assert needs_pil(path.read_bytes())
+    assert not [warning for warning in caught if issubclass(warning.category, Image.DecompressionBombWarning)]
+    with pytest.warns(Image.DecompressionBombWarning):  # silenced in the image reader only, not for other code
+        Image.open(path).close()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 700)  # 1,600 > 2 x 700: refused as before, by the reader
+    with pytest.raises(ImageDecodeError, match="exceeds limit of 1400 pixels"):
+        load_image(path)
+    assert needs_pil(path.read_bytes())  # PIL's decode refuses it, naming the file

@@ -3,16 +3,21 @@ Recall@1 its authors publish; the README's tables are its ``--markdown`` output.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from models.released import RELEASED_MODELS
+from utils.cli import EXIT_BROKEN_PIPE
 from tools import models as models_tool
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
 README_BLOCK = re.search(r"<!-- released-models: begin -->\n(.*?)<!-- released-models: end -->", README, flags=re.DOTALL)
 CARD_FIELDS = ("summary", "authors", "paper", "paper_url", "code_url", "code_license", "weights_license", "parity")
 
@@ -110,3 +115,24 @@ def test_the_listing_marks_the_published_figures_as_the_authors(capsys: pytest.C
     assert "msls_val 92.2, msls_test 75.0" in salad and "(SALAD paper, Table 1; authors' figures, not measured here)" in salad
     assert "  dims:            16384" in blocks["resnet50_boq"] and "  evaluated at:    384 x 384" in blocks["resnet50_boq"]
     assert "  R@1:             -" in blocks["dinov2_salad_512_32"]  # none published for this file
+
+
+@pytest.mark.parametrize("module", ["tools.models", "tools.model_args"])
+def test_a_reader_that_stops_early_ends_the_listing_quietly(module: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (`| head`) is gone before the first line: every write is a broken pipe
+    try:
+        completed = subprocess.run([sys.executable, "-m", module], stdout=write_end, stderr=subprocess.PIPE,
+                                   cwd=REPO, timeout=300)
+    finally:
+        os.close(write_end)
+    assert completed.stderr == b"" and completed.returncode == EXIT_BROKEN_PIPE
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_listing_that_cannot_be_written_is_one_line() -> None:
+    with open("/dev/full", "wb") as full:
+        completed = subprocess.run([sys.executable, "-m", "tools.models", "--markdown"], stdout=full,
+                                   stderr=subprocess.PIPE, cwd=REPO, timeout=300, text=True)
+    assert completed.returncode == 1
+    assert completed.stderr == "python -m tools.models: error: cannot write to standard output: No space left on device\n"

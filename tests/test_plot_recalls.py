@@ -122,3 +122,73 @@ def test_help_runs_as_a_script() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "--runs" in completed.stdout and "--labels" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("curve", "message"),
+    [
+        ("[80.0, NaN, 90.0]", "recall_curve[1] is nan, not a recall in percent (a number from 0 to 100)"),
+        ("[250, -3]", "recall_curve[0] is 250, not a recall in percent"),
+        ("[80.0, -3]", "recall_curve[1] is -3, not a recall in percent"),
+        ("[80.0, \"90\"]", "recall_curve[1] is '90', not a recall in percent"),
+        ("[true]", "recall_curve[0] is True, not a recall in percent"),
+        ("\"abc\"", "'recall_curve' is 'abc', not a non-empty list of recalls in percent"),
+        ("[]", "'recall_curve' is '[]', not a non-empty list of recalls in percent"),
+    ],
+)
+def test_a_hand_edited_curve_is_one_line_naming_file_set_and_index(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], curve: str, message: str) -> None:
+    edited = tmp_path / "edited" / "results.json"
+    edited.parent.mkdir()
+    edited.write_text(f'{{"sped": {{"recall_curve": {curve}}}}}')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--runs", str(edited), "--out", str(tmp_path / "f.png")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"python -m tools.plot_recalls: error: {edited}, set 'sped': {message}")
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_a_run_folder_is_read_through_its_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path / "run", {"sped": [70.0, 80.0]})
+    out = tmp_path / "f.png"
+    assert main(["--runs", str(run.parent), "--out", str(out)]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    (tmp_path / "other").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--runs", str(tmp_path / "other"), "--out", str(tmp_path / "g.png")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"python -m tools.plot_recalls: error: {tmp_path / 'other'} is a folder without results.json: "
+        "pass an eval.py run folder or its results.json"]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_out_naming_a_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], overwrite: list[str]) -> None:
+    run = write_run(tmp_path / "run", {"sped": [70.0]})
+    folder = tmp_path / "figure.png"
+    folder.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--runs", str(run), "--out", str(folder), *overwrite])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1] == f"python -m tools.plot_recalls: error: --out {folder} is a folder; name the .png file to write"
+    assert folder.is_dir() and not list(folder.iterdir())
+
+
+def test_a_figure_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from utils.errors import UserWriteError
+    import tools.plot_recalls as plot_recalls
+
+    def full_disk(*args: object, **kwargs: object) -> Path:
+        raise UserWriteError(f"could not write {tmp_path / 'f.png'}: No space left on device")
+
+    monkeypatch.setattr(plot_recalls, "plot_recall_panels", full_disk)
+    run = write_run(tmp_path / "run", {"sped": [70.0]})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--runs", str(run), "--out", str(tmp_path / "f.png")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"python -m tools.plot_recalls: error: could not write {tmp_path / 'f.png'}: No space left on device"]

@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as `python tools/model_args.py`: make the r
 
 from models import AGGREGATORS, BACKBONES
 from models.registry import Registry
+from utils.cli import print_listing
 
 CONFIG_OF = {"backbone": "backbone_config", "aggregator": "agg_config"}
 """Which configuration holds the arguments of each kind of builder."""
@@ -59,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in args.names if name not in known]
     if unknown:
         parser.error(f"unknown name {', '.join(unknown)}; registered: {', '.join(known)}")
-    print("\n".join(describe(registries, args.names)))
-    print(NOTE)
+    print_listing("\n".join([*describe(registries, args.names), NOTE]) + "\n", parser.prog)
     return 0
 
 

@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as `python tools/models.py`: make the repo 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.released import RELEASED_MODELS, ReleasedModel
+from utils.cli import print_listing
 
 #: Column titles of the published-recall table, in this order; a set not listed here is shown
 #: after them under its own name.
@@ -244,11 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if args.markdown:
-        print(markdown(), end="")
-    else:
-        print(listing())
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    print_listing(markdown() if args.markdown else listing() + "\n", parser.prog)
 
 
 if __name__ == "__main__":

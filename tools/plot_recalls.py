@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as `python tools/plot_recalls.py`: make the
 import numpy as np
 
 from utils.errors import UserError, render
-from utils.evaluation.results import model_label, read_results_json, recall_curve_from_result
+from utils.evaluation.results import RESULTS_FILE, model_label, read_results_json, recall_curve_from_result
 from utils.evaluation.visualize import plot_recall_panels
 
 
@@ -109,27 +109,49 @@ def collect_curves(
     return curves
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        labels = args.labels if args.labels is not None else default_labels(args.runs)
-    except UserError as error:  # the files, not the flags: one line, no usage
-        parser.exit(2, f"{parser.prog}: error: {render(error)}\n")
-    if len(labels) != len(args.runs):
-        parser.error(f"--labels gives {len(labels)} labels for {len(args.runs)} --runs files")
+def results_file(path: Path) -> Path:
+    """``path``, or the ``results.json`` of the run folder ``path``.
+
+    Raises:
+        UserError: ``path`` is a folder without ``results.json``.
+    """
+    if not path.is_dir():
+        return path
+    if not (path / RESULTS_FILE).is_file():
+        raise UserError(f"{path} is a folder without {RESULTS_FILE}: pass an eval.py run folder or its {RESULTS_FILE}")
+    return path / RESULTS_FILE
+
+
+def plot_runs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
+    """Read the runs of ``args``, draw their curves, write ``args.out``; flag errors through ``parser``.
+
+    Raises:
+        UserError: a results file is missing, unreadable or holds a bad curve; the figure cannot be written.
+    """
+    runs = [results_file(path) for path in args.runs]
+    labels = args.labels if args.labels is not None else default_labels(runs)
+    if len(labels) != len(runs):
+        parser.error(f"--labels gives {len(labels)} labels for {len(runs)} --runs files")
     if len(set(labels)) != len(labels):
         parser.error(f"labels must differ from each other, got {labels} (use --labels)")
     if args.out.suffix.lower() != ".png":
         parser.error(f"--out must end in .png, got {args.out}")
-    try:
-        curves = collect_curves(args.runs, labels, args.sets)
-    except UserError as error:  # the files, not the flags: one line, no usage
-        parser.exit(2, f"{parser.prog}: error: {render(error)}\n")
+    if args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder; name the .png file to write")
+    curves = collect_curves(runs, labels, args.sets)
     if args.out.exists() and not args.overwrite:
         parser.error(f"not overwriting the existing figure {args.out} (--overwrite replaces it)")
     panels = {args.title.replace("{set}", set_name): per_run for set_name, per_run in curves.items()}
-    print(plot_recall_panels(panels, args.out, overwrite=args.overwrite))
+    return plot_recall_panels(panels, args.out, overwrite=args.overwrite)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        print(plot_runs(args, parser))
+    except UserError as error:  # the files, not the flags: one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {render(error)}\n")
     return 0
 
 

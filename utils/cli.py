@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import sys
 from collections.abc import Mapping
 from typing import Any
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""Exit status of a listing whose reader stopped reading (``| head``), as a tool killed by SIGPIPE."""
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -32,3 +38,18 @@ def flag_names(parser: argparse.ArgumentParser, renamed: Mapping[str, str] = {})
             if isinstance(action.const, bool) and action.nargs == 0:  # store_true / store_false
                 flags[f"{action.dest}={action.const}"] = flag
     return {**flags, **renamed}
+
+
+def print_listing(text: str, prog: str) -> None:
+    """Write ``text`` to standard output as a Unix tool does: when the reader stops early
+    (``| head``) the command ends quietly (status :data:`EXIT_BROKEN_PIPE`); when the write fails
+    (a full disk) the error is one line on standard error naming ``prog``, status 1."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as error:
+        # Python flushes standard output again at exit: point it at /dev/null so that says nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if isinstance(error, BrokenPipeError):
+            sys.exit(EXIT_BROKEN_PIPE)
+        sys.exit(f"{prog}: error: cannot write to standard output: {error.strerror or error}")

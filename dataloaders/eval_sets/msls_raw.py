@@ -15,6 +15,7 @@ true; no positions, no ground truth.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,12 @@ import pandas as pd
 
 from dataloaders.eval_sets.base import EvalSet, path_stems
 from dataloaders.constants import MSLS_TEST_CITIES, MSLS_VAL_CITIES, POSITIVE_RADIUS_M
-from dataloaders.geo import MAX_COORDINATE, positives_within
+from dataloaders.geo import positives_within
 from dataloaders.eval_sets.published_index import msls_cities
-from utils.errors import UserError, UserFileError, render
+from dataloaders.msls_csv import msls_flags, msls_positions, read_msls_csv
+from utils.errors import UserError, UserFileError
+
+log = logging.getLogger(__name__)
 
 VAL_SPLIT = "train_val"
 TEST_SPLIT = "test"
@@ -96,6 +100,10 @@ def read_msls_val(
         database = read_city_folder(msls_root, VAL_SPLIT, city, "database", with_positions=True)
         queries = read_city_folder(msls_root, VAL_SPLIT, city, "query", with_positions=True)
         city_positives = positives_within(database.utm, queries.utm, positive_dist_threshold)
+        if not any(len(query_positives) for query_positives in city_positives):
+            log.warning("MSLS city %s: none of its %d queries has a database image within %g m "
+                        "(positive_dist_threshold=%g): none of them is evaluated", city, len(queries.paths),
+                        positive_dist_threshold, positive_dist_threshold)
         for query, query_positives in enumerate(city_positives):
             if len(query_positives):
                 query_idx.append(len(query_images) + query)
@@ -126,8 +134,9 @@ def read_city_folder(
         with_positions: val protocol (also drop panoramas, read UTM); else test protocol.
 
     Raises:
-        FileNotFoundError: the city folder or one of its CSVs is missing.
-        ValueError: a CSV lacks a needed column or disagrees with the others.
+        UserFileError: the city folder or one of its CSVs is missing.
+        UserError: a CSV is refused by :mod:`dataloaders.msls_csv` (unreadable, no row, a column
+            missing or holding a bad value), disagrees with the others, or no image is kept.
     """
     city_folder = Path(msls_root) / split / city
     if not city_folder.is_dir():
@@ -136,24 +145,21 @@ def read_city_folder(
             f"(check msls_root={msls_root} and cities=)"
         )
     folder = city_folder / role
-    tables = {name: _read_csv(folder / name) for name in _KEY_SOURCES if (folder / name).is_file()}
     needed = ["subtask_index.csv"] + (["raw.csv", "postprocessed.csv"] if with_positions else [])
-    for name in needed:
-        if name not in tables:
-            raise UserFileError(f"MSLS file {folder / name} does not exist")
+    tables = {name: read_msls_csv(folder / name) for name in _KEY_SOURCES
+              if name in needed or (folder / name).is_file()}
     keys = _image_keys(folder, tables)
-    keep = _bool_column(tables["subtask_index.csv"], SUBTASK, folder / "subtask_index.csv")
+    keep = msls_flags(tables["subtask_index.csv"], SUBTASK, folder / "subtask_index.csv")
     utm = None
     if with_positions:
-        keep = keep & ~_bool_column(tables["raw.csv"], "pano", folder / "raw.csv")
-        utm = _utm(tables["postprocessed.csv"], folder / "postprocessed.csv")[keep]
+        keep = keep & ~msls_flags(tables["raw.csv"], "pano", folder / "raw.csv")
+        utm = msls_positions(tables["postprocessed.csv"], folder / "postprocessed.csv")[keep]
+    if not keep.any():
+        kept = f"subtask_index.csv's {SUBTASK!r} true" + (" and not a panorama" if with_positions else "")
+        raise UserError(f"MSLS: no image of {folder} is kept ({kept}), so city {city} would be dropped: "
+                        f"restore its CSVs from the MSLS download, or leave {city} out of cities=")
     prefix = f"{split}/{city}/{role}/images"
     return MslsCityFolder([f"{prefix}/{key}.jpg" for key in keys[keep]], utm)
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    """An MSLS CSV (leading unnamed index column); keys are kept as text."""
-    return pd.read_csv(path, index_col=0, dtype={"key": str})
 
 
 def _image_keys(folder: Path, tables: dict[str, pd.DataFrame]) -> np.ndarray:
@@ -169,34 +175,3 @@ def _image_keys(folder: Path, tables: dict[str, pd.DataFrame]) -> np.ndarray:
         if not np.array_equal(tables[name]["key"].to_numpy(dtype=str), keys):
             raise UserError(f"MSLS keys of {folder / name} differ from {folder / with_keys[0]}")
     return keys
-
-
-def _bool_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
-    """``column`` as a bool array (accepts bool dtype or the text True/False, any case)."""
-    if column not in table.columns:
-        raise UserError(f"{path} has no {column!r} column (columns: {', '.join(table.columns)})")
-    values = table[column]
-    if values.dtype == bool:
-        return values.to_numpy(dtype=bool)
-    text = values.astype(str).str.strip().str.lower()
-    if not text.isin(["true", "false"]).all():
-        bad = values[~text.isin(["true", "false"])].iloc[0]
-        raise UserError(f"{path}: column {column!r} holds {bad!r}, expected True or False")
-    return (text == "true").to_numpy(dtype=bool)
-
-
-def _utm(table: pd.DataFrame, path: Path) -> np.ndarray:
-    """``[N, 2]`` easting, northing."""
-    missing = [column for column in ("easting", "northing") if column not in table.columns]
-    if missing:
-        raise UserError(f"{path} has no {', '.join(missing)} column")
-    try:
-        utm = table[["easting", "northing"]].to_numpy(dtype=np.float64)
-    except ValueError as error:
-        raise UserError(f"{path}: easting/northing must be numbers ({render(error)})") from None
-    bad = np.flatnonzero(~(np.isfinite(utm).all(axis=1) & (np.abs(utm) <= MAX_COORDINATE).all(axis=1)))
-    if len(bad):
-        east, north = utm[bad[0]]
-        raise UserError(f"{path}: row {int(bad[0]) + 2} has easting, northing {east}, {north}, not a position "
-                        f"(NaN, infinite or beyond 1e9 m; {len(bad)} such rows): fix or re-download the file")
-    return utm

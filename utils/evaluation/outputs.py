@@ -43,10 +43,11 @@ from utils.errors import UserError, UserFileExistsError
 from utils.evaluation.pipeline import Evaluator, SetEvaluation
 from utils.evaluation.msls_challenge import write_msls_predictions
 from utils.evaluation.predictions_csv import write_predictions_csv
-from utils.evaluation.results import format_recall_table, make_set_result, model_label, write_results_json
+from utils.evaluation.results import (
+    RESULTS_FILE, format_recall_table, make_set_result, model_label, write_results_json,
+)
 from utils.evaluation.visualize import plot_recall_curves, save_prediction_images
 
-RESULTS_FILE = "results.json"
 RUN_FILE = "run.json"
 MSLS_CHALLENGE_SET = "msls_test"
 MSLS_CHALLENGE_TOP_K = 25

@@ -35,6 +35,8 @@ from utils.errors import UserError, UserFileError, UserFileExistsError
 
 RECALLS_FIELD = "recall@k"
 CURVE_FIELD = "recall_curve"
+RESULTS_FILE = "results.json"
+"""The results file of an eval.py run folder (:func:`write_results_json`)."""
 RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S"
 GENERIC_CHECKPOINT_NAME = re.compile(r"(last|resume-latest)(-v\d+)?|epoch=?\d+.*|model|checkpoint")
 """Checkpoint names that say nothing of their run (Lightning's ``last``, ``last-v1``, ...)."""
@@ -113,10 +115,22 @@ def recalls_from_result(entry: Mapping[str, Any]) -> dict[int, float]:
 
 
 def recall_curve_from_result(entry: Mapping[str, Any]) -> np.ndarray:
-    """``[max_n]`` Recall@N curve (percent) of a results-JSON entry."""
+    """``[max_n]`` Recall@N curve (percent) of a results-JSON entry.
+
+    Raises:
+        UserError: the entry has no curve, or it is not a non-empty list of numbers from 0 to 100
+            (a hand-edited file: NaN, 250, text), naming the first bad value by its index.
+    """
     if CURVE_FIELD not in entry:
         raise UserError(f"results entry has no {CURVE_FIELD!r} field")
-    return np.asarray(entry[CURVE_FIELD], dtype=np.float64)
+    curve = entry[CURVE_FIELD]
+    if not isinstance(curve, list) or not curve:
+        raise UserError(f"{CURVE_FIELD!r} is {str(curve)[:40]!r}, not a non-empty list of recalls in percent")
+    for index, value in enumerate(curve):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+            raise UserError(f"{CURVE_FIELD}[{index}] is {repr(value)[:40]}, not a recall in percent (a number from "
+                            "0 to 100): the file was edited or damaged; evaluate the run again")
+    return np.asarray(curve, dtype=np.float64)
 
 
 def write_results_json(
