@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--resume", type=Path, metavar="RUN_FOLDER",
-        help="finish an interrupted run in its folder (same flags as that run): the descriptor chunks already "
-        "there are checked and reused, the missing ones computed",
+        help="finish an interrupted run in its folder (same flags as that run: other settings, or a run that "
+        "finished, are refused): the descriptor chunks already there are checked and reused, the missing ones computed",
     )
     output.add_argument(
         "--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
