@@ -434,6 +434,7 @@ class Evaluator:
 
     @staticmethod
     def sides(eval_set: EvalSet) -> dict[str, int]:
+        """Rows of each side of the set's descriptors: ``{"database": N, "queries": M}``."""
         return {"database": eval_set.num_db, "queries": eval_set.num_queries}
 
     def check_stored(self, eval_set: EvalSet) -> None:
