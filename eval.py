@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import inspect
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -56,6 +57,7 @@ from utils.evaluation.comparison import compare_models
 from models.image_size import resolve_image_size as image_size_rule
 from utils.evaluation.outputs import (
     IN_RUN_FOLDER,
+    RUN_FILE,
     DescriptorFiles,
     MslsChallengeFile,
     OutputWriter,
@@ -82,7 +84,14 @@ from utils.evaluation.console_log import ConsoleLog
 from utils.evaluation.distributed import context_from_environment
 from utils.evaluation.inference import CPU_BF16_FLAGS, CPUINFO, cpu_bf16_support
 from utils.evaluation.streaming import DEFAULT_CHUNK_SIZE
-from utils.evaluation.run_folder import DESCRIPTORS_FOLDER, finish_run_folder, open_run_folder
+from utils.evaluation.run_folder import (
+    DESCRIPTORS_FOLDER,
+    IDENTITY_FIELD,
+    check_resume,
+    finish_run_folder,
+    open_run_folder,
+    set_aside_outputs,
+)
 from utils.evaluation.metrics import RECALL_KS
 from utils.evaluation.report import ReportPage
 from utils.evaluation.results import new_run_dir
@@ -98,6 +107,8 @@ DEFAULT_RELEASE = "dinov2_salad"
 """The architecture of a bare state dict when no flag describes it: the paper's model."""
 SALAD_SIZE_FLAGS = ("num_clusters", "cluster_dim", "token_dim")
 ARCHITECTURE_FLAGS = ("released", "backbone", "backbone_config", "agg_arch", *SALAD_SIZE_FLAGS, "agg_config")
+INTERRUPTED_STATUS = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as a shell reports it)."""
 RENAMED_PARAMETERS = {"only_wrong=True": "--save_only_wrong_preds", "verify=False": "--no_verify"}
 """Library parameters whose eval.py flag has another name; every other flag is ``--<parameter>``."""
 
@@ -276,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--resume", type=Path, metavar="RUN_FOLDER",
-        help="finish an interrupted run in its folder (same flags as that run): the descriptor chunks already "
-        "there are checked and reused, the missing ones computed",
+        help="finish an interrupted run in its folder (same flags as that run: other settings, or a run that "
+        "finished, are refused): the descriptor chunks already there are checked and reused, the missing ones computed",
     )
     output.add_argument(
         "--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
@@ -487,20 +498,67 @@ def run_logged(args: argparse.Namespace, console: ConsoleLog) -> Path:
         options = dataclasses.replace(options, descriptor_dir=run_dir / DESCRIPTORS_FOLDER)
         described = DescribedModel(loaded.network, loaded.architecture.as_dict(), loaded.weights, loaded.path)
         evaluator = Evaluator(described, options, context)
-        if not context.is_main:  # describes its share of each set; rank 0 searches and writes
-            evaluate_sets(evaluator, eval_sets)
-            return run_dir
-        console.open(run_dir / CONSOLE_LOG_FILE)
-        log_model(args, loaded, evaluator)
-        if args.resume is None:
-            write_run_info(run_dir, evaluator, set_names, {"processes": context.world_size})
-            file_lists.save(run_dir / FILE_LISTS_FOLDER)
-        evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
-        finish_run_folder(run_dir, keep_descriptors=args.keep_descriptors)
+        try:
+            if args.resume is not None:
+                refusal = context.broadcast(resume_refusal(run_dir, evaluator, eval_sets) if context.is_main else None)
+                if refusal is not None:
+                    raise refusal
+            if not context.is_main:  # describes its share of each set; rank 0 searches and writes
+                evaluate_sets(evaluator, eval_sets)
+                return run_dir
+            print(f"run folder: {run_dir}", flush=True)
+            console.open(run_dir / CONSOLE_LOG_FILE)
+            log_model(args, loaded, evaluator)
+            if args.resume is None:
+                write_run_info(run_dir, evaluator, set_names, {
+                    "processes": context.world_size, IDENTITY_FIELD: evaluator.run_identity(eval_sets),
+                })
+                file_lists.save(run_dir / FILE_LISTS_FOLDER)
+            evaluate_sets(evaluator, eval_sets, output_writers(args, run_dir))
+            finish_run_folder(run_dir, keep_descriptors=args.keep_descriptors)
+        except KeyboardInterrupt:
+            if (run_dir / RUN_FILE).is_file():  # else the folder is no run yet: nothing to resume
+                raise Interrupted(run_dir) from None
+            raise
     finally:
         context.close()
     print(f"run folder: {run_dir}")
     return run_dir
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C once the run folder ``run_dir`` exists: the run can be resumed there."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"resume with --resume {run_dir}")
+        self.run_dir = run_dir
+
+
+def resume_refusal(run_dir: Path, evaluator: Evaluator, eval_sets: list[EvalSet]) -> UserError | None:
+    """Why ``run_dir`` cannot be resumed with these flags (``None``: it can, and the outputs of the
+    interrupted attempt are then set aside). A refused resume changes nothing in the folder."""
+    try:
+        check_resume(run_dir, evaluator.run_identity(eval_sets))
+        for eval_set in eval_sets:
+            evaluator.check_stored(eval_set)
+    except UserError as error:
+        return error
+    set_aside_outputs(run_dir)
+    return None
+
+
+def resume_command(argv: list[str], run_dir: Path) -> str:
+    """The command that resumes ``run_dir``: ``argv`` with ``--resume run_dir`` (instead of any given)."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip or argument.startswith("--resume="):
+            skip = False
+            continue
+        if argument == "--resume":
+            skip = True
+            continue
+        kept.append(argument)
+    return shlex.join([PROG, *kept, "--resume", str(run_dir)])
 
 
 def run_comparison(args: argparse.Namespace, options: EvalOptions, set_names: list[str], eval_sets: list[EvalSet]) -> Path:
@@ -517,8 +575,10 @@ def run_comparison(args: argparse.Namespace, options: EvalOptions, set_names: li
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: a user error (:class:`utils.errors.UserError`) is one line
-    ``eval.py: error: ...`` and exit status 2; any other exception is a bug and keeps its traceback."""
+    ``eval.py: error: ...`` and exit status 2; Ctrl-C one line naming the command that resumes the
+    run, and exit status 130; any other exception is a bug and keeps its traceback."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build faiss found
@@ -528,6 +588,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"{PROG}: error: {render(error, flag_names(parser, RENAMED_PARAMETERS))}\n")
     except torch.OutOfMemoryError as error:
         parser.exit(2, f"{PROG}: error: out of memory: lower --batch_size or --image_size ({render(error)})\n")
+    except Interrupted as stop:
+        parser.exit(INTERRUPTED_STATUS, f"\n{PROG}: interrupted: resume with {resume_command(argv, stop.run_dir)}\n")
+    except KeyboardInterrupt:
+        parser.exit(INTERRUPTED_STATUS, f"\n{PROG}: interrupted (nothing on disk to resume from)\n")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ The model is a ResNet-18 + GeM with weights from a seed, at 32 px, on the toy wo
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -19,15 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import eval as eval_cli
 from dataloaders.eval_sets import folders
 from dataloaders.eval_sets.file_lists import FILE_LISTS_FOLDER, remembered_file_lists
 from dataloaders.eval_sets.gmberton import read_gmberton
+from models.architecture import Architecture
+from models.loading import load_network
+from tests.test_eval_cli import error_line
 from utils.errors import UserError
+from utils.evaluation import streaming
 from utils.evaluation.distributed import DistributedContext, context_from_environment
 from utils.evaluation.search import search
-from utils.evaluation.streaming import DescriptorStore
+from utils.evaluation.streaming import DescriptorStore, store_identity
+from utils.file_hash import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -87,6 +95,12 @@ def reference(small_toy_world: Path, tmp_path_factory: pytest.TempPathFactory) -
     return only_run(log_dir)
 
 
+def folder_state(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``run_dir`` with its size and modification time: what a refused resume must leave as it was."""
+    return {str(path.relative_to(run_dir)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(run_dir.rglob("*")) if path.is_file()}
+
+
 def assert_same_run(run_dir: Path, reference: Path) -> None:
     for side in ("database", "queries"):  # bit for bit
         assert (set_folder(run_dir) / f"{side}.npy").read_bytes() == (set_folder(reference) / f"{side}.npy").read_bytes()
@@ -105,7 +119,7 @@ def test_two_ranks_describe_what_one_process_does(small_toy_world: Path, referen
 
 
 def test_killed_run_resumes_with_the_chunks_on_disk(
-    small_toy_world: Path, reference: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    small_toy_world: Path, reference: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
     command = [sys.executable, "-m", "tests.scripts.eval_killed_at_chunk", "2", *flags(small_toy_world, tmp_path)]
     killed = run_within_time(command)
@@ -128,12 +142,13 @@ def test_killed_run_resumes_with_the_chunks_on_disk(
     assert only_run(tmp_path) == run_dir  # no new folder
     assert_same_run(run_dir, reference)
 
-    # Resumed again (all chunks there): nothing computed, the earlier outputs set aside, not lost.
-    eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(run_dir)])
-    assert records(run_dir) == after
-    # interrupted_1 holds what the killed attempt wrote (its eval.log); interrupted_2 the first resume's outputs
-    assert (run_dir / "interrupted_1" / "eval.log").is_file()
-    assert (run_dir / "interrupted_2" / "results.json").read_text() == (run_dir / "results.json").read_text()
+    # Resumed again: the run finished, so nothing is computed and nothing in its folder changes.
+    before_refusal = folder_state(run_dir)
+    with pytest.raises(SystemExit):
+        eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(run_dir)])
+    assert f"--resume {run_dir} finished at " in capsys.readouterr().err
+    assert folder_state(run_dir) == before_refusal
+    assert (run_dir / "interrupted_1" / "eval.log").is_file()  # what the killed attempt wrote
     assert_same_run(run_dir, reference)
 
 
@@ -141,7 +156,7 @@ def test_resume_refuses_other_settings_and_folders_that_are_no_run(small_toy_wor
     other = [*flags(small_toy_world, tmp_path), "--image_size", "40", "--resume", str(reference)]
     with pytest.raises(SystemExit):
         eval_cli.main(other)
-    assert "made with other settings (image_size differ): resume with the settings of the interrupted run" in capsys.readouterr().err
+    assert f"--resume {reference} finished at " in capsys.readouterr().err  # a finished run is not run again
     with pytest.raises(SystemExit):
         eval_cli.main([*flags(small_toy_world, tmp_path), "--resume", str(tmp_path)])
     assert f"--resume {tmp_path} is not a run folder (it holds no run.json)" in capsys.readouterr().err
@@ -218,3 +233,142 @@ def test_rank_and_world_come_from_torchrun_or_slurm() -> None:
         context_from_environment(slurm)
     # torchrun's variables win over the SLURM allocation it may run inside
     assert context_from_environment({**slurm, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}) == DistributedContext()
+
+
+# ------------------------------------------------------------------------------ interrupted, resumed, refused
+ARCHITECTURE = Architecture("resnet18", {"layers_to_crop": [4]}, "GeM", {})
+CHECKPOINT_FLAGS = [flag for flag in FLAGS if flag != "--random_weights"]  # the architecture of FLAGS, weights from a file
+
+
+def save_weights(path: Path, seed: int) -> Path:
+    """A bare state dict of ``ARCHITECTURE`` with the weights of ``seed``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(load_network(None, architecture=ARCHITECTURE, random_weights=True, seed=seed).network.state_dict(), path)
+    return path
+
+
+def interrupted_run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys, chunks: int = 2) -> tuple[Path, str, str]:
+    """``eval.main(argv)`` stopped by Ctrl-C once ``chunks`` chunk records are written (exit status
+    130): ``(run folder, stdout, stderr)``."""
+    write, recorded = streaming.write_atomically, []
+
+    def write_or_stop(path: Path, data: object) -> Path:
+        if path.parent.name == "chunks":
+            if len(recorded) == chunks:
+                raise KeyboardInterrupt
+            recorded.append(path)
+        return write(path, data)
+
+    log_dir = Path(argv[argv.index("--log_dir") + 1])
+    with monkeypatch.context() as patch:
+        patch.setattr(streaming, "write_atomically", write_or_stop)
+        with pytest.raises(SystemExit) as stopped:
+            eval_cli.main(argv)
+    assert stopped.value.code == 130
+    captured = capsys.readouterr()
+    return only_run(log_dir), captured.out, captured.err
+
+
+def refused(argv: list[str], run_dir: Path, capsys) -> str:
+    """The one error line of a resume of ``run_dir`` refused by ``eval.main(argv)``, which changed nothing there."""
+    before = folder_state(run_dir)
+    with pytest.raises(SystemExit) as stopped:
+        eval_cli.main(argv)
+    assert stopped.value.code == 2
+    assert folder_state(run_dir) == before  # no interrupted_<n>/, no eval.log, no chunk touched
+    return error_line(capsys.readouterr().err)
+
+
+def test_ctrl_c_prints_the_command_that_resumes_the_run(
+    small_toy_world: Path, reference: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = flags(small_toy_world, tmp_path)
+    run_dir, stdout, stderr = interrupted_run(argv, monkeypatch, capsys)
+    assert f"run folder: {run_dir}" in stdout  # said when the folder was created, before the interruption
+    assert "Traceback" not in stderr
+    resume = f"eval.py: interrupted: resume with {shlex.join(['eval.py', *argv, '--resume', str(run_dir)])}"
+    assert stderr.strip().splitlines()[-1] == resume
+    eval_cli.main(shlex.split(resume.split("resume with ", 1)[1])[1:])  # the command it printed
+    assert_same_run(run_dir, reference)
+    capsys.readouterr()
+
+    monkeypatch.setattr(eval_cli, "load_network", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(SystemExit) as stopped:  # before any run folder: nothing to resume
+        eval_cli.main(flags(small_toy_world, tmp_path / "early"))
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.strip() == "eval.py: interrupted (nothing on disk to resume from)"
+
+
+def test_resume_compares_the_checkpoint_content_not_its_path(
+    small_toy_world: Path, tmp_path: Path, monkeypatch, capsys, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = save_weights(tmp_path / "first.ckpt", 1), save_weights(tmp_path / "second.ckpt", 2)
+    model = tmp_path / "training" / "last.ckpt"  # a checkpoint rewritten in place, as a training run does
+    model.parent.mkdir()
+    shutil.copyfile(first, model)
+
+    def argv(checkpoint: Path, log_dir: Path) -> list[str]:
+        return [*CHECKPOINT_FLAGS, "--ckpt_path", str(checkpoint), "--data_dir", str(small_toy_world), "--log_dir", str(log_dir)]
+
+    run_dir, _, _ = interrupted_run(argv(model, tmp_path / "logs"), monkeypatch, capsys)
+    shutil.copyfile(second, model)  # other weights under the same path
+    line = refused([*argv(model, tmp_path / "logs"), "--resume", str(run_dir)], run_dir, capsys)
+    assert f'checkpoint_sha256 "{file_sha256(first)}" then, "{file_sha256(second)}" now' in line
+
+    shutil.copyfile(first, model)  # the same weights, spelled another way: resumed with the chunks on disk
+    caplog.set_level(logging.INFO)
+    eval_cli.main([*argv(tmp_path / "training" / ".." / "training" / "last.ckpt", tmp_path / "logs"), "--resume", str(run_dir)])
+    assert "sped: 2 of 6 chunks verified on disk, computing 4" in caplog.text
+    eval_cli.main(argv(first, tmp_path / "whole"))
+    whole = only_run(tmp_path / "whole")  # uninterrupted, the first weights: the same descriptors, bit for bit
+    for side in ("database", "queries"):
+        assert (set_folder(run_dir) / f"{side}.npy").read_bytes() == (set_folder(whole) / f"{side}.npy").read_bytes()
+
+
+def test_resume_refuses_descriptors_without_identity_or_with_a_broken_one(
+    small_toy_world: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = flags(small_toy_world, tmp_path)
+    run_dir, _, _ = interrupted_run(argv, monkeypatch, capsys)
+    identity = set_folder(run_dir) / "identity.json"
+    identity.unlink()
+    line = refused([*argv, "--image_size", "40", "--chunk_size", "3", "--resume", str(run_dir)], run_dir, capsys)
+    assert "was run with other settings (chunk_size 2 then, 3 now; image_size [32, 32] then, [40, 40] now)" in line
+    line = refused([*argv, "--resume", str(run_dir)], run_dir, capsys)
+    assert line == (f"eval.py: error: {set_folder(run_dir)} holds descriptors but no identity.json saying what they were "
+                    f"computed with, so they cannot be reused: delete {set_folder(run_dir)} to compute its descriptors again")
+    identity.write_text('{"image_size": [32, 3')
+    line = refused([*argv, "--resume", str(run_dir)], run_dir, capsys)
+    assert line.startswith(f"eval.py: error: {identity} is unreadable (")
+    assert line.endswith(f"): delete {set_folder(run_dir)} to compute its descriptors again")
+
+
+def test_resume_of_a_run_stopped_before_its_descriptors_compares_its_settings(
+    small_toy_world: Path, reference: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = flags(small_toy_world, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(eval_cli, "evaluate_sets", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(SystemExit):
+            eval_cli.main(argv)
+    run_dir = only_run(tmp_path)
+    assert not (run_dir / "descriptors").exists()
+    line = refused([*argv, "--image_size", "40", "--resume", str(run_dir)], run_dir, capsys)
+    assert line == (f"eval.py: error: --resume {run_dir} was run with other settings (image_size [32, 32] then, [40, 40] "
+                    "now): resume with the settings of the interrupted run, or start a new run")
+    line = refused([*argv, "--val_datasets", "sped", "nordland", "--resume", str(run_dir)], run_dir, capsys)
+    assert "was run with other settings (sets {" in line
+    eval_cli.main([*argv, "--resume", str(run_dir)])
+    assert_same_run(run_dir, reference)
+
+
+def test_chunk_records_of_another_identity_are_not_reused(tmp_path: Path) -> None:
+    sides = {"database": 2, "queries": 2}
+    store = DescriptorStore(tmp_path, {"model": "m"}, sides, chunk_size=2)
+    for chunk in store.chunks:
+        store.write(chunk, np.ones((2, 3), np.float32))
+    with pytest.raises(UserError, match=r'other settings \(model "m" then, "n" now\)'):
+        DescriptorStore(tmp_path, {"model": "n"}, sides, chunk_size=2)
+    (tmp_path / "identity.json").write_text(json.dumps(store_identity({"model": "n"}, sides, 2)))  # replaced by hand
+    other = DescriptorStore(tmp_path, {"model": "n"}, sides, chunk_size=2)
+    assert other.missing(other.chunks) == other.chunks

@@ -127,6 +127,7 @@ def make_cache_key(
     *,
     image_paths: Sequence[str | PathLike[str]] | None = None,
     content_hash: bool = False,
+    checkpoint_digest: str | None = None,
     **settings: Any,
 ) -> CacheKey:
     """Build the key of the descriptors of ``set_name`` computed with ``checkpoint``.
@@ -140,6 +141,8 @@ def make_cache_key(
         image_paths: the set's image files; the key then holds their
             :func:`image_files_fingerprint` (field ``image_files``).
         content_hash: fingerprint the images' content rather than their modification times.
+        checkpoint_digest: ``checkpoint``'s :func:`checkpoint_sha256` when the caller has it
+            already (a large file is then not read again).
         settings: every other JSON-serialisable value that changes the descriptors.
 
     Raises:
@@ -151,7 +154,7 @@ def make_cache_key(
     if any(field in settings for field in RESERVED_FIELDS):
         raise ValueError(f"settings must not repeat {', '.join(RESERVED_FIELDS)}")
     fields = {
-        "checkpoint_sha256": None if checkpoint is None else checkpoint_sha256(checkpoint),
+        "checkpoint_sha256": None if checkpoint is None else checkpoint_digest or checkpoint_sha256(checkpoint),
         "set_name": set_name,
         "image_size": [int(side) for side in image_size],
         **({} if image_paths is None else {"image_files": image_files_fingerprint(image_paths, content_hash)}),

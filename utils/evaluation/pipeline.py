@@ -23,6 +23,7 @@ predictions are kept per query, and whether cached descriptors may be reused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -45,11 +46,19 @@ from dataloaders.size_buckets import REFERENCE_SIDE, SizeBucketBatchSampler, nat
 from dataloaders.transforms import EvalPreprocessing
 from utils.checkpoint_files import shown_checkpoint
 from utils.errors import UserError
-from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, make_cache_key
+from utils.evaluation.descriptor_cache import CacheKey, DescriptorCache, checkpoint_sha256, make_cache_key
 from utils.evaluation.retrieval import CURVE_LENGTH, RECALL_KS, Retrieval, retrieve
 from utils.evaluation.distributed import DistributedContext
 from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device, iterate_descriptors
-from utils.evaluation.streaming import DEFAULT_CHUNK_SIZE, ChunkWriter, DescriptorStore, SidedDescriptors, owner
+from utils.evaluation.streaming import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkWriter,
+    DescriptorStore,
+    SidedDescriptors,
+    check_identity,
+    owner,
+    store_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -253,16 +262,8 @@ class Evaluator:
     def stream(self, eval_set: EvalSet) -> SidedDescriptors | None:
         """Describe this rank's chunks of ``eval_set`` that are not on disk yet into
         ``descriptor_dir/<set>/``; on rank 0, once every rank is done, both sides memory-mapped."""
-        assert self.options.descriptor_dir is not None
         context = self.context
-        folder = self.options.descriptor_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", eval_set.name)
-        paths = eval_set.image_paths()
-        identity = {
-            **self.settings(), "set": eval_set.name,
-            "images": hashlib.sha256("\n".join(map(str, paths)).encode("utf-8", "surrogateescape")).hexdigest(),
-            "decoding": "device" if self.options.speed.decode_on_device else "pil",
-        }
-        sides = {"database": eval_set.num_db, "queries": eval_set.num_queries}
+        folder, identity, sides = self.store_folder(eval_set), self.identity(eval_set), self.sides(eval_set)
         if context.is_main:  # rank 0 writes the identity (or refuses another) before the others read it
             DescriptorStore(folder, identity, sides, self.options.chunk_size)
         context.barrier()
@@ -346,6 +347,7 @@ class Evaluator:
             self.options.image_size or NATIVE_SIZE_CACHE_KEY,
             image_paths=eval_set.image_paths(),
             content_hash=self.options.cache_content_hash,
+            checkpoint_digest=self.checkpoint_sha256,
             precision=self.precision,
             weights=self.model.weights,
             architecture=dict(self.model.architecture),
@@ -391,6 +393,11 @@ class Evaluator:
         return SetEvaluation(eval_set, descriptors, retrieval, per_city)
 
     # ---------------------------------------------------------------------------- description
+    @functools.cached_property
+    def checkpoint_sha256(self) -> str | None:
+        """SHA-256 of the checkpoint's bytes (``None`` without one): read once per evaluator."""
+        return checkpoint_sha256(self.model.checkpoint) if self.model.checkpoint else None
+
     def settings(self) -> dict[str, Any]:
         """What every result of this evaluator was computed with (for results and metadata)."""
         return {
@@ -399,11 +406,49 @@ class Evaluator:
             "draft_decode": self.preprocessing.draft_decode,
             "exif_transpose": self.preprocessing.exif_transpose,
             "checkpoint": shown_checkpoint(self.model.checkpoint) if self.model.checkpoint else None,
+            "checkpoint_sha256": self.checkpoint_sha256,
             "weights": self.model.weights,
             "architecture": dict(self.model.architecture),
             "precision": self.precision,
         }
 
+    def descriptor_settings(self) -> dict[str, Any]:
+        """The settings that make the descriptors what they are: :meth:`settings` without the
+        checkpoint's path (its content counts, wherever it lies), with the decoding."""
+        settings = {key: value for key, value in self.settings().items() if key != "checkpoint"}
+        return {**settings, "decoding": "device" if self.options.speed.decode_on_device else "pil"}
+
+    def identity(self, eval_set: EvalSet) -> dict[str, Any]:
+        """What the descriptors of ``eval_set`` streamed to ``descriptor_dir`` are of."""
+        return {**self.descriptor_settings(), "set": eval_set.name, "images": image_list_sha256(eval_set)}
+
+    def run_identity(self, eval_sets: Sequence[EvalSet]) -> dict[str, Any]:
+        """What a run of ``eval_sets`` computes, for its ``run.json``: a resumed run must match it."""
+        sets = {eval_set.name: image_list_sha256(eval_set) for eval_set in eval_sets}
+        return {**self.descriptor_settings(), "chunk_size": self.options.chunk_size, "sets": sets}
+
+    def store_folder(self, eval_set: EvalSet) -> Path:
+        """``descriptor_dir/<set>/``, where :meth:`stream` writes the set's descriptors."""
+        assert self.options.descriptor_dir is not None
+        return self.options.descriptor_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", eval_set.name)
+
+    @staticmethod
+    def sides(eval_set: EvalSet) -> dict[str, int]:
+        """Rows of each side of the set's descriptors: ``{"database": N, "queries": M}``."""
+        return {"database": eval_set.num_db, "queries": eval_set.num_queries}
+
+    def check_stored(self, eval_set: EvalSet) -> None:
+        """Refuse, changing nothing, descriptors of ``eval_set`` already in ``descriptor_dir`` that
+        are not of this evaluator's :meth:`identity` (``utils.evaluation.streaming.check_identity``)."""
+        folder = self.store_folder(eval_set)
+        if folder.is_dir():
+            check_identity(folder, store_identity(self.identity(eval_set), self.sides(eval_set), self.options.chunk_size))
+
+
+def image_list_sha256(eval_set: EvalSet) -> str:
+    """SHA-256 of the set's image paths, in order (database then queries)."""
+    paths = "\n".join(map(str, eval_set.image_paths()))
+    return hashlib.sha256(paths.encode("utf-8", "surrogateescape")).hexdigest()
 
 def resolve_device(name: str | None) -> torch.device:
     """``name`` as a torch device that exists here (``None``: CUDA when available)."""

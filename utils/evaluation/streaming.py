@@ -5,13 +5,16 @@ One folder per set (``<run folder>/descriptors/<set>/``)::
 
     identity.json                what the descriptors are of: settings, image list, chunk size
     database.npy, queries.npy    [N, D] and [M, D] float32 in .npy format (np.load(mmap_mode="r"))
-    chunks/database_00003.json   one record per complete chunk: its rows and the SHA-256 of its bytes
+    chunks/database_00003.json   one record per complete chunk: its rows, the SHA-256 of its bytes
+                                 and that of the identity it was computed with
 
 A chunk is ``chunk_size`` consecutive rows of one side. Its rows are written in place into the
 side's file and flushed to disk (``fsync``) before its record is written (atomically, under a
 temporary name then renamed): a chunk without a record is incomplete, whatever its bytes hold.
 When a store is opened again (``eval.py --resume``), every recorded chunk is read back and its
 checksum compared; a chunk whose bytes changed is computed again, with a warning naming it.
+A folder whose identity differs, is unreadable or is missing is refused: its chunks are never
+reused (nor mixed with new ones) unless what they were computed with is known to be the same.
 
 Several processes (``torch.distributed`` ranks) share one store: each describes the chunks
 :func:`owner` gives it, writing only its own rows and records, so no two processes ever write
@@ -35,7 +38,7 @@ import numpy as np
 
 from dataloaders.safe_npy import load_npy
 from utils.atomic_write import write_atomically
-from utils.errors import UserError
+from utils.errors import UserError, UserFileError
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,58 @@ def npy_header(shape: tuple[int, int]) -> bytes:
     return stream.getvalue()
 
 
+def store_identity(identity: Mapping[str, Any], sides: Mapping[str, int], chunk_size: int) -> dict[str, Any]:
+    """What a store's descriptors are of, as JSON reads it back: ``identity`` with the rows of each
+    side and the chunk size."""
+    return json.loads(json.dumps({**identity, "sides": dict(sides), "chunk_size": chunk_size}))
+
+
+def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """Each setting whose value differs, with both values: ``image_size [32, 32] then, [40, 40] now``."""
+    changed = sorted(key for key in {*then, *now} if then.get(key) != now.get(key))
+    return "; ".join(f"{key} {json.dumps(then.get(key))} then, {json.dumps(now.get(key))} now" for key in changed)
+
+
+def read_json_object(path: Path, remedy: str) -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    Raises:
+        UserFileError: unreadable, or not a JSON object: one line naming ``path``, then ``remedy``.
+    """
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserFileError(f"{path} is unreadable ({error}): {remedy}") from None
+    if not isinstance(value, dict):
+        raise UserFileError(f"{path} is unreadable (not a JSON object): {remedy}")
+    return value
+
+
+def check_identity(folder: Path, identity: Mapping[str, Any]) -> bool:
+    """Whether ``folder`` holds descriptors of ``identity`` (its ``identity.json`` equal to it);
+    ``False`` when it holds none yet (no identity, no chunk). Reads only, changes nothing.
+
+    Raises:
+        UserFileError: ``identity.json`` is unreadable.
+        UserError: the folder holds descriptors of other settings, or descriptors without an
+            ``identity.json`` (what they were computed with is unknown: they are never reused).
+    """
+    folder = Path(folder)
+    path = folder / IDENTITY_FILE
+    delete = f"delete {folder} to compute its descriptors again"
+    if not path.exists():
+        leftovers = [*folder.glob("chunks/*.json"), *(folder / f"{side}.npy" for side in SIDES)]
+        if any(leftover.exists() for leftover in leftovers):
+            raise UserError(f"{folder} holds descriptors but no {IDENTITY_FILE} saying what they were computed with, "
+                            f"so they cannot be reused: {delete}")
+        return False
+    stored = read_json_object(path, delete)
+    if stored != identity:
+        raise UserError(f"{folder} holds descriptors made with other settings ({differences(stored, identity)}): "
+                        "resume with the settings of the interrupted run, or start a new run")
+    return True
+
+
 class DescriptorStore:
     """The descriptor files of one set (see the module docstring).
 
@@ -143,7 +198,8 @@ class DescriptorStore:
         chunk_size: rows per chunk.
 
     Raises:
-        UserError: the folder holds descriptors of another identity.
+        UserError: the folder holds descriptors of another identity, or without one
+            (:func:`check_identity`).
     """
 
     def __init__(self, folder: Path, identity: Mapping[str, Any], sides: Mapping[str, int], chunk_size: int) -> None:
@@ -152,21 +208,14 @@ class DescriptorStore:
         self.folder = Path(folder)
         self.sides = dict(sides)
         self.chunk_size = chunk_size
-        self.identity = {**identity, "sides": self.sides, "chunk_size": chunk_size}
+        self.identity = store_identity(identity, self.sides, chunk_size)
+        self.identity_sha256 = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()
         self.chunks = plan_chunks(self.sides, chunk_size)
+        known = check_identity(self.folder, self.identity)
         (self.folder / "chunks").mkdir(parents=True, exist_ok=True)
-        identity_path = self.folder / IDENTITY_FILE
-        canonical = json.loads(json.dumps(self.identity))
-        if identity_path.is_file():
-            stored = json.loads(identity_path.read_text(encoding="utf-8"))
-            if stored != canonical:
-                changed = sorted(key for key in {*stored, *canonical} if stored.get(key) != canonical.get(key))
-                raise UserError(
-                    f"{self.folder} holds descriptors made with other settings ({', '.join(changed)} differ): "
-                    "resume with the settings of the interrupted run, or start a new run"
-                )
-        else:
-            write_atomically(identity_path, lambda stream: stream.write(json.dumps(canonical, indent=2).encode()))
+        if not known:
+            write_atomically(self.folder / IDENTITY_FILE,
+                             lambda stream: stream.write(json.dumps(self.identity, indent=2).encode()))
 
     def side_path(self, side: str) -> Path:
         return self.folder / f"{side}.npy"
@@ -176,14 +225,15 @@ class DescriptorStore:
 
     # ------------------------------------------------------------------------ checking
     def record(self, chunk: Chunk) -> dict[str, Any] | None:
-        """The chunk's record, or ``None`` when it has none (or one that does not describe it)."""
+        """The chunk's record, or ``None`` when it has none (or one that does not describe it, or
+        was written for another identity: a record carries the SHA-256 of the store's identity)."""
         try:
             record = json.loads(self.record_path(chunk).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(record, dict) or (record.get("start"), record.get("stop")) != (chunk.start, chunk.stop):
             return None
-        return record
+        return record if record.get("identity") == self.identity_sha256 else None
 
     def verified(self, chunk: Chunk) -> bool:
         """Whether the chunk is complete on disk: recorded, and its bytes still match its checksum
@@ -247,7 +297,7 @@ class DescriptorStore:
             os.close(descriptor)
         record = {
             "side": chunk.side, "index": chunk.index, "start": chunk.start, "stop": chunk.stop, "dim": dim,
-            "sha256": hashlib.sha256(rows.tobytes()).hexdigest(),
+            "sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "identity": self.identity_sha256,
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_atomically(self.record_path(chunk), lambda stream: stream.write(json.dumps(record).encode()))
