@@ -34,8 +34,8 @@ from models.released import (
     check_released_file,
 )
 from models.vpr_net import VPRNet, build_network
-from utils.checkpoint_files import reads_checkpoint, shown_checkpoint
-from utils.errors import UserError, UserFileError
+from utils.checkpoint_files import reads_checkpoint, require_checkpoint_file, shown_checkpoint
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,11 @@ def read_weights_file(path: str | PathLike[str]) -> dict[str, Any]:
     ``models.pretrained.read_checkpoint`` reads (a state dict, or a Lightning checkpoint).
 
     Raises:
-        UserFileError: no such file.
+        UserFileError: no such file, or a folder.
         ValueError: a file that is not what its name says (one line naming it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserFileError(f"checkpoint {path} does not exist")
+    require_checkpoint_file(path)
     if path.suffix != SAFETENSORS_SUFFIX:
         return read_checkpoint(path)
     from safetensors import SafetensorError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,19 @@ def test_a_planted_checkpoint_by_url_is_refused_by_its_url(served: tuple[str, Pa
     expected = "s3:// paths are not read" if url == "s3" else "is not a plain tensor file loadable with weights_only=True"
     assert str(info.value).startswith(f"checkpoint {given}") and expected in str(info.value)
     assert not marker.exists() and list(download_folder.iterdir()) == []
+
+
+def test_a_folder_or_a_planted_pickle_is_refused_in_one_line_of_ours(tmp_path: Path) -> None:
+    import hubconf
+
+    with pytest.raises(UserError) as info:
+        hubconf.dinov2_salad(ckpt_path=str(tmp_path))
+    assert str(info.value) == f"checkpoint {tmp_path} is a folder, not a checkpoint file: give the path of the checkpoint file in it"
+    marker = tmp_path / "marker"
+    with pytest.raises(UserError) as info:
+        hubconf.dinov2_salad(ckpt_path=str(planted_checkpoint(tmp_path / "evil_shell.ckpt", marker)))
+    assert str(info.value) == (
+        f"checkpoint {tmp_path / 'evil_shell.ckpt'} is not a plain tensor file loadable with weights_only=True "
+        f"(refused, not executed): it holds a pickled {os.system.__module__}.system"
+    )
+    assert info.value.__cause__ is None and not marker.exists()  # torch's advice to load it unchecked is not relayed
