@@ -203,8 +203,8 @@ def load_network(
 
     Raises:
         UserFileError: ``source`` does not exist.
-        ValueError: no architecture known, a state dict that does not fit it, a digest that differs,
-            a URL scheme other than http, https and file.
+        ValueError: no architecture known, a state dict that does not fit it, weights holding NaN or
+            infinite values, a digest that differs, a URL scheme other than http, https and file.
         DownloadError: a download that failed.
     """
     if is_release_name(source) and release is None:
@@ -281,7 +281,8 @@ def seeded_network(architecture: Architecture, seed: int) -> VPRNet:
 
 def network_with_weights(architecture: Architecture, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str]) -> VPRNet:
     """The network ``architecture`` describes, holding the weights of ``state_dict`` (loaded
-    strictly: :func:`load_state_strictly`), in eval mode, float32.
+    strictly: :func:`load_state_strictly`), in eval mode, float32, every weight finite
+    (:func:`check_finite`).
 
     The network is built on the meta device and takes the checkpoint's tensors as its own, so
     nothing is initialised only to be overwritten (a ViT-g/14 loads in seconds instead of a
@@ -294,7 +295,25 @@ def network_with_weights(architecture: Architecture, state_dict: Mapping[str, to
     if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
         network = build_network(architecture, pretrained_backbone=False)
         load_state_strictly(network, state_dict, source)
+    check_finite(network, source)
     return network.float().eval()
+
+
+def check_finite(network: torch.nn.Module, source: str | PathLike[str]) -> None:
+    """Refuse weights holding NaN or infinite values (a training that diverged), in one pass over
+    ``network``'s parameters and floating-point buffers.
+
+    Raises:
+        UserError: one line naming ``source``, how many tensors hold them and the first.
+    """
+    tensors = [(name, tensor) for name, tensor in (*network.named_parameters(), *network.named_buffers())
+               if tensor.is_floating_point()]
+    bad = [name for name, tensor in tensors if not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise UserError(
+            f"checkpoint {source} holds NaN or infinite weights ({len(bad)} of {len(tensors)} tensors, "
+            f"first: {bad[0]}): it was saved after its training diverged; use an earlier checkpoint"
+        )
 
 
 def load_state_strictly(

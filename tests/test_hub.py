@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.error import URLError
 
 import pytest
 import torch
 
+from models.architecture import Architecture
+from models.vpr_net import build_network
 from tests.planted_pickles import planted_checkpoint
 from utils.errors import UserError
 
@@ -87,6 +90,44 @@ def test_a_planted_checkpoint_by_url_is_refused_by_its_url(served: tuple[str, Pa
     expected = "s3:// paths are not read" if url == "s3" else "is not a plain tensor file loadable with weights_only=True"
     assert str(info.value).startswith(f"checkpoint {given}") and expected in str(info.value)
     assert not marker.exists() and list(download_folder.iterdir()) == []
+
+
+#: A tiny stand-in for the CosPlace ResNet-18 32-d release (ResNet-18 up to layer2: 0.7 M weights).
+TINY_COSPLACE = Architecture("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": 2}, "CosPlace", {"out_dim": 32})
+TINY_RELEASE = "cosplace_resnet18_32"
+
+
+@pytest.fixture
+def tiny_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cosplace(backbone="ResNet18", fc_output_dim=32)`` builds :data:`TINY_COSPLACE`."""
+    from models.released import RELEASED_MODELS
+
+    monkeypatch.setitem(RELEASED_MODELS, TINY_RELEASE, replace(RELEASED_MODELS[TINY_RELEASE], architecture=TINY_COSPLACE))
+
+
+def lightning_checkpoint(path: Path, architecture: Architecture, recorded: Architecture | None = None, seed: int = 0) -> Path:
+    """A checkpoint of this project: ``architecture``'s seeded weights, ``recorded`` (default: the same) in its hyperparameters."""
+    torch.manual_seed(seed)
+    network = build_network(architecture, pretrained_backbone=False)
+    torch.save({"state_dict": network.state_dict(), "hyper_parameters": (recorded or architecture).as_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize(("key", "value"), [("aggregator.fc.bias", float("nan")), ("backbone.model.bn1.running_var", float("inf"))])
+def test_weights_holding_nan_or_infinity_are_refused_naming_the_file(tiny_release: None, tmp_path: Path, key: str, value: float) -> None:
+    import hubconf
+
+    path = lightning_checkpoint(tmp_path / "diverged.ckpt", TINY_COSPLACE)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"][key][0] = value  # a parameter, or a buffer
+    torch.save(payload, path)
+    with pytest.raises(UserError) as info:
+        hubconf.cosplace(backbone="ResNet18", fc_output_dim=32, ckpt_path=str(path))
+    floating = sum(tensor.is_floating_point() for tensor in payload["state_dict"].values())  # not the BN counters
+    assert str(info.value) == (
+        f"checkpoint {path} holds NaN or infinite weights (1 of {floating} tensors, first: {key}): "
+        "it was saved after its training diverged; use an earlier checkpoint"
+    )
 
 
 def test_a_folder_or_a_planted_pickle_is_refused_in_one_line_of_ours(tmp_path: Path) -> None:
