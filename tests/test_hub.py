@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from models.architecture import Architecture
+from models.loading import ArchitectureMismatchError
 from models.vpr_net import build_network
 from tests.planted_pickles import planted_checkpoint
 from utils.errors import UserError
@@ -111,6 +112,42 @@ def lightning_checkpoint(path: Path, architecture: Architecture, recorded: Archi
     network = build_network(architecture, pretrained_backbone=False)
     torch.save({"state_dict": network.state_dict(), "hyper_parameters": (recorded or architecture).as_dict()}, path)
     return path
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_by_the_release_entries(tmp_path: Path) -> None:
+    import hubconf
+
+    toy = lightning_checkpoint(tmp_path / "toy.ckpt", TINY_COSPLACE)  # resnet18 + CosPlace 32-d
+    for entry, release, architecture in [("dinov2_boq", "dinov2_boq", "dinov2_vitb14 + BoQ, 12288-d"),
+                                         ("cosplace", "cosplace_resnet50_2048", "resnet50 + CosPlace, 2048-d")]:
+        with pytest.raises(ArchitectureMismatchError) as info:
+            getattr(hubconf, entry)(ckpt_path=str(toy))
+        assert str(info.value).startswith(
+            f"checkpoint {toy} records resnet18 + CosPlace, 32-d descriptors, not the architecture of release {release} "
+            f"({architecture} descriptors): give a file of that architecture"
+        ) and "\n" not in str(info.value)
+    bare = tmp_path / "Resnet50_2048_cosplace.pth"  # weights alone: they do not fit the release's
+    torch.save(torch.load(toy, weights_only=True)["state_dict"], bare)
+    with pytest.raises(ArchitectureMismatchError, match=r"does not fit the architecture of release cosplace_resnet50_2048 "
+                       r"\(resnet50 \+ CosPlace, 2048-d descriptors\): size mismatch for backbone\.model\.layer1"):
+        hubconf.cosplace(ckpt_path=str(bare))
+
+
+def test_a_fine_tune_of_the_release_recording_its_architecture_in_other_words_loads(tiny_release: None, tmp_path: Path) -> None:
+    import hubconf
+
+    # Fewer frozen layers (training only) and the input width spelled out: the same network.
+    fine_tune = replace(TINY_COSPLACE, backbone_config={"layers_to_crop": [3, 4], "layers_to_freeze": 0},
+                        agg_config={"out_dim": 32, "in_dim": 128})
+    path = lightning_checkpoint(tmp_path / "fine_tune.ckpt", TINY_COSPLACE, recorded=fine_tune)
+    network = hubconf.cosplace(backbone="ResNet18", fc_output_dim=32, ckpt_path=str(path))
+    assert network.descriptor_dim == 32
+    # Cropped after layer3 instead: 32-d too, but other weights; the first differing one is named.
+    other = replace(TINY_COSPLACE, backbone_config={"layers_to_crop": [4]})
+    with pytest.raises(ArchitectureMismatchError, match=r"records resnet18 \+ CosPlace, 32-d descriptors, not the "
+                       r"architecture of release cosplace_resnet18_32 \(resnet18 \+ CosPlace, 32-d descriptors\); first "
+                       r"difference: aggregator\.fc\.weight \[32, 256\] vs \[32, 128\]: "):
+        hubconf.cosplace(backbone="ResNet18", fc_output_dim=32, ckpt_path=str(lightning_checkpoint(tmp_path / "o.ckpt", other)))
 
 
 @pytest.mark.parametrize(("key", "value"), [("aggregator.fc.bias", float("nan")), ("backbone.model.bn1.running_var", float("inf"))])
