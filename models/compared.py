@@ -11,7 +11,7 @@ from pathlib import Path
 from models.architecture import Architecture
 from models.loading import load_network
 from models.released import RELEASE_NAMES, canonical_release_name, released_model
-from utils.checkpoint_files import checkpoint_file, checkpoint_name
+from utils.checkpoint_files import checkpoint_file, checkpoint_name, missing_file_problem
 from utils.errors import UserError, UserFileError
 from utils.evaluation.comparison import ComparedModel
 from utils.evaluation.pipeline import DescribedModel
@@ -51,13 +51,14 @@ def released_row(name: str, path: str | PathLike[str] | None = None, verify: boo
     (torch.hub's cache), evaluated at its authors' size.
 
     Raises:
-        UserFileError: the local ``path`` does not exist.
+        UserFileError: the local ``path`` does not exist or is a folder.
         UserError: a URL scheme other than http, https and file.
     """
     release = released_model(name)
     local = checkpoint_file(path) if path is not None else None
-    if local is not None and not local.is_file():
-        raise UserFileError(f"{name}: the released file {path} does not exist; give the path of {release.file_name}")
+    problem = missing_file_problem(local) if local is not None else None
+    if problem is not None:
+        raise UserFileError(f"{name}: the released file {path} {problem}; give the path of {release.file_name}")
 
     def load() -> DescribedModel:
         loaded = load_network(path, release=name, verify=verify)
@@ -79,12 +80,13 @@ def checkpoint_row(
         name: the row's name (default: the file's stem).
 
     Raises:
-        UserFileError: the local ``path`` does not exist.
+        UserFileError: the local ``path`` does not exist or is a folder.
         UserError: a URL scheme other than http, https and file.
     """
     local = checkpoint_file(path)
-    if local is not None and not local.is_file():
-        raise UserFileError(f"checkpoint {path} does not exist")
+    problem = missing_file_problem(local) if local is not None else None
+    if problem is not None:
+        raise UserFileError(f"checkpoint {path} {problem}")
 
     def load() -> DescribedModel:
         loaded = load_network(path, architecture=fallback)

@@ -4,7 +4,8 @@ download) -> :class:`LoadedNetwork`.
 
 eval.py, torch.hub, the ONNX export and the tests all load through it. The architecture comes,
 in this order, from the checkpoint (a Lightning checkpoint of this project carries it in
-``hyper_parameters``), from the caller, or from the release. Weights never come from a
+``hyper_parameters``; given with a release, it must be the release's, or the caller's when the
+caller gives one), from the caller, or from the release. Weights never come from a
 backbone's own pretrained download here: the file (or, with ``random_weights``, a seed)
 supplies every one. Files are read without running code: ``torch.load(weights_only=True)``, or
 the ``safetensors`` library for ``.safetensors`` files.
@@ -34,8 +35,8 @@ from models.released import (
     check_released_file,
 )
 from models.vpr_net import VPRNet, build_network
-from utils.checkpoint_files import reads_checkpoint, shown_checkpoint
-from utils.errors import UserError, UserFileError
+from utils.checkpoint_files import reads_checkpoint, require_checkpoint_file, shown_checkpoint
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,11 @@ def read_weights_file(path: str | PathLike[str]) -> dict[str, Any]:
     ``models.pretrained.read_checkpoint`` reads (a state dict, or a Lightning checkpoint).
 
     Raises:
-        UserFileError: no such file.
+        UserFileError: no such file, or a folder.
         ValueError: a file that is not what its name says (one line naming it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserFileError(f"checkpoint {path} does not exist")
+    require_checkpoint_file(path)
     if path.suffix != SAFETENSORS_SUFFIX:
         return read_checkpoint(path)
     from safetensors import SafetensorError
@@ -203,9 +203,11 @@ def load_network(
             describe another).
 
     Raises:
-        UserFileError: ``source`` does not exist.
-        ValueError: no architecture known, a state dict that does not fit it, a digest that differs,
-            a URL scheme other than http, https and file.
+        UserFileError: ``source`` does not exist, or is a folder.
+        ArchitectureMismatchError: a state dict that does not fit the architecture; with ``release``,
+            a checkpoint recording another architecture than the release's (or the caller's).
+        ValueError: no architecture known, weights holding NaN or infinite values, a digest that
+            differs, a URL scheme other than http, https and file.
         DownloadError: a download that failed.
     """
     if is_release_name(source) and release is None:
@@ -247,18 +249,29 @@ def load_network(
         payload = read_weights_file(source)
     path = Path(source)
     stored = architecture_from_payload(payload, path)
+    # What the architecture given is called in messages: a release's (with the caller's changes).
+    target = None
+    if entry is not None:
+        target = f"release {release}" + ("" if architecture in (None, entry.architecture) else " with the arguments given")
+
+    def recorded(network: VPRNet) -> VPRNet:
+        """``network`` (built as the checkpoint records), refused when not the release's."""
+        if target is not None:
+            check_recorded_architecture(network, architecture_or_release(), target, path)
+        return network
+
     if random_weights:
-        return loaded(seeded_network(stored or architecture_or_release(), seed), "checkpoint" if stored else given_source,
-                      f"random (seed {seed})", None)
+        return loaded(recorded(seeded_network(stored, seed)) if stored else seeded_network(architecture_or_release(), seed),
+                      "checkpoint" if stored else given_source, f"random (seed {seed})", None)
     if entry is not None and verify:
         check_released_file(release, path)  # type: ignore[arg-type]
     state_dict = state_dict_of(payload, path)
     if stored is not None:
-        return loaded(network_with_weights(stored, state_dict, path), "checkpoint", "checkpoint", path)
+        return loaded(recorded(network_with_weights(stored, state_dict, path)), "checkpoint", "checkpoint", path)
     if entry is not None:
         state_dict = entry.network_state(state_dict, path)
     try:
-        network = network_with_weights(architecture_or_release(), state_dict, path)
+        network = network_with_weights(architecture_or_release(), state_dict, path, target)
     except ArchitectureMismatchError as error:
         if not mismatch_hint:
             raise
@@ -280,9 +293,12 @@ def seeded_network(architecture: Architecture, seed: int) -> VPRNet:
     return untrained(architecture)
 
 
-def network_with_weights(architecture: Architecture, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str]) -> VPRNet:
+def network_with_weights(
+    architecture: Architecture, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str], target: str | None = None
+) -> VPRNet:
     """The network ``architecture`` describes, holding the weights of ``state_dict`` (loaded
-    strictly: :func:`load_state_strictly`), in eval mode, float32.
+    strictly: :func:`load_state_strictly`; ``target`` names the architecture in its refusal, e.g.
+    ``"release megaloc"``), in eval mode, float32, every weight finite (:func:`check_finite`).
 
     The network is built on the meta device and takes the checkpoint's tensors as its own, so
     nothing is initialised only to be overwritten (a ViT-g/14 loads in seconds instead of a
@@ -291,30 +307,87 @@ def network_with_weights(architecture: Architecture, state_dict: Mapping[str, to
     """
     with torch.device("meta"):
         network = build_network(architecture, pretrained_backbone=False)
-    load_state_strictly(network, state_dict, source, assign=True)
+    load_state_strictly(network, state_dict, source, assign=True, target=target)
     if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
         network = build_network(architecture, pretrained_backbone=False)
-        load_state_strictly(network, state_dict, source)
+        load_state_strictly(network, state_dict, source, target=target)
+    check_finite(network, source)
     return network.float().eval()
 
 
+def described(network: VPRNet) -> str:
+    """``network``'s architecture in a few words: ``"resnet50 + CosPlace, 2048-d descriptors"``."""
+    return f"{network.architecture.backbone_arch} + {network.architecture.agg_arch}, {network.descriptor_dim}-d descriptors"
+
+
+def weight_shapes(network: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of ``network``'s state dict."""
+    return {key: tuple(tensor.shape) for key, tensor in network.state_dict().items()}
+
+
+def check_recorded_architecture(network: VPRNet, expected: Architecture, target: str, source: str | PathLike[str]) -> None:
+    """Refuse ``network``, built as checkpoint ``source`` records, when its architecture is not
+    ``expected`` (``target``'s, e.g. ``"release megaloc"``): other backbone or aggregator names, or
+    weights of other names or shapes. A fine-tune of ``expected`` passes, whatever it trained (the
+    number of trained blocks, the dropout) and however its record spells the arguments.
+
+    Raises:
+        ArchitectureMismatchError: one line naming ``source``, ``target`` and both architectures.
+    """
+    with torch.device("meta"):  # shapes only: nothing allocated
+        reference = build_network(expected, pretrained_backbone=False)
+    same_names = (network.architecture.backbone_arch, network.architecture.agg_arch) == (expected.backbone_arch, expected.agg_arch)
+    ours, theirs = weight_shapes(network), weight_shapes(reference)
+    if same_names and ours == theirs:
+        return
+    difference = ""
+    if described(network) == described(reference):
+        key = next(key for key in sorted({*ours, *theirs}) if ours.get(key) != theirs.get(key))
+        shown = [list(shapes[key]) if key in shapes else "absent" for shapes in (ours, theirs)]
+        difference = f"; first difference: {key} {shown[0]} vs {shown[1]}"
+    raise ArchitectureMismatchError(
+        f"checkpoint {source} records {described(network)}, not the architecture of {target} ({described(reference)})"
+        f"{difference}: give a file of that architecture (the release's, or a fine-tune of it), or load this one "
+        "without naming a release (it builds the architecture it records)"
+    )
+
+
+def check_finite(network: torch.nn.Module, source: str | PathLike[str]) -> None:
+    """Refuse weights holding NaN or infinite values (a training that diverged), in one pass over
+    ``network``'s parameters and floating-point buffers.
+
+    Raises:
+        UserError: one line naming ``source``, how many tensors hold them and the first.
+    """
+    tensors = [(name, tensor) for name, tensor in (*network.named_parameters(), *network.named_buffers())
+               if tensor.is_floating_point()]
+    bad = [name for name, tensor in tensors if not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise UserError(
+            f"checkpoint {source} holds NaN or infinite weights ({len(bad)} of {len(tensors)} tensors, "
+            f"first: {bad[0]}): it was saved after its training diverged; use an earlier checkpoint"
+        )
+
+
 def load_state_strictly(
-    network: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str], assign: bool = False
+    network: VPRNet, state_dict: Mapping[str, torch.Tensor], source: str | PathLike[str], assign: bool = False,
+    target: str | None = None,
 ) -> None:
     """Load the network part of ``state_dict`` (its :data:`NETWORK_PREFIXES` keys) strictly into
-    ``network``; a missing, unexpected or misshapen key is one line naming ``source``.
+    ``network``; a missing, unexpected or misshapen key is one line naming ``source`` (and
+    ``target``, the architecture's name, with ``network``'s backbone, aggregator and size).
     ``assign``: ``network``'s tensors become those of ``state_dict`` (a network on the meta device)."""
     state_dict = {k: v for k, v in state_dict.items() if k.startswith(NETWORK_PREFIXES)}
+    fitted = "this architecture" if target is None else f"the architecture of {target} ({described(network)})"
     try:
         result = network.load_state_dict(state_dict, strict=False, assign=assign)
     except RuntimeError as error:  # size mismatches
         mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-        raise ArchitectureMismatchError(f"checkpoint {source} does not fit this architecture: {mismatch}") from None
+        raise ArchitectureMismatchError(f"checkpoint {source} does not fit {fitted}: {mismatch}") from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing {len(result.missing_keys)} keys (first: {result.missing_keys[0]})")
     if result.unexpected_keys:
         problems.append(f"unexpected {len(result.unexpected_keys)} keys (first: {result.unexpected_keys[0]})")
     if problems:
-        raise ArchitectureMismatchError(f"checkpoint {source} does not fit this architecture: {'; '.join(problems)}")
-
+        raise ArchitectureMismatchError(f"checkpoint {source} does not fit {fitted}: {'; '.join(problems)}")

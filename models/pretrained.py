@@ -7,6 +7,7 @@ Nothing here runs at import; a download happens only when a builder is asked for
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
@@ -16,8 +17,8 @@ from urllib.error import URLError
 import torch
 
 from utils.checkpoint_digest import verify_digest
-from utils.checkpoint_files import checkpoint_file_problem, reads_checkpoint
-from utils.errors import UserError, UserFileError, render
+from utils.checkpoint_files import checkpoint_file_problem, reads_checkpoint, refused_pickle_content, require_checkpoint_file
+from utils.errors import UserError, render
 from utils.file_hash import check_sha256, digest_in_name
 
 log = logging.getLogger(__name__)
@@ -33,18 +34,17 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     copy (:func:`utils.checkpoint_files.reads_checkpoint`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserFileError(f"checkpoint {path} does not exist")
+    require_checkpoint_file(path)
     problem = checkpoint_file_problem(path)
     if problem is not None:
         raise UserError(f"checkpoint {path} {problem}: pass a .ckpt/.pth file saved by main.py or torch.save")
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...
+        what = f"it holds {refused_pickle_content(error)}" if isinstance(error, pickle.UnpicklingError) else render(error)
         raise UserError(
-            f"checkpoint {path} is not a plain tensor file loadable with weights_only=True "
-            f"(refused, not executed): {render(error)}"
-        ) from error
+            f"checkpoint {path} is not a plain tensor file loadable with weights_only=True (refused, not executed): {what}"
+        ) from None
     if not isinstance(payload, dict):
         raise UserError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
     verify_digest(payload, path)

@@ -146,15 +146,16 @@ def test_a_comparison_asked_wrongly_is_one_line(extra: list[str], expected: str,
 
 def test_a_missing_released_file_is_named_before_any_model_runs(small_toy_world: Path, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "dino_salad.ckpt"
-    with pytest.raises(SystemExit):
-        eval_cli.main([
-            "--released", f"dinov2_salad={missing}", "--data_dir", str(small_toy_world), "--val_datasets", "sped",
-            "--device", "cpu", "--log_dir", str(tmp_path / "eval"),
-        ])
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f"eval.py: error: dinov2_salad: the released file {missing} does not exist; give the path of dino_salad.ckpt"
-    )
-    assert not (tmp_path / "eval").exists()
+    for given, problem in [(missing, "does not exist"), (tmp_path, "is a folder, not a checkpoint file")]:
+        with pytest.raises(SystemExit):
+            eval_cli.main([
+                "--released", f"dinov2_salad={given}", "--data_dir", str(small_toy_world), "--val_datasets", "sped",
+                "--device", "cpu", "--log_dir", str(tmp_path / "eval"),
+            ])
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"eval.py: error: dinov2_salad: the released file {given} {problem}; give the path of dino_salad.ckpt"
+        )
+        assert not (tmp_path / "eval").exists()
 
 
 @pytest.fixture

@@ -553,6 +553,37 @@ def test_checkpoint_that_does_not_fit_the_flags(
     assert "does not fit this architecture" in line and "--num_clusters" in line
 
 
+def test_a_checkpoint_of_another_architecture_given_as_a_release_is_refused(
+    sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--released cosplace=FILE`` with FILE recording a ViT-S SALAD: no row named cosplace holds it."""
+    flags = ["--data_dir", str(sped_dir), "--val_datasets", "sped", *common_flags(tmp_path)]
+    for release, architecture in [("cosplace_resnet50_2048", "resnet50 + CosPlace, 2048-d"),
+                                  ("megaloc", "dinov2_vitb14 + ProjectedSALAD, 8448-d")]:
+        line = run_eval_error(["--released", f"{release}={checkpoints['lightning']}", "dinov2_boq", *flags], capsys)
+        assert line.startswith(
+            f"eval.py: error: checkpoint {checkpoints['lightning']} records dinov2_vits14 + SALAD, 40-d descriptors, "
+            f"not the architecture of release {release} ({architecture} descriptors): "
+        ) and line.endswith("or load this one without naming a release (it builds the architecture it records)")
+    line = run_eval_error(["--released", "megaloc", "--ckpt_path", str(checkpoints["lightning"]), *flags], capsys)
+    assert "records dinov2_vits14 + SALAD, 40-d descriptors, not the architecture of release megaloc" in line
+
+
+def test_a_checkpoint_holding_nan_is_refused_naming_it(
+    sped_dir: Path, checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = torch.load(checkpoints["lightning"], weights_only=True)
+    payload["state_dict"]["aggregator.dust_bin"] = torch.tensor(float("nan"))  # a diverged training's last save
+    torch.save(payload, tmp_path / "diverged.ckpt")
+    line = run_eval_error([
+        "--ckpt_path", str(tmp_path / "diverged.ckpt"), "--data_dir", str(sped_dir), "--val_datasets", "sped",
+        *common_flags(tmp_path),
+    ], capsys)
+    assert line.startswith(f"eval.py: error: checkpoint {tmp_path / 'diverged.ckpt'} holds NaN or infinite weights (1 of ")
+    assert line.endswith("tensors, first: aggregator.dust_bin): it was saved after its training diverged; use an earlier checkpoint")
+    assert not (tmp_path / "logs").exists()  # refused before any run folder
+
+
 def test_no_checkpoint_and_no_random_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = run_eval_error(["--val_datasets", "sped", *common_flags(tmp_path)], capsys)
     assert "--ckpt_path is required" in line

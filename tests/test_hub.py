@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.error import URLError
 
 import pytest
 import torch
 
+from models.architecture import Architecture
+from models.loading import ArchitectureMismatchError
+from models.vpr_net import build_network
 from tests.planted_pickles import planted_checkpoint
 from utils.errors import UserError
 
@@ -86,3 +91,93 @@ def test_a_planted_checkpoint_by_url_is_refused_by_its_url(served: tuple[str, Pa
     expected = "s3:// paths are not read" if url == "s3" else "is not a plain tensor file loadable with weights_only=True"
     assert str(info.value).startswith(f"checkpoint {given}") and expected in str(info.value)
     assert not marker.exists() and list(download_folder.iterdir()) == []
+
+
+#: A tiny stand-in for the CosPlace ResNet-18 32-d release (ResNet-18 up to layer2: 0.7 M weights).
+TINY_COSPLACE = Architecture("resnet18", {"layers_to_crop": [3, 4], "layers_to_freeze": 2}, "CosPlace", {"out_dim": 32})
+TINY_RELEASE = "cosplace_resnet18_32"
+
+
+@pytest.fixture
+def tiny_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cosplace(backbone="ResNet18", fc_output_dim=32)`` builds :data:`TINY_COSPLACE`."""
+    from models.released import RELEASED_MODELS
+
+    monkeypatch.setitem(RELEASED_MODELS, TINY_RELEASE, replace(RELEASED_MODELS[TINY_RELEASE], architecture=TINY_COSPLACE))
+
+
+def lightning_checkpoint(path: Path, architecture: Architecture, recorded: Architecture | None = None, seed: int = 0) -> Path:
+    """A checkpoint of this project: ``architecture``'s seeded weights, ``recorded`` (default: the same) in its hyperparameters."""
+    torch.manual_seed(seed)
+    network = build_network(architecture, pretrained_backbone=False)
+    torch.save({"state_dict": network.state_dict(), "hyper_parameters": (recorded or architecture).as_dict()}, path)
+    return path
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_by_the_release_entries(tmp_path: Path) -> None:
+    import hubconf
+
+    toy = lightning_checkpoint(tmp_path / "toy.ckpt", TINY_COSPLACE)  # resnet18 + CosPlace 32-d
+    for entry, release, architecture in [("dinov2_boq", "dinov2_boq", "dinov2_vitb14 + BoQ, 12288-d"),
+                                         ("cosplace", "cosplace_resnet50_2048", "resnet50 + CosPlace, 2048-d")]:
+        with pytest.raises(ArchitectureMismatchError) as info:
+            getattr(hubconf, entry)(ckpt_path=str(toy))
+        assert str(info.value).startswith(
+            f"checkpoint {toy} records resnet18 + CosPlace, 32-d descriptors, not the architecture of release {release} "
+            f"({architecture} descriptors): give a file of that architecture"
+        ) and "\n" not in str(info.value)
+    bare = tmp_path / "Resnet50_2048_cosplace.pth"  # weights alone: they do not fit the release's
+    torch.save(torch.load(toy, weights_only=True)["state_dict"], bare)
+    with pytest.raises(ArchitectureMismatchError, match=r"does not fit the architecture of release cosplace_resnet50_2048 "
+                       r"\(resnet50 \+ CosPlace, 2048-d descriptors\): size mismatch for backbone\.model\.layer1"):
+        hubconf.cosplace(ckpt_path=str(bare))
+
+
+def test_a_fine_tune_of_the_release_recording_its_architecture_in_other_words_loads(tiny_release: None, tmp_path: Path) -> None:
+    import hubconf
+
+    # Fewer frozen layers (training only) and the input width spelled out: the same network.
+    fine_tune = replace(TINY_COSPLACE, backbone_config={"layers_to_crop": [3, 4], "layers_to_freeze": 0},
+                        agg_config={"out_dim": 32, "in_dim": 128})
+    path = lightning_checkpoint(tmp_path / "fine_tune.ckpt", TINY_COSPLACE, recorded=fine_tune)
+    network = hubconf.cosplace(backbone="ResNet18", fc_output_dim=32, ckpt_path=str(path))
+    assert network.descriptor_dim == 32
+    # Cropped after layer3 instead: 32-d too, but other weights; the first differing one is named.
+    other = replace(TINY_COSPLACE, backbone_config={"layers_to_crop": [4]})
+    with pytest.raises(ArchitectureMismatchError, match=r"records resnet18 \+ CosPlace, 32-d descriptors, not the "
+                       r"architecture of release cosplace_resnet18_32 \(resnet18 \+ CosPlace, 32-d descriptors\); first "
+                       r"difference: aggregator\.fc\.weight \[32, 256\] vs \[32, 128\]: "):
+        hubconf.cosplace(backbone="ResNet18", fc_output_dim=32, ckpt_path=str(lightning_checkpoint(tmp_path / "o.ckpt", other)))
+
+
+@pytest.mark.parametrize(("key", "value"), [("aggregator.fc.bias", float("nan")), ("backbone.model.bn1.running_var", float("inf"))])
+def test_weights_holding_nan_or_infinity_are_refused_naming_the_file(tiny_release: None, tmp_path: Path, key: str, value: float) -> None:
+    import hubconf
+
+    path = lightning_checkpoint(tmp_path / "diverged.ckpt", TINY_COSPLACE)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"][key][0] = value  # a parameter, or a buffer
+    torch.save(payload, path)
+    with pytest.raises(UserError) as info:
+        hubconf.cosplace(backbone="ResNet18", fc_output_dim=32, ckpt_path=str(path))
+    floating = sum(tensor.is_floating_point() for tensor in payload["state_dict"].values())  # not the BN counters
+    assert str(info.value) == (
+        f"checkpoint {path} holds NaN or infinite weights (1 of {floating} tensors, first: {key}): "
+        "it was saved after its training diverged; use an earlier checkpoint"
+    )
+
+
+def test_a_folder_or_a_planted_pickle_is_refused_in_one_line_of_ours(tmp_path: Path) -> None:
+    import hubconf
+
+    with pytest.raises(UserError) as info:
+        hubconf.dinov2_salad(ckpt_path=str(tmp_path))
+    assert str(info.value) == f"checkpoint {tmp_path} is a folder, not a checkpoint file: give the path of the checkpoint file in it"
+    marker = tmp_path / "marker"
+    with pytest.raises(UserError) as info:
+        hubconf.dinov2_salad(ckpt_path=str(planted_checkpoint(tmp_path / "evil_shell.ckpt", marker)))
+    assert str(info.value) == (
+        f"checkpoint {tmp_path / 'evil_shell.ckpt'} is not a plain tensor file loadable with weights_only=True "
+        f"(refused, not executed): it holds a pickled {os.system.__module__}.system"
+    )
+    assert info.value.__cause__ is None and not marker.exists()  # torch's advice to load it unchecked is not relayed

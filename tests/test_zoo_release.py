@@ -168,9 +168,18 @@ def test_megaloc_earlier_file_loads_the_same_network(authors_files: dict[str, Pa
         assert torch.equal(tensor, current[key]), key
 
 
-def test_cliquemining_lightning_checkpoint_builds_its_own_architecture(authors_files: dict[str, Path]) -> None:
-    """The hub entry given a Lightning checkpoint that records its architecture (ViT-S/14 here, not the
-    release's ViT-B/14) builds that one; the other entries of the file are ignored."""
+def test_cliquemining_lightning_checkpoint_loads_through_its_entry(
+    authors_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub entry given a Lightning checkpoint as CliqueMining's training saves it (its architecture
+    recorded in the published code's words, beside other entries, which are ignored) builds it. The
+    fixture is a ViT-S/14: it is refused as the release's ViT-B/14, and loads once the release is a ViT-S/14."""
+    with pytest.raises(ValueError, match=r"records dinov2_vits14 \+ SALAD, 8448-d descriptors, not the architecture "
+                       r"of release cliquemining \(dinov2_vitb14 \+ SALAD, 8448-d descriptors\)"):
+        hubconf.cliquemining(ckpt_path=str(authors_files["cliquemining"]))
+    release = released.RELEASED_MODELS["cliquemining"]
+    monkeypatch.setitem(released.RELEASED_MODELS, "cliquemining", dataclasses.replace(
+        release, architecture=dataclasses.replace(release.architecture, backbone_arch="dinov2_vits14")))
     network = hubconf.cliquemining(ckpt_path=str(authors_files["cliquemining"]))
     assert network.architecture.backbone_arch == "dinov2_vits14" and network.descriptor_dim == 8448
     expected = parity.load_expected(SALAD_FIXTURE)

@@ -37,7 +37,7 @@ import torch
 from fsspec.core import split_protocol
 
 from utils.checkpoint_digest import verify_digest
-from utils.errors import UserError, render
+from utils.errors import UserError, UserFileError, render
 
 FETCHED_SCHEMES = ("http", "https", "file")
 """URL schemes of a checkpoint path that are fetched to (or read as) a local file and then checked
@@ -58,6 +58,8 @@ dicts' ``OrderedDict`` only; hyperparameters, loop progress, callback and data-o
 plain dicts, lists, numbers and strings."""
 
 UNPICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+WEIGHTS_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error: ([^\n]*?)(?:\. Please .*)?$", re.MULTILINE)
+"""torch's own reason in its refusal of a weights-only load, without its advice."""
 URL_PREFIX = re.compile(r"[\w.+-]+:+/*")
 """A URL's scheme with what separates it from the rest (``s3://``, ``data:``, ``simplecache::``)."""
 
@@ -86,6 +88,37 @@ def checkpoint_file_problem(path: str | PathLike[str]) -> str | None:
     if head[:1] == b"\x80" and LEGACY_TORCH_MAGIC in head:  # after the protocol (and frame) header
         return None
     return f"is not a torch checkpoint (neither a torch zip archive nor a legacy torch file; it starts with {head[:8]!r})"
+
+
+def missing_file_problem(path: str | PathLike[str]) -> str | None:
+    """Why a local checkpoint path names no file (``"does not exist"``, ``"is a folder, not a
+    checkpoint file"``), completing a sentence that starts with the path; None for a file."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not a checkpoint file"
+    return None if path.is_file() else "does not exist"
+
+
+def require_checkpoint_file(path: str | PathLike[str]) -> None:
+    """Refuse a local checkpoint path that names no file (:func:`missing_file_problem`).
+
+    Raises:
+        UserFileError: one line naming ``path``.
+    """
+    problem = missing_file_problem(path)
+    if problem is not None:
+        where = ": give the path of the checkpoint file in it" if Path(path).is_dir() else ""
+        raise UserFileError(f"checkpoint {path} {problem}{where}")
+
+
+def refused_pickle_content(error: pickle.UnpicklingError) -> str:
+    """What a weights-only load refused in a pickle, from torch's refusal ``error``: ``"a pickled
+    posix.system"``, without torch's advice to load the file unchecked."""
+    found = UNPICKLED_GLOBAL.search(str(error))
+    if found:
+        return f"a pickled {found.group(1)}"
+    reason = WEIGHTS_UNPICKLER_ERROR.search(str(error))
+    return f"something a weights-only load refuses ({reason.group(1) if reason else type(error).__name__})"
 
 
 def checkpoint_scheme(path: str | PathLike[str]) -> str:
@@ -245,10 +278,9 @@ def check_resume_checkpoint(path: str | PathLike[str]) -> None:
             with _allowed(RESUME_CHECKPOINT_GLOBALS):
                 payload = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
         except pickle.UnpicklingError as error:
-            found = UNPICKLED_GLOBAL.search(str(error))
-            what = f"a pickled {found.group(1)}" if found else f"something a weights-only load refuses ({render(error)})"
             raise RefusedCheckpointError(
-                f"checkpoint {path} holds {what}, which no checkpoint of this project holds: refused, not executed"
+                f"checkpoint {path} holds {refused_pickle_content(error)}, which no checkpoint of this project holds: "
+                "refused, not executed"
             ) from None
         except Exception as error:  # torch's zip reader raises RuntimeError, OSError, ...
             problem = f"is corrupt ({render(error)})"
