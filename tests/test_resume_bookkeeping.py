@@ -99,6 +99,7 @@ def test_resuming_twice_continues_the_same_files_and_names_overruled_flags(in_co
     assert len(overruled) == 1 and "\n" not in overruled[0]
     assert "--model.agg_arch GeM (the checkpoint's: SALAD)" in overruled[0]
     assert "--model.lr 6e-05 (the checkpoint's: 0.001)" in overruled[0]
+    assert "lr_sched_args" not in overruled[0]  # null in the run's config.yaml: the model computed it
     assert not [message for message in messages if "won't be reloaded" in message or "exists and is not empty" in message]
     ranking = next(callback for callback in trainer.checkpoint_callbacks if callback.monitor)
     assert sorted(Path(path).name.split("-R1=")[0] for path in ranking.best_k_models) == ["epoch00-step6", "epoch01-step12"]

@@ -96,14 +96,16 @@ class RandomStateCheckpoint(Callback):
 def overruled_settings(given: dict[str, Any], resumed: dict[str, Any], defaults: dict[str, Any],
                        explicit: Collection[str] = ()) -> list[str]:
     """``--model.<key> <given> (the checkpoint's: <value>)`` for each model setting the user gave
-    (named in ``explicit``, or changed from its default) that the checkpoint's hyperparameters replace."""
+    (named in ``explicit``, or changed from its default) that the checkpoint's hyperparameters replace;
+    ``None`` (the model computes the value, as a run's saved ``config.yaml`` holds it) overrules nothing."""
     def differs(mine: Any, theirs: Any) -> bool:  # a dict setting: the keys given (the model adds some)
         if isinstance(mine, dict) and isinstance(theirs, dict):
             return any(key not in theirs or differs(value, theirs[key]) for key, value in mine.items())
         return mine != theirs
 
     return [f"--model.{key} {given[key]} (the checkpoint's: {resumed[key]})" for key in given
-            if key in resumed and differs(given[key], resumed[key]) and (key in explicit or given[key] != defaults.get(key))]
+            if key in resumed and given[key] is not None and differs(given[key], resumed[key])
+            and (key in explicit or given[key] != defaults.get(key))]
 
 
 def explicit_model_keys(args: Sequence[str], config_files: Sequence[str]) -> set[str]:
