@@ -23,19 +23,6 @@ from utils.checkpoint_files import remove_downloads
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 
-LONGEST_FILES = ("test_benches.py", "test_cross_product.py", "test_distributed.py", "test_eval_cli.py",
-                 "test_zoo_release.py", "test_readme.py", "test_dinov3.py", "test_msls_cliques.py", "test_demo.py",
-                 "test_train_cli.py")
-"""The test files that take longest (30 to 60 s each on 2 Xeon cores, docs/FIGURES.md), longest first."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest files first: ``make test``'s two workers take a file each at a time, in this
-    order, so the last files dealt are short ones and neither worker ends with a long file alone."""
-    order = {name: index for index, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: order.get(item.path.name, len(LONGEST_FILES)))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread_per_worker() -> None:
     """One intra-op thread per xdist worker (after collection, where some modules ask for two), and
