@@ -175,6 +175,24 @@ def test_store_writes_rows_in_place_and_maps_them(tmp_path: Path) -> None:
     assert store.missing(store.chunks) == []
 
 
+def test_a_chunk_whose_images_were_replaced_at_the_same_paths_is_computed_again(tmp_path: Path, caplog) -> None:
+    from dataloaders.eval_sets import EvalSet
+    from utils.evaluation.pipeline import images_fingerprint
+
+    for name in ("a.jpg", "b.jpg", "q.jpg"):
+        (tmp_path / name).write_bytes(b"an image")
+    eval_set = EvalSet("folders", tmp_path, ["a.jpg", "b.jpg"], ["q.jpg"])
+    store = DescriptorStore(tmp_path / "store", {"model": "m"}, {"database": 2, "queries": 1}, chunk_size=1,
+                            fingerprint=images_fingerprint(eval_set))
+    for chunk in store.chunks:
+        store.write(chunk, np.ones((1, 3), dtype=np.float32))
+    assert store.missing(store.chunks) == []
+    (tmp_path / "b.jpg").write_bytes(b"another image, same path")  # replaced between a run and its resume
+    with caplog.at_level(logging.WARNING):
+        assert [chunk.name for chunk in store.missing(store.chunks)] == ["database_00001"]
+    assert "database chunk 1 of store (rows 1-1): its images changed since it was computed" in caplog.text
+
+
 def test_memory_mapped_database_is_searched_in_blocks_with_the_in_memory_rankings(tmp_path: Path, monkeypatch) -> None:
     faiss = pytest.importorskip("faiss")
     rng = np.random.default_rng(0)

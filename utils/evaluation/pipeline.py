@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,7 @@ from utils.evaluation.distributed import DistributedContext
 from utils.evaluation.inference import Precision, autocast_context, compute_descriptors, default_device, iterate_descriptors
 from utils.evaluation.streaming import (
     DEFAULT_CHUNK_SIZE,
+    Chunk,
     ChunkWriter,
     DescriptorStore,
     SidedDescriptors,
@@ -267,7 +268,7 @@ class Evaluator:
         if context.is_main:  # rank 0 writes the identity (or refuses another) before the others read it
             DescriptorStore(folder, identity, sides, self.options.chunk_size)
         context.barrier()
-        store = DescriptorStore(folder, identity, sides, self.options.chunk_size)
+        store = DescriptorStore(folder, identity, sides, self.options.chunk_size, images_fingerprint(eval_set))
         mine = [chunk for number, chunk in enumerate(store.chunks) if owner(number, context.world_size) == context.rank]
         todo = store.missing(mine)
         if len(todo) < len(mine):
@@ -449,6 +450,27 @@ def image_list_sha256(eval_set: EvalSet) -> str:
     """SHA-256 of the set's image paths, in order (database then queries)."""
     paths = "\n".join(map(str, eval_set.image_paths()))
     return hashlib.sha256(paths.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def images_fingerprint(eval_set: EvalSet) -> Callable[[Chunk], str]:
+    """A chunk's fingerprint for :class:`utils.evaluation.streaming.DescriptorStore`: the SHA-256 of
+    the size and modification time of each of its images (an image replaced at the same path
+    between a run and its resume changes it)."""
+    images = eval_set.image_paths()
+    paths = {"database": images[:eval_set.num_db], "queries": images[eval_set.num_db:]}
+
+    def fingerprint(chunk: Chunk) -> str:
+        digest = hashlib.sha256()
+        for path in paths[chunk.side][chunk.start:chunk.stop]:
+            try:
+                status = path.stat()
+                digest.update(f"{status.st_size} {status.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(b"missing\n")
+        return digest.hexdigest()
+
+    return fingerprint
+
 
 def resolve_device(name: str | None) -> torch.device:
     """``name`` as a torch device that exists here (``None``: CUDA when available)."""

@@ -28,7 +28,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,13 +196,17 @@ class DescriptorStore:
             list): a folder made with another identity is refused, never mixed.
         sides: rows of each side, e.g. ``{"database": N, "queries": M}``.
         chunk_size: rows per chunk.
+        fingerprint: what a chunk's rows are computed from, as a string (the images' sizes and
+            modification times): stored in its record, and a chunk whose inputs no longer give the
+            same one is computed again.
 
     Raises:
         UserError: the folder holds descriptors of another identity, or without one
             (:func:`check_identity`).
     """
 
-    def __init__(self, folder: Path, identity: Mapping[str, Any], sides: Mapping[str, int], chunk_size: int) -> None:
+    def __init__(self, folder: Path, identity: Mapping[str, Any], sides: Mapping[str, int], chunk_size: int,
+                 fingerprint: Callable[[Chunk], str] | None = None) -> None:
         if chunk_size < 1:
             raise UserError(f"chunk_size={chunk_size} must be at least 1")
         self.folder = Path(folder)
@@ -211,6 +215,7 @@ class DescriptorStore:
         self.identity = store_identity(identity, self.sides, chunk_size)
         self.identity_sha256 = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()
         self.chunks = plan_chunks(self.sides, chunk_size)
+        self.fingerprint = fingerprint
         known = check_identity(self.folder, self.identity)
         (self.folder / "chunks").mkdir(parents=True, exist_ok=True)
         if not known:
@@ -252,13 +257,15 @@ class DescriptorStore:
         except (OSError, ValueError, TypeError):
             data = b""
         if hashlib.sha256(data).hexdigest() != record.get("sha256"):
-            log.warning(
-                "%s chunk %d of %s (rows %d-%d): its bytes changed since they were written; computing it again",
-                chunk.side, chunk.index, self.folder.name, chunk.start, chunk.stop - 1,
-            )
-            self.record_path(chunk).unlink(missing_ok=True)
-            return False
-        return True
+            changed = "its bytes changed since they were written"
+        elif self.fingerprint is not None and record.get("images") != self.fingerprint(chunk):
+            changed = "its images changed since it was computed (their size or modification time)"
+        else:
+            return True
+        log.warning("%s chunk %d of %s (rows %d-%d): %s; computing it again",
+                    chunk.side, chunk.index, self.folder.name, chunk.start, chunk.stop - 1, changed)
+        self.record_path(chunk).unlink(missing_ok=True)
+        return False
 
     def missing(self, chunks: Iterable[Chunk]) -> list[Chunk]:
         """The chunks of ``chunks`` that are not verified complete."""
@@ -298,6 +305,7 @@ class DescriptorStore:
         record = {
             "side": chunk.side, "index": chunk.index, "start": chunk.start, "stop": chunk.stop, "dim": dim,
             "sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "identity": self.identity_sha256,
+            **({"images": self.fingerprint(chunk)} if self.fingerprint is not None else {}),
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_atomically(self.record_path(chunk), lambda stream: stream.write(json.dumps(record).encode()))
