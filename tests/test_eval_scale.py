@@ -390,3 +390,14 @@ def test_chunk_records_of_another_identity_are_not_reused(tmp_path: Path) -> Non
     (tmp_path / "identity.json").write_text(json.dumps(store_identity({"model": "n"}, sides, 2)))  # replaced by hand
     other = DescriptorStore(tmp_path, {"model": "n"}, sides, chunk_size=2)
     assert other.missing(other.chunks) == other.chunks
+
+
+def test_a_side_file_cut_short_is_refused_before_any_chunk_is_computed(tmp_path: Path) -> None:
+    store = DescriptorStore(tmp_path, {"model": "m"}, {"database": 4, "queries": 1}, chunk_size=2)
+    store.write(store.chunks[0], np.ones((2, 3), dtype=np.float32))
+    database = tmp_path / "database.npy"
+    size = database.stat().st_size
+    os.truncate(database, size - 10)  # a copy or a disk that cut it
+    with pytest.raises(UserError, match=rf"^{database} is {size - 10} bytes, not the {size} of \[4, 3\] float32 "
+                                        r"descriptors: delete it to compute them again$"):
+        store.missing(store.chunks)

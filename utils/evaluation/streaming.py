@@ -268,8 +268,31 @@ class DescriptorStore:
         return False
 
     def missing(self, chunks: Iterable[Chunk]) -> list[Chunk]:
-        """The chunks of ``chunks`` that are not verified complete."""
+        """The chunks of ``chunks`` that are not verified complete.
+
+        Raises:
+            UserError: a side's file is not the size its recorded chunks imply (cut short, or
+                another file): before any chunk is computed, not after.
+        """
+        chunks = list(chunks)
+        for side in {chunk.side for chunk in chunks}:
+            dims = {record["dim"] for chunk in self.chunks if chunk.side == side
+                    if (record := self.record(chunk)) is not None and isinstance(record.get("dim"), int)}
+            path = self.side_path(side)
+            if len(dims) == 1 and path.is_file():
+                self.check_side_size(side, path.stat().st_size, dims.pop())
         return [chunk for chunk in chunks if not self.verified(chunk)]
+
+    def check_side_size(self, side: str, size: int, dim: int) -> None:
+        """Refuse a side's file of ``size`` bytes that is not ``[rows, dim]`` float32 descriptors.
+
+        Raises:
+            UserError: one line naming the file, both sizes and what to do.
+        """
+        expected = len(npy_header((self.sides[side], dim))) + self.sides[side] * dim * DTYPE.itemsize
+        if size != expected:
+            raise UserError(f"{self.side_path(side)} is {size} bytes, not the {expected} of [{self.sides[side]}, {dim}] "
+                            "float32 descriptors: delete it to compute them again")
 
     def unrecorded(self) -> list[Chunk]:
         """Chunks of the whole set without a record (after every rank has finished: none)."""
@@ -288,10 +311,9 @@ class DescriptorStore:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             current = os.fstat(descriptor).st_size
-            if current not in (0, size):
-                raise UserError(f"{path} is {current} bytes, not the {size} of [{self.sides[chunk.side]}, {dim}] "
-                                "float32 descriptors: delete it to compute them again")
-            if current == 0:
+            if current != 0:
+                self.check_side_size(chunk.side, current, dim)
+            else:
                 os.ftruncate(descriptor, size)
             os.pwrite(descriptor, header, 0)  # the same bytes from every process
             data = memoryview(rows).cast("B")
