@@ -283,13 +283,17 @@ class DescriptorStore:
                 self.check_side_size(side, path.stat().st_size, dims.pop())
         return [chunk for chunk in chunks if not self.verified(chunk)]
 
+    def side_bytes(self, side: str, dim: int) -> int:
+        """The size of a side's file of ``[rows, dim]`` float32 descriptors: its ``.npy`` header and rows."""
+        return len(npy_header((self.sides[side], dim))) + self.sides[side] * dim * DTYPE.itemsize
+
     def check_side_size(self, side: str, size: int, dim: int) -> None:
         """Refuse a side's file of ``size`` bytes that is not ``[rows, dim]`` float32 descriptors.
 
         Raises:
             UserError: one line naming the file, both sizes and what to do.
         """
-        expected = len(npy_header((self.sides[side], dim))) + self.sides[side] * dim * DTYPE.itemsize
+        expected = self.side_bytes(side, dim)
         if size != expected:
             raise UserError(f"{self.side_path(side)} is {size} bytes, not the {expected} of [{self.sides[side]}, {dim}] "
                             "float32 descriptors: delete it to compute them again")
@@ -306,7 +310,7 @@ class DescriptorStore:
             raise ValueError(f"{chunk.name}: {rows.shape[0]} rows for a chunk of {chunk.rows}")
         dim = rows.shape[1]
         header = npy_header((self.sides[chunk.side], dim))
-        size = len(header) + self.sides[chunk.side] * dim * DTYPE.itemsize
+        size = self.side_bytes(chunk.side, dim)
         path = self.side_path(chunk.side)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:

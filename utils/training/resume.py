@@ -27,7 +27,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from utils.atomic_write import remove_stale_temporaries, write_atomically
-from utils.checkpoint_files import check_resume_checkpoint, reads_checkpoint
+from utils.checkpoint_files import check_resume_checkpoint, missing_file_problem, reads_checkpoint
 from utils.errors import UserFileError
 from utils.training.loggers import run_loggers
 
@@ -59,10 +59,8 @@ def check_resume_path(ckpt_path: str | PathLike[str] | None) -> str | PathLike[s
     if Path(ckpt_path).is_file():
         check_resume_checkpoint(ckpt_path)
     elif str(ckpt_path) not in LIGHTNING_CHECKPOINT_KEYWORDS:
-        what = "is a folder, not a checkpoint file" if Path(ckpt_path).is_dir() else "does not exist"
-        raise UserFileError(f"ckpt_path={ckpt_path} {what}")
+        raise UserFileError(f"ckpt_path={ckpt_path} {missing_file_problem(ckpt_path)}")
     return ckpt_path
-
 
 
 class RandomStateCheckpoint(Callback):
